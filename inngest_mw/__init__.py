@@ -1,0 +1,78 @@
+"""inngest-mw: a middleware-centric Python SDK for Inngest durable functions.
+
+``Inngest(app_id=...)`` defines functions with ``@client.create_function(...)``; steps live on
+``ctx.step``; every execution and every send passes through the ordered hook pipeline
+(``Middleware`` / ``MiddlewareSync``). Serve with an adapter such as ``inngest_mw_asgi.serve``.
+"""
+
+from inngest_mw._const import VERSION
+from inngest_mw.client import Inngest
+from inngest_mw.config import (
+    Batch,
+    Cancel,
+    Concurrency,
+    Debounce,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+    TriggerCron,
+    TriggerEvent,
+)
+from inngest_mw.context import Context, ContextKey, ContextSync
+from inngest_mw.errors import NonRetriableError, RetryAfterError, SendEventsError, StepError
+from inngest_mw.event import Event, SendEventsResult
+from inngest_mw.function import Function
+from inngest_mw.handler import CommHandler, CommRequest, CommResponse
+from inngest_mw.memo import StepMemos
+from inngest_mw.pipeline import (
+    Middleware,
+    MiddlewareSync,
+    StepInfo,
+    TransformOutputResult,
+)
+from inngest_mw.serializer import PydanticSerializer, Serializer
+from inngest_mw.step import Group, GroupSync, Step, StepSync
+
+__version__ = VERSION
+
+__all__ = [
+    "Batch",
+    "Cancel",
+    "CommHandler",
+    "CommRequest",
+    "CommResponse",
+    "Concurrency",
+    "Context",
+    "ContextKey",
+    "ContextSync",
+    "Debounce",
+    "Event",
+    "Function",
+    "Group",
+    "GroupSync",
+    "Inngest",
+    "Middleware",
+    "MiddlewareSync",
+    "NonRetriableError",
+    "Priority",
+    "PydanticSerializer",
+    "RateLimit",
+    "RetryAfterError",
+    "SendEventsError",
+    "SendEventsResult",
+    "Serializer",
+    "Singleton",
+    "Step",
+    "StepError",
+    "StepInfo",
+    "StepMemos",
+    "StepSync",
+    "Throttle",
+    "Timeouts",
+    "TransformOutputResult",
+    "TriggerCron",
+    "TriggerEvent",
+    "__version__",
+]

@@ -1,0 +1,370 @@
+"""The ``Inngest`` client: configuration, function definition and sending events.
+
+Every send goes through the hook pipeline: ``before_send_events`` -> ``wrap_send`` (around the HTTP
+call) -> ``after_send_events``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as _dt
+import json
+import logging
+import os
+import random
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, overload
+
+import httpx
+
+from inngest_mw import signature
+from inngest_mw._const import (
+    DEV_EVENT_KEY,
+    MAX_EVENT_BYTES,
+    MAX_EVENTS_PER_SEND,
+    REQ_VERSION,
+    SDK_HEADER,
+    Header,
+)
+from inngest_mw.config import (
+    Batch,
+    Cancel,
+    Concurrency,
+    Debounce,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+    TriggerCron,
+    TriggerEvent,
+)
+from inngest_mw.errors import ConfigError, SendEventsError
+from inngest_mw.event import Event, SendEventsResult
+from inngest_mw.function import Function, Handler, validate_options
+from inngest_mw.pipeline import HookTable, MiddlewareFactory, PipelineSpec
+from inngest_mw.serializer import Serializer
+from inngest_mw.settings import Settings, resolve
+
+__all__ = ["Inngest"]
+
+T = TypeVar("T")
+_SEND_ATTEMPTS = 5
+
+
+class Inngest:
+    """An Inngest app: ``Inngest(app_id="shop")``; dev mode via ``is_production=False`` or ``INNGEST_DEV``."""
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        is_production: bool | None = None,
+        api_base_url: str | None = None,
+        event_api_base_url: str | None = None,
+        event_key: str | None = None,
+        signing_key: str | None = None,
+        env: str | None = None,
+        app_version: str | None = None,
+        logger: logging.Logger | None = None,
+        middleware: Sequence[MiddlewareFactory] | None = None,
+        request_timeout: int | _dt.timedelta | None = None,
+        serializer: Serializer | None = None,
+    ) -> None:
+        if not isinstance(app_id, str) or not app_id.strip():
+            raise ConfigError("app_id: must be a non-empty string")
+        self.app_id = app_id
+        self.app_version = app_version
+        self.logger = logger or logging.getLogger("inngest_mw.app")
+        self.serializer = serializer
+        self.settings: Settings = resolve(
+            is_production=is_production,
+            api_base_url=api_base_url,
+            event_api_base_url=event_api_base_url,
+            signing_key=signing_key,
+            event_key=event_key,
+            env=env,
+        )
+        if isinstance(request_timeout, _dt.timedelta):
+            self.request_timeout = request_timeout.total_seconds()
+        else:
+            self.request_timeout = (request_timeout or 30_000) / 1000
+        self.middleware = PipelineSpec(list(middleware or []))
+        self._async_http: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, httpx.AsyncClient
+        ] = weakref.WeakKeyDictionary()
+        self._sync_http: httpx.Client | None = None
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def is_dev(self) -> bool:
+        return self.settings.is_dev
+
+    @property
+    def is_production(self) -> bool:
+        return not self.settings.is_dev
+
+    @property
+    def api_origin(self) -> str:
+        return self.settings.api_origin
+
+    @property
+    def event_api_origin(self) -> str:
+        return self.settings.event_api_origin
+
+    @property
+    def signing_key(self) -> str | None:
+        return self.settings.signing_key
+
+    @property
+    def signing_key_fallback(self) -> str | None:
+        return self.settings.signing_key_fallback
+
+    @property
+    def event_key(self) -> str | None:
+        return self.settings.event_key
+
+    @property
+    def env(self) -> str | None:
+        return self.settings.env
+
+    def add_middleware(self, middleware: MiddlewareFactory) -> None:
+        self.middleware = self.middleware + PipelineSpec([middleware])
+
+    def outbound_headers(self, key: str | None = None) -> dict[str, str]:
+        """Headers for every request to Inngest; ``key`` picks the signing key for the bearer."""
+        headers = {
+            Header.SDK: SDK_HEADER,
+            "user-agent": SDK_HEADER,
+            Header.REQ_VERSION: REQ_VERSION,
+        }
+        key = key or self.settings.signing_key
+        if key:
+            headers[Header.AUTHORIZATION] = signature.bearer_token(key)
+        if self.settings.env:
+            headers[Header.ENV] = self.settings.env
+        return headers
+
+    # -- functions -----------------------------------------------------------------------
+
+    def create_function(
+        self,
+        *,
+        fn_id: str,
+        trigger: TriggerEvent | TriggerCron | Sequence[TriggerEvent | TriggerCron],
+        name: str | None = None,
+        retries: int | None = None,
+        timeouts: Timeouts | None = None,
+        batch_events: Batch | None = None,
+        concurrency: int | Concurrency | Sequence[Concurrency] | None = None,
+        rate_limit: RateLimit | None = None,
+        throttle: Throttle | None = None,
+        debounce: Debounce | None = None,
+        cancel: Cancel | Sequence[Cancel] | None = None,
+        idempotency: str | None = None,
+        priority: Priority | None = None,
+        singleton: Singleton | None = None,
+        on_failure: Handler | None = None,
+        middleware: Sequence[MiddlewareFactory] | None = None,
+        output_type: object = None,
+    ) -> Callable[[Callable[..., Any]], Function[Any]]:
+        """Decorate a handler ``(ctx) -> result`` (sync or async); options are validated now."""
+        options = validate_options(
+            fn_id=fn_id,
+            name=name,
+            triggers=trigger if isinstance(trigger, TriggerEvent | TriggerCron) else list(trigger),
+            retries=retries,
+            timeouts=timeouts,
+            batch_events=batch_events,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+            throttle=throttle,
+            debounce=debounce,
+            cancel=cancel,
+            idempotency=idempotency,
+            priority=priority,
+            singleton=singleton,
+        )
+        spec = PipelineSpec(list(middleware or []))
+
+        def decorator(handler: Callable[..., Any]) -> Function[Any]:
+            if not callable(handler):
+                raise ConfigError(f"create_function({fn_id!r}) must decorate a function")
+            return Function(
+                app_id=self.app_id,
+                options=options,
+                handler=handler,
+                on_failure=on_failure,
+                middleware=spec.factories,
+                output_type=output_type,
+            )
+
+        return decorator
+
+    # -- events --------------------------------------------------------------------------
+
+    @overload
+    async def send(self, events: Event, *, skip_middleware: bool = False) -> list[str]: ...
+    @overload
+    async def send(
+        self, events: Sequence[Event], *, skip_middleware: bool = False
+    ) -> list[str]: ...
+    async def send(
+        self, events: Event | Sequence[Event], *, skip_middleware: bool = False
+    ) -> list[str]:
+        """Send events; returns their IDs. ``SendEventsError.ids`` lists any accepted before a failure."""
+        batch = [events] if isinstance(events, Event) else list(events)
+        hooks = HookTable([]) if skip_middleware else self.middleware.build(self, None)
+        return await self._send_with(batch, hooks)
+
+    def send_sync(
+        self, events: Event | Sequence[Event], *, skip_middleware: bool = False
+    ) -> list[str]:
+        """Blocking ``send``."""
+        batch = [events] if isinstance(events, Event) else list(events)
+        hooks = HookTable([]) if skip_middleware else self.middleware.build(self, None)
+        return self._send_with_sync(batch, hooks)
+
+    async def _send_with(self, events: list[Event], hooks: HookTable) -> list[str]:
+        replaced = await hooks.acall("before_send_events", events)
+        batch: list[Event] = events if replaced is None else list(replaced)
+        request = self._prepare_send(batch)
+        result = SendEventsResult()
+        try:
+            ids: list[str] = await hooks.awrap(
+                "wrap_send", lambda: self._post_events(request), batch
+            )
+        except SendEventsError as exc:
+            result.ids, result.error = exc.ids, exc.message
+            await hooks.acall("after_send_events", result)
+            raise
+        result.ids = ids
+        await hooks.acall("after_send_events", result)
+        return ids
+
+    def _send_with_sync(self, events: list[Event], hooks: HookTable) -> list[str]:
+        replaced = hooks.call("before_send_events", events)
+        batch: list[Event] = events if replaced is None else list(replaced)
+        request = self._prepare_send(batch)
+        result = SendEventsResult()
+        try:
+            ids: list[str] = hooks.wrap("wrap_send", lambda: self._post_events_sync(request), batch)
+        except SendEventsError as exc:
+            result.ids, result.error = exc.ids, exc.message
+            hooks.call("after_send_events", result)
+            raise
+        result.ids = ids
+        hooks.call("after_send_events", result)
+        return ids
+
+    def _prepare_send(self, events: list[Event]) -> tuple[str, bytes, dict[str, str]]:
+        if len(events) > MAX_EVENTS_PER_SEND:
+            raise SendEventsError(
+                f"at most {MAX_EVENTS_PER_SEND} events per send, got {len(events)}"
+            )
+        now = int(time.time() * 1000)
+        payload = []
+        for event in events:
+            wire = event.to_wire()
+            wire.setdefault("ts", now)
+            encoded = json.dumps(wire, separators=(",", ":"))
+            if len(encoded) > MAX_EVENT_BYTES:
+                raise SendEventsError(
+                    f"event {event.name!r} is {len(encoded)} bytes; the limit is {MAX_EVENT_BYTES}"
+                )
+            payload.append(encoded)
+        key = self.settings.event_key
+        if not key:
+            if not self.is_dev:
+                raise SendEventsError(
+                    "no event key: pass Inngest(event_key=...) or set INNGEST_EVENT_KEY"
+                )
+            key = DEV_EVENT_KEY
+        headers = self.outbound_headers()
+        headers[Header.CONTENT_TYPE] = "application/json"
+        entropy = base64.b64encode(os.urandom(10)).decode()
+        headers[Header.EVENT_ID_SEED] = f"{now},{entropy}"
+        url = f"{self.settings.event_api_origin}e/{key}"
+        return url, ("[" + ",".join(payload) + "]").encode(), headers
+
+    @staticmethod
+    def _send_outcome(response: httpx.Response) -> list[str] | None:
+        """IDs on success, ``None`` to retry; raises ``SendEventsError`` on a final failure."""
+        if response.status_code >= 500:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            raise SendEventsError(
+                f"event API answered {response.status_code} with a non-JSON body"
+            ) from None
+        ids = body.get("ids") if isinstance(body, dict) else None
+        ids = [str(i) for i in ids] if isinstance(ids, list) else []
+        error = body.get("error") if isinstance(body, dict) else None
+        if response.status_code >= 400 or error:
+            raise SendEventsError(
+                f"event API refused the events ({response.status_code}): {error or body}", ids
+            )
+        return ids
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        return float(0.1 * 2**attempt + random.uniform(0, 0.1))
+
+    async def _post_events(self, request: tuple[str, bytes, dict[str, str]]) -> list[str]:
+        url, body, headers = request
+        http = self.async_http()
+        last = "no attempt made"
+        for attempt in range(_SEND_ATTEMPTS):
+            try:
+                response = await http.post(
+                    url, content=body, headers=headers, timeout=self.request_timeout
+                )
+                ids = self._send_outcome(response)
+                if ids is not None:
+                    return ids
+                last = f"event API answered {response.status_code}"
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if attempt + 1 < _SEND_ATTEMPTS:
+                await asyncio.sleep(self._backoff(attempt))
+        raise SendEventsError(f"sending events failed after {_SEND_ATTEMPTS} attempts: {last}")
+
+    def _post_events_sync(self, request: tuple[str, bytes, dict[str, str]]) -> list[str]:
+        url, body, headers = request
+        http = self.sync_http()
+        last = "no attempt made"
+        for attempt in range(_SEND_ATTEMPTS):
+            try:
+                response = http.post(
+                    url, content=body, headers=headers, timeout=self.request_timeout
+                )
+                ids = self._send_outcome(response)
+                if ids is not None:
+                    return ids
+                last = f"event API answered {response.status_code}"
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if attempt + 1 < _SEND_ATTEMPTS:
+                time.sleep(self._backoff(attempt))
+        raise SendEventsError(f"sending events failed after {_SEND_ATTEMPTS} attempts: {last}")
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def async_http(self) -> httpx.AsyncClient:
+        """One pooled async HTTP client per event loop."""
+        loop = asyncio.get_running_loop()
+        client = self._async_http.get(loop)
+        if client is None:
+            client = httpx.AsyncClient()
+            self._async_http[loop] = client
+        return client
+
+    def sync_http(self) -> httpx.Client:
+        if self._sync_http is None:
+            self._sync_http = httpx.Client()
+        return self._sync_http

@@ -1,0 +1,88 @@
+"""What a function handler receives: the event(s), run metadata, the step tools and typed values
+that middleware injected (``ContextKey``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from inngest_mw.event import Event
+
+if TYPE_CHECKING:
+    from inngest_mw.step import Group, GroupSync, Step, StepSync
+
+__all__ = ["Context", "ContextKey", "ContextSync"]
+
+T = TypeVar("T")
+D = TypeVar("D")
+_MISSING: Any = object()
+
+
+class ContextKey(Generic[T]):
+    """A typed slot for dependency injection: middleware calls ``ctx.set(DB, db)`` in
+    ``transform_input`` and the handler reads ``ctx.get(DB)`` (or ``ctx[DB]``), typed as ``T``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"ContextKey({self.name!r})"
+
+
+@dataclass(slots=True, kw_only=True)
+class _ContextBase:
+    event: Event
+    events: list[Event]
+    run_id: str
+    attempt: int
+    max_attempts: int | None
+    function_id: str
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    request_id: str | None = None
+    job_id: str | None = None
+    _values: dict[ContextKey[Any], Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def is_final_attempt(self) -> bool:
+        return self.max_attempts is not None and self.attempt + 1 >= self.max_attempts
+
+    def set(self, key: ContextKey[T], value: T) -> None:
+        self._values[key] = value
+
+    @overload
+    def get(self, key: ContextKey[T]) -> T: ...
+    @overload
+    def get(self, key: ContextKey[T], default: D) -> T | D: ...
+    def get(self, key: ContextKey[T], default: Any = _MISSING) -> Any:
+        """The value injected under ``key``; ``KeyError`` naming it when absent and no default."""
+        try:
+            return self._values[key]
+        except KeyError:
+            if default is _MISSING:
+                raise KeyError(
+                    f"{key!r} was not set: add the middleware that provides it to the client "
+                    "or function"
+                ) from None
+            return default
+
+    def __getitem__(self, key: ContextKey[T]) -> T:
+        return self.get(key)
+
+
+@dataclass(slots=True, kw_only=True)
+class Context(_ContextBase):
+    """Context of an async function: ``await ctx.step.run(...)``."""
+
+    step: Step
+    group: Group
+
+
+@dataclass(slots=True, kw_only=True)
+class ContextSync(_ContextBase):
+    """Context of a sync function: ``ctx.step.run(...)``."""
+
+    step: StepSync
+    group: GroupSync

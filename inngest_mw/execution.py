@@ -1,0 +1,333 @@
+"""One call request through the pipeline: build the context, run the handler, collect the outcome.
+
+``execute`` (async) and ``execute_sync`` drive the same sequence (DESIGN.md §2); everything that is
+not a hook call or the handler call is shared: parsing the call body, the end-of-request outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import pydantic
+
+from inngest_mw import serializer as _ser
+from inngest_mw._const import MAX_STEPS_PER_RUN, UNSPECIFIED_STEP_ID
+from inngest_mw.context import Context, ContextSync
+from inngest_mw.errors import Error, NonRetriableError
+from inngest_mw.event import Event
+from inngest_mw.memo import (
+    Memo,
+    Op,
+    PlannedInterrupt,
+    ResponseInterrupt,
+    SkipInterrupt,
+    StepCore,
+    StepMemos,
+    parse_memos,
+    serialize_error,
+)
+from inngest_mw.pipeline import EMPTY, HookTable, OutputStep, TransformOutputResult
+from inngest_mw.step import Group, GroupSync, Step, StepSync
+
+if TYPE_CHECKING:
+    from inngest_mw.client import Inngest
+    from inngest_mw.function import Function, Handler, HandlerAsync, HandlerSync
+
+__all__ = ["BodyError", "CallRequest", "CallResult", "execute", "execute_sync", "parse_call"]
+
+
+class BodyError(Error):
+    """The call request body is not what the protocol defines."""
+
+    code = "body_invalid"
+    retriable = False
+
+
+@dataclass(slots=True)
+class CallRequest:
+    """The parts of a call body the SDK uses, parsed once."""
+
+    event: Event
+    events: list[Event]
+    steps: dict[str, Memo]
+    run_id: str
+    attempt: int
+    max_attempts: int | None
+    stack: list[str]
+    disable_immediate: bool
+    use_api: bool
+    raw_steps: Any = None
+
+
+def _field(mapping: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
+    value = mapping.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise BodyError(f"call body field {name!r} must be {kind.__name__}")
+    return value
+
+
+def parse_call(body: object) -> CallRequest:
+    """Validate and unpack a call body; ``BodyError`` says which field is wrong."""
+    if not isinstance(body, dict):
+        raise BodyError("call body must be a JSON object")
+    ctx = _field(body, "ctx", dict, {})
+    use_api = bool(body.get("use_api") or ctx.get("use_api"))
+    try:
+        raw_events = body.get("events") or ([body["event"]] if body.get("event") else [])
+        if not isinstance(raw_events, list):
+            raise BodyError("call body field 'events' must be a list")
+        events = [Event.model_validate(e) for e in raw_events]
+        event = Event.model_validate(body["event"]) if body.get("event") else None
+    except pydantic.ValidationError as exc:
+        raise BodyError(f"call body has an invalid event: {exc.errors()[0]['msg']}") from None
+    if event is None:
+        if events:
+            event = events[0]
+        elif use_api:
+            event = Event(name="inngest/use_api")
+        else:
+            raise BodyError("call body has no 'event'")
+    stack = _field(_field(ctx, "stack", dict, {}), "stack", list, [])
+    raw_steps = body.get("steps")
+    if raw_steps is not None and not isinstance(raw_steps, dict):
+        raise BodyError("call body field 'steps' must be an object")
+    return CallRequest(
+        event=event,
+        events=events or [event],
+        steps=parse_memos(raw_steps),
+        run_id=str(_field(ctx, "run_id", str, "")),
+        attempt=_field(ctx, "attempt", int, 0),
+        max_attempts=ctx.get("max_attempts") if isinstance(ctx.get("max_attempts"), int) else None,
+        stack=[s for s in stack if isinstance(s, str)],
+        disable_immediate=bool(ctx.get("disable_immediate_execution", False)),
+        use_api=use_api,
+        raw_steps=raw_steps,
+    )
+
+
+@dataclass(slots=True)
+class CallResult:
+    """What the handler turns into a response."""
+
+    output: Any = EMPTY
+    error: BaseException | None = None
+    ops: list[Op] = field(default_factory=list)
+    retry_after: str | None = None
+    step_not_found: str | None = None
+    found_steps: list[str] = field(default_factory=list)
+    final_attempt: bool = False
+
+
+@dataclass(slots=True)
+class RequestMeta:
+    """Request-level facts the context exposes."""
+
+    step_id: str = UNSPECIFIED_STEP_ID
+    request_id: str | None = None
+    job_id: str | None = None
+
+
+def _core(call: CallRequest, meta: RequestMeta) -> StepCore:
+    target = None if meta.step_id == UNSPECIFIED_STEP_ID else meta.step_id
+    return StepCore(
+        memos=call.steps,
+        target=target,
+        disable_immediate=call.disable_immediate,
+        stack=call.stack,
+    )
+
+
+def _base_fields(
+    client: Inngest, fn: Function[Any], call: CallRequest, meta: RequestMeta
+) -> dict[str, Any]:
+    return {
+        "event": call.event,
+        "events": call.events,
+        "run_id": call.run_id,
+        "attempt": call.attempt,
+        "max_attempts": call.max_attempts,
+        "function_id": fn.id,
+        "logger": client.logger,
+        "request_id": meta.request_id,
+        "job_id": meta.job_id,
+    }
+
+
+def _is_first_request(call: CallRequest, core: StepCore) -> bool:
+    return call.attempt == 0 and not call.steps and core.target is None
+
+
+def _settle(
+    client: Inngest, core: StepCore, call: CallRequest, result: TransformOutputResult
+) -> CallResult:
+    """Turn the handler's outcome into a ``CallResult`` before ``transform_output`` runs."""
+    out = CallResult(found_steps=list(core.found), retry_after=core.retry_after)
+    if core.ops:
+        out.ops = core.ops
+        if len(core.ops) > MAX_STEPS_PER_RUN:
+            out.ops = []
+            result.error = NonRetriableError(
+                f"function reported {len(core.ops)} steps at once; the limit is {MAX_STEPS_PER_RUN}"
+            )
+        elif len(core.ops) == 1:
+            op = core.ops[0]
+            result.step = OutputStep(op.user_id, op.hashed_id, op.op, op.opts)
+            if op.has_data:
+                result.output = op.data
+            if op.exception is not None:
+                result.error = op.exception
+    elif core.target is not None and not core.target_found and result.error is None:
+        out.step_not_found = core.target
+    return out
+
+
+def _apply_output(result: TransformOutputResult, out: CallResult, client: Inngest) -> CallResult:
+    """Carry ``transform_output``'s changes into the result."""
+    if len(out.ops) == 1:
+        op = out.ops[0]
+        if op.has_data and result.has_output():
+            op.data = result.output
+        if (
+            op.exception is not None
+            and result.error is not None
+            and result.error is not op.exception
+        ):
+            op.error = serialize_error(result.error)
+        return out
+    if out.ops:
+        return out
+    if result.error is not None:
+        out.error = result.error
+    elif result.has_output():
+        out.output = result.output
+    else:
+        out.output = None
+    return out
+
+
+def _encode_output(client: Inngest, fn: Function[Any], value: Any) -> Any:
+    try:
+        return _ser.encode(client, value, fn.output_type)
+    except Exception as exc:
+        raise NonRetriableError(
+            f"function {fn.id!r} returned a value that is not JSON-serializable: {exc}"
+        ) from exc
+
+
+def _final(call: CallRequest, exc: BaseException) -> bool:
+    if isinstance(exc, Error) and not exc.retriable:
+        return True
+    return call.max_attempts is not None and call.attempt + 1 >= call.max_attempts
+
+
+async def execute(
+    client: Inngest,
+    fn: Function[Any],
+    handler: Handler,
+    call: CallRequest,
+    hooks: HookTable,
+    meta: RequestMeta,
+) -> CallResult:
+    """Run an async handler for one call request."""
+    core = _core(call, meta)
+    ctx = Context(
+        **_base_fields(client, fn, call, meta),
+        step=Step(client, core, hooks, call.attempt, call.max_attempts),
+        group=Group(core),
+    )
+    await hooks.acall("transform_input", ctx, fn, StepMemos(core.memos))
+    if not core.memos and core.boundary_due():
+        await hooks.acall("after_memoization")
+        await hooks.acall("before_execution")
+    if _is_first_request(call, core):
+        await hooks.aobserve("on_run_start", ctx)
+    result = TransformOutputResult()
+    returned = False
+
+    async def run() -> Any:
+        return await cast("HandlerAsync", handler)(ctx)
+
+    try:
+        value = await hooks.awrap("wrap_function", run, ctx)
+        result.output = _encode_output(client, fn, value)
+        returned = True
+    except ResponseInterrupt:
+        pass
+    except (SkipInterrupt, PlannedInterrupt):
+        pass
+    except Exception as exc:
+        result.error = exc
+    if core.boundary_due():
+        await hooks.acall("after_memoization")
+        await hooks.acall("before_execution")
+    await hooks.acall("after_execution")
+    out = _settle(client, core, call, result)
+    if len(out.ops) <= 1:
+        await hooks.acall("transform_output", result)
+    out = _apply_output(result, out, client)
+    if returned and out.error is None:
+        await hooks.aobserve("on_run_complete", ctx, out.output)
+    elif out.error is not None and not out.ops:
+        out.final_attempt = _final(call, out.error)
+        await hooks.aobserve("on_run_error", ctx, out.error, out.final_attempt)
+    await hooks.acall("before_response")
+    return out
+
+
+def execute_sync(
+    client: Inngest,
+    fn: Function[Any],
+    handler: Handler,
+    call: CallRequest,
+    hooks: HookTable,
+    meta: RequestMeta,
+) -> CallResult:
+    """Run a sync handler for one call request (the same sequence as ``execute``)."""
+    core = _core(call, meta)
+    ctx = ContextSync(
+        **_base_fields(client, fn, call, meta),
+        step=StepSync(client, core, hooks, call.attempt, call.max_attempts),
+        group=GroupSync(core),
+    )
+    hooks.call("transform_input", ctx, fn, StepMemos(core.memos))
+    if not core.memos and core.boundary_due():
+        hooks.call("after_memoization")
+        hooks.call("before_execution")
+    if _is_first_request(call, core):
+        hooks.observe("on_run_start", ctx)
+    result = TransformOutputResult()
+    returned = False
+    try:
+        sync_handler = cast("HandlerSync", handler)
+        value = hooks.wrap("wrap_function", lambda: sync_handler(ctx), ctx)
+        result.output = _encode_output(client, fn, value)
+        returned = True
+    except ResponseInterrupt:
+        pass
+    except (SkipInterrupt, PlannedInterrupt):
+        pass
+    except Exception as exc:
+        result.error = exc
+    if core.boundary_due():
+        hooks.call("after_memoization")
+        hooks.call("before_execution")
+    hooks.call("after_execution")
+    out = _settle(client, core, call, result)
+    if len(out.ops) <= 1:
+        hooks.call("transform_output", result)
+    out = _apply_output(result, out, client)
+    if returned and out.error is None:
+        hooks.observe("on_run_complete", ctx, out.output)
+    elif out.error is not None and not out.ops:
+        out.final_attempt = _final(call, out.error)
+        hooks.observe("on_run_error", ctx, out.error, out.final_attempt)
+    hooks.call("before_response")
+    return out
+
+
+logging.getLogger("inngest_mw").addHandler(logging.NullHandler())

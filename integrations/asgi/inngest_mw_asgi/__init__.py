@@ -1,0 +1,104 @@
+"""Serve inngest-mw functions as a pure ASGI app (Starlette, Litestar, Quart, uvicorn, ...).
+
+``serve(client, functions)`` returns an ASGI application answering GET/PUT/POST at ``serve_path``;
+mount it in any framework or run it directly with an ASGI server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+from inngest_mw import CommHandler, CommRequest, Function, Inngest
+from inngest_mw._const import DEFAULT_SERVE_PATH
+
+__all__ = ["InngestASGI", "serve"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class InngestASGI:
+    """An ASGI app for one client; requests to other paths get a 404 JSON answer."""
+
+    def __init__(self, handler: CommHandler, path: str) -> None:
+        self.handler = handler
+        self.path = path.rstrip("/") or "/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = (scope.get("root_path", "") + scope["path"]).rstrip("/") or "/"
+        if path != self.path and scope["path"].rstrip("/") != self.path:
+            await _send(send, 404, b'{"message":"not found"}', {"content-type": "application/json"})
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request = CommRequest(
+            method=scope["method"],
+            url=_url(scope, headers),
+            headers=headers,
+            body=bytes(body),
+            raw=scope,
+        )
+        response = await self.handler.handle(request)
+        await _send(send, response.status, response.body, response.headers)
+
+
+def _url(scope: Scope, headers: dict[str, str]) -> str:
+    scheme = scope.get("scheme", "http")
+    host = headers.get("host")
+    if host is None:
+        server = scope.get("server") or ("127.0.0.1", 80)
+        host = f"{server[0]}:{server[1]}"
+    path = scope.get("root_path", "") + scope["path"]
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
+
+
+async def _send(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+    raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    raw_headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def serve(
+    client: Inngest,
+    functions: Sequence[Function[Any]],
+    *,
+    serve_path: str | None = None,
+    serve_origin: str | None = None,
+    public_path: str | None = None,
+) -> InngestASGI:
+    """An ASGI app serving ``functions`` at ``serve_path`` (default ``/api/inngest``)."""
+    path = serve_path or client.settings.serve_path or DEFAULT_SERVE_PATH
+    handler = CommHandler(
+        client,
+        functions,
+        framework="asgi",
+        serve_origin=serve_origin,
+        serve_path=path,
+        public_path=public_path,
+    )
+    return InngestASGI(handler, path)

@@ -1,0 +1,121 @@
+"""Test support: real servers on 127.0.0.1 in background threads, and a call-request driver."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import uvicorn
+
+from inngest_mw import signature
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serve_asgi(app: Any) -> Iterator[str]:
+    """Run ``app`` under uvicorn on a free loopback port; yield its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def call_body(
+    *,
+    steps: dict[str, Any] | None = None,
+    event: dict[str, Any] | None = None,
+    attempt: int = 0,
+    max_attempts: int = 4,
+    disable_immediate: bool = False,
+    run_id: str = "01RUN",
+) -> dict[str, Any]:
+    ev = event or {"name": "test/event", "data": {"x": 1}, "id": "01EVT", "ts": 1700000000000}
+    steps = steps or {}
+    return {
+        "event": ev,
+        "events": [ev],
+        "steps": steps,
+        "ctx": {
+            "run_id": run_id,
+            "attempt": attempt,
+            "max_attempts": max_attempts,
+            "stack": {"stack": list(steps), "current": len(steps)},
+            "disable_immediate_execution": disable_immediate,
+            "use_api": False,
+        },
+        "version": 2,
+        "use_api": False,
+    }
+
+
+class Caller:
+    """Posts call requests to an SDK endpoint, optionally signed like the Inngest server signs."""
+
+    def __init__(self, url: str, signing_key: str | None = None) -> None:
+        self.url = url
+        self.signing_key = signing_key
+        self.http = httpx.Client(timeout=30)
+
+    def call(self, fn_id: str, body: dict[str, Any], step_id: str = "step") -> httpx.Response:
+        raw = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        headers = {"content-type": "application/json"}
+        if self.signing_key:
+            headers["x-inngest-signature"] = signature.sign(raw, self.signing_key)
+        return self.http.post(
+            self.url, params={"fnId": fn_id, "stepId": step_id}, content=raw, headers=headers
+        )
+
+    def run_to_completion(
+        self, fn_id: str, *, event: dict[str, Any] | None = None, limit: int = 50
+    ) -> tuple[httpx.Response, list[str]]:
+        """Drive a run like the executor: memoize StepRun, follow plans, sleeps resolve at once."""
+        steps: dict[str, Any] = {}
+        trace: list[str] = []
+        pending = ["step"]
+        disable = False
+        for _ in range(limit):
+            step_id = pending.pop(0) if pending else "step"
+            res = self.call(
+                fn_id, call_body(steps=steps, event=event, disable_immediate=disable), step_id
+            )
+            if res.status_code != 206:
+                return res, trace
+            ops = res.json()
+            if len(ops) > 1:
+                disable = True
+            for op in ops:
+                trace.append(f"{op['op']}:{op['displayName']}")
+                if op["op"] == "StepRun":
+                    steps[op["id"]] = {"data": op.get("data")}
+                elif op["op"] == "StepFailed":
+                    steps[op["id"]] = {"error": op["error"]}
+                elif op["op"] in ("Sleep",) or op["op"] == "WaitForEvent":
+                    steps[op["id"]] = None
+                elif op["op"] == "StepPlanned":
+                    pending.append(op["id"])
+                elif op["op"] == "StepError":
+                    raise AssertionError(f"unexpected retriable step error: {op}")
+        raise AssertionError("run did not finish")
