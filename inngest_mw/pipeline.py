@@ -280,13 +280,17 @@ MiddlewareFactory: TypeAlias = Callable[["Inngest", object], _MiddlewareBase]
 
 FORWARD_HOOKS: Final = (
     "transform_input",
-    "after_memoization",
     "before_execution",
     "before_response",
     "transform_step_input",
     "before_send_events",
 )
-REVERSED_HOOKS: Final = ("after_execution", "transform_output", "after_send_events")
+REVERSED_HOOKS: Final = (
+    "after_memoization",
+    "after_execution",
+    "transform_output",
+    "after_send_events",
+)
 OBSERVER_HOOKS: Final = (
     "on_run_start",
     "on_run_complete",

@@ -119,3 +119,49 @@ class Caller:
                 elif op["op"] == "StepError":
                     raise AssertionError(f"unexpected retriable step error: {op}")
         raise AssertionError("run did not finish")
+
+
+class EventSink:
+    """A minimal event API (``POST /e/{key}``) that records what it receives; a real HTTP peer."""
+
+    def __init__(self, fail_first: int = 0, status: int = 500) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.fail_first = fail_first
+        self.status = status
+        self.calls = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.calls += 1
+        if self.calls <= self.fail_first:
+            status, payload = self.status, {"error": "try again"}
+        else:
+            events = json.loads(body)
+            self.received.extend(events)
+            self.headers.append({k.decode(): v.decode() for k, v in scope["headers"]})
+            status, payload = (
+                200,
+                {
+                    "ids": [
+                        f"id-{len(self.received) - len(events) + i}" for i in range(len(events))
+                    ],
+                    "status": 200,
+                },
+            )
+        raw = json.dumps(payload).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": raw})
