@@ -1,0 +1,331 @@
+"""The engine's HTTP surface (Starlette): the Inngest Dev Server paths an SDK and the CLI use.
+
+Every response carries ``X-Inngest-Server-Kind``; with a signing key, all routes except
+``/health`` and ``/e/{key}`` require ``Authorization: Bearer`` with the plain or hashed key.
+Bad input always gets a 4xx JSON body with a reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inngest_mw.signature import hash_signing_key, strip_key_prefix
+from inngest_mw_dev.ids import new_ulid, ulid_from_seed
+from inngest_mw_dev.registration import RegistrationError, parse_registration
+from inngest_mw_dev.store import RunRow, Store
+
+if TYPE_CHECKING:
+    from inngest_mw_dev.engine import Engine
+
+__all__ = ["create_app", "normalize_events", "run_json"]
+
+MAX_EVENT_BYTES = 512 * 1024
+MAX_EVENTS = 5_000
+_MIN_TS_MS = 315_532_800_000  # 1980-01-01
+_MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status)
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def normalize_events(body: object, *, seed: str | None, now_ms: int) -> list[dict[str, Any]]:
+    """Validate an ingest body (one event or a list) and fill ``id``, ``ts``, ``data``, ``user``.
+
+    Raises ValueError with a message naming the offending event.
+    """
+    raw_events = body if isinstance(body, list) else [body]
+    if not raw_events:
+        raise ValueError("no events given")
+    if len(raw_events) > MAX_EVENTS:
+        raise ValueError(f"too many events: {len(raw_events)} (max {MAX_EVENTS})")
+    events: list[dict[str, Any]] = []
+    for index, raw in enumerate(raw_events):
+        where = f"event #{index}"
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where}: must be a JSON object")
+        if len(json.dumps(raw, separators=(",", ":"))) > MAX_EVENT_BYTES:
+            raise ValueError(f"{where}: larger than {MAX_EVENT_BYTES // 1024} KiB")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{where}: name must be a non-empty string")
+        data = raw.get("data")
+        data = {} if data is None else data
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: data must be a JSON object")
+        user = raw.get("user")
+        user = {} if user is None else user
+        if not isinstance(user, dict):
+            raise ValueError(f"{where}: user must be a JSON object")
+        ts = raw.get("ts") or 0
+        if isinstance(ts, bool) or not isinstance(ts, int | float):
+            raise ValueError(f"{where}: ts must be milliseconds since the epoch")
+        if ts and not _MIN_TS_MS <= ts <= _MAX_TS_MS:
+            raise ValueError(f"{where}: ts must be between 1980 and 2100 (in milliseconds)")
+        event_id = raw.get("id")
+        if not isinstance(event_id, str) or not event_id:
+            event_id = (ulid_from_seed(seed, index) if seed else None) or new_ulid(now_ms)
+        event = {**raw, "id": event_id, "name": name, "data": data, "user": user,
+                 "ts": int(ts) or now_ms}  # fmt: skip
+        events.append(event)
+    return events
+
+
+def run_json(store: Store, run: RunRow, *, detail: bool = True) -> dict[str, Any]:
+    """The public JSON shape of a run (``GET /v1/runs/{id}``)."""
+    out: dict[str, Any] = {
+        "run_id": run.id,
+        "function_id": run.function_id,
+        "app_id": run.app_id,
+        "status": run.status,
+        "output": run.output,
+        "error": run.error,
+        "event_id": run.event_id,
+        "queued_at": _iso(run.queued_at),
+        "run_started_at": _iso(run.started_at or run.queued_at),
+        "ended_at": _iso(run.ended_at),
+    }
+    if not detail:
+        return out
+    steps = []
+    for step in store.steps(run.id):
+        item: dict[str, Any] = {
+            "id": step.hash,
+            "name": step.name,
+            "op": step.op,
+            "status": step.status,
+            "attempts": step.attempts,
+            "started_at": _iso(step.started_at),
+            "ended_at": _iso(step.ended_at),
+            "duration_ms": round((step.ended_at - step.started_at) * 1000)
+            if step.ended_at and step.started_at
+            else None,
+        }
+        memo = step.memo
+        if isinstance(memo, dict) and set(memo) == {"error"}:
+            item["error"] = memo["error"]
+        elif step.memoized:
+            item["output"] = (
+                memo["data"] if isinstance(memo, dict) and set(memo) == {"data"} else memo
+            )
+        elif step.error is not None:
+            item["error"] = step.error
+        steps.append(item)
+    out["steps"] = steps
+    out["history"] = [
+        {"at": _iso(h.ts), "type": h.kind, "step": h.step, **h.detail}
+        for h in store.history(run.id)
+    ]
+    return out
+
+
+class _ServerKindHeader:
+    """ASGI middleware adding ``X-Inngest-Server-Kind`` to every response."""
+
+    def __init__(self, app: ASGIApp, kind: str) -> None:
+        self.app, self.kind = app, kind.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []),
+                                      (b"x-inngest-server-kind", self.kind)]  # fmt: skip
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+class _Api:
+    """Route handlers bound to one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        key = engine.signing_key
+        self._bearers: list[bytes] = []
+        if key:
+            hashed = hash_signing_key(key)
+            candidates = {key, strip_key_prefix(key), hashed, strip_key_prefix(hashed)}
+            self._bearers = [c.encode() for c in candidates]
+
+    def authed(self, handler: Handler) -> Handler:
+        async def guarded(request: Request) -> Response:
+            if self._bearers:
+                header = request.headers.get("authorization", "")
+                scheme, _, token = header.partition(" ")
+                supplied = token.strip().encode()
+                ok = False
+                for candidate in self._bearers:  # check all: constant time per candidate
+                    ok = hmac.compare_digest(candidate, supplied) or ok
+                if scheme.lower() != "bearer" or not ok:
+                    return JSONResponse(
+                        {"error": "Unauthorized: missing or invalid signing key", "status": 401},
+                        status_code=401,
+                    )
+            return await handler(request)
+
+        return guarded
+
+    @staticmethod
+    async def _json(request: Request) -> Any:
+        body = await request.body()
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HTTPException(400, f"request body is not valid JSON: {exc}") from exc
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": 200, "message": "OK"})
+
+    async def ingest(self, request: Request) -> Response:
+        key = request.path_params["key"]
+        if not key or (self.engine.event_keys and key not in self.engine.event_keys):
+            return JSONResponse(
+                {"status": 401, "message": "", "error": "Event key not found"}, status_code=401
+            )
+        body = await self._json(request)
+        try:
+            events = normalize_events(
+                body,
+                seed=request.headers.get("x-inngest-event-id-seed"),
+                now_ms=int(time.time() * 1000),
+            )
+        except ValueError as exc:
+            return _error(400, str(exc))
+        self.engine.machine.ingest(events)
+        self.engine.wake()
+        return JSONResponse({"ids": [e["id"] for e in events], "status": 200})
+
+    async def register(self, request: Request) -> Response:
+        expected = request.headers.get("x-inngest-expected-server-kind")
+        if expected and expected != self.engine.server_kind:
+            return _error(400, f"Expected server kind {expected}, got {self.engine.server_kind}")
+        body = await self._json(request)
+        try:
+            registration = parse_registration(body)
+        except RegistrationError as exc:
+            return _error(400, str(exc))
+        reply = self.engine.machine.register(registration)
+        self.engine.wake()
+        return JSONResponse(reply)
+
+    async def sync(self, request: Request) -> Response:
+        """``POST /fn/sync[?url=APP_URL]``: re-sync one app, or every known app URL."""
+        url = request.query_params.get("url")
+        urls = [url] if url else sorted(
+            {*self.engine.app_urls, *(a.url for a in self.engine.store.list_apps())}
+        )  # fmt: skip
+        results = []
+        for target in urls:
+            try:
+                status, text = await self.engine.sync_app(target)
+            except (httpx.HTTPError, ValueError) as exc:
+                results.append({"url": target, "ok": False, "error": str(exc)})
+                continue
+            results.append({"url": target, "ok": status == 200, "status": status, "body": text})
+        ok = all(r["ok"] for r in results)
+        return JSONResponse({"ok": ok, "results": results}, status_code=200 if ok else 502)
+
+    def _run_or_410(self, run_id: str) -> RunRow:
+        run = self.engine.store.get_run(run_id)
+        if run is None:
+            raise HTTPException(410, f"runtime state is no longer available for runID: {run_id}")
+        return run
+
+    async def batch(self, request: Request) -> Response:
+        return JSONResponse(self._run_or_410(request.path_params["run_id"]).events)
+
+    async def actions(self, request: Request) -> Response:
+        run = self._run_or_410(request.path_params["run_id"])
+        steps, _ = self.engine.store.memos(run.id)
+        return JSONResponse(steps)
+
+    def _envelope(self, data: object) -> JSONResponse:
+        return JSONResponse({"data": data, "metadata": {"fetched_at": _iso(time.time())}})
+
+    async def event_runs(self, request: Request) -> Response:
+        store = self.engine.store
+        runs = store.runs_for_event(request.path_params["event_id"])
+        return self._envelope([run_json(store, r, detail=False) for r in runs])
+
+    async def event(self, request: Request) -> Response:
+        event = self.engine.store.get_event(request.path_params["event_id"])
+        if event is None:
+            return _error(404, "event not found")
+        return self._envelope(event)
+
+    async def runs(self, request: Request) -> Response:
+        try:
+            limit = int(request.query_params.get("limit", "20"))
+        except ValueError:
+            return _error(400, "limit must be an integer")
+        limit = max(1, min(limit, 500))
+        store = self.engine.store
+        return self._envelope([run_json(store, r, detail=False) for r in store.recent_runs(limit)])
+
+    async def run(self, request: Request) -> Response:
+        store = self.engine.store
+        run = store.get_run(request.path_params["run_id"])
+        if run is None:
+            return _error(404, "run not found")
+        return self._envelope(run_json(store, run))
+
+    async def cancel(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        if self.engine.store.get_run(run_id) is None:
+            return _error(404, "run not found")
+        if not self.engine.machine.cancel(run_id, "cancelled via the API"):
+            return _error(400, "run has already ended")
+        self.engine.wake()
+        return self._envelope({"run_id": run_id, "status": "Cancelled"})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        return _error(exc.status_code, str(exc.detail))
+    return _error(500, "internal error")
+
+
+def create_app(engine: Engine) -> ASGIApp:
+    """The ASGI app serving ``engine``."""
+    api = _Api(engine)
+    authed = api.authed
+    routes = [
+        Route("/health", api.health, methods=["GET"]),
+        Route("/e/{key}", api.ingest, methods=["POST"]),
+        Route("/fn/register", authed(api.register), methods=["POST"]),
+        Route("/fn/sync", authed(api.sync), methods=["POST"]),
+        Route("/v0/runs/{run_id}/batch", authed(api.batch), methods=["GET"]),
+        Route("/v0/runs/{run_id}/actions", authed(api.actions), methods=["GET"]),
+        Route("/v0/runs/{run_id}", authed(api.cancel), methods=["DELETE"]),
+        Route("/v1/events/{event_id}/runs", authed(api.event_runs), methods=["GET"]),
+        Route("/v1/events/{event_id}", authed(api.event), methods=["GET"]),
+        Route("/v1/runs", authed(api.runs), methods=["GET"]),
+        Route("/v1/runs/{run_id}", authed(api.run), methods=["GET"]),
+        Route("/v1/runs/{run_id}", authed(api.cancel), methods=["DELETE"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _http_error},
+    )
+    return _ServerKindHeader(app, engine.server_kind)

@@ -1,0 +1,258 @@
+"""The engine: HTTP server, queue scheduler and workers, app syncing, on one asyncio loop.
+
+State transitions live in ``machine.RunMachine``; this module only moves work: it leases due
+queue items, performs the HTTP calls they need and hands the results back to the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from inngest_mw_dev.executor import call_app
+from inngest_mw_dev.machine import HistoryNote, RunMachine
+from inngest_mw_dev.store import QueueItem, Store
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("inngest_mw_dev")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: the engine's owner decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Engine:
+    """An Inngest-compatible engine backed by one SQLite file.
+
+    ``port=0`` binds a free port; ``url`` is known once ``start()`` returns. ``clock`` is
+    injectable so tests can make timers (cron ticks, sleeps) due without waiting.
+    """
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8288,
+        signing_key: str | None = None,
+        event_keys: Sequence[str] | None = None,
+        app_urls: Sequence[str] = (),
+        poll_interval: float | None = None,
+        tick: float = 0.05,
+        retry_base: float = 1.0,
+        request_timeout: float = 300.0,
+        workers: int = 100,
+        clock: Callable[[], float] = time.time,
+        on_history: Callable[[HistoryNote], None] | None = None,
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.host, self.port = host, port
+        self.signing_key = signing_key or None
+        self.event_keys = list(event_keys or [])
+        self.app_urls = list(app_urls)
+        self.poll_interval = poll_interval
+        self.tick = tick
+        self.retry_base = retry_base
+        self.request_timeout = request_timeout
+        self.workers = workers
+        self.clock = clock
+        self.on_history = on_history
+        self.url = ""
+        self._store: Store | None = None
+        self._machine: RunMachine | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._server: _Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+
+    @property
+    def server_kind(self) -> str:
+        """``cloud`` when a signing key is configured (signed calls, authenticated API)."""
+        return "cloud" if self.signing_key else "dev"
+
+    @property
+    def machine(self) -> RunMachine:
+        if self._machine is None:
+            raise RuntimeError("the engine is not started")
+        return self._machine
+
+    @property
+    def store(self) -> Store:
+        return self.machine.store
+
+    # lifecycle
+
+    async def start(self) -> None:
+        """Open the database, recover leases, serve HTTP and begin processing the queue."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        from inngest_mw_dev.api import create_app
+
+        self._wake = asyncio.Event()
+        self._store = Store(self.db_path)
+        recovered = self._store.release_all_leases()
+        if recovered:
+            log.info("re-queued %d item(s) interrupted by the previous shutdown", recovered)
+        self._machine = RunMachine(
+            self._store, clock=self.clock, retry_base=self.retry_base, on_history=self.on_history
+        )
+        self._http = httpx.AsyncClient(follow_redirects=False)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        self.url = f"http://{self.host}:{self.port}"
+        config = uvicorn.Config(create_app(self), log_level="warning", lifespan="off",
+                                access_log=False, timeout_graceful_shutdown=2)  # fmt: skip
+        self._server = _Server(config)
+        serving = asyncio.create_task(self._server.serve(sockets=[sock]))
+        self._tasks.append(serving)
+        while not self._server.started:
+            if serving.done():
+                serving.result()
+                raise RuntimeError("HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+        self._tasks.append(asyncio.create_task(self._scheduler()))
+        for url in self.app_urls:
+            self._tasks.append(asyncio.create_task(self._initial_sync(url)))
+        if self.poll_interval:
+            self._tasks.append(asyncio.create_task(self._poll(self.poll_interval)))
+
+    async def stop(self) -> None:
+        """Stop serving and abandon in-flight calls (their items run again at the next start)."""
+        if self._server is not None:
+            self._server.should_exit = True
+        serving, others = self._tasks[:1], self._tasks[1:]
+        for task in [*others, *self._inflight.values()]:
+            task.cancel()
+        await asyncio.gather(*others, *self._inflight.values(), return_exceptions=True)
+        await asyncio.gather(*serving, return_exceptions=True)
+        self._tasks.clear()
+        self._inflight.clear()
+        if self._http is not None:
+            await self._http.aclose()
+        if self._store is not None:
+            self._store.close()
+        self._server = self._http = self._store = None
+
+    def wake(self) -> None:
+        """Tell the scheduler new work is due now (instead of at the next tick)."""
+        self._wake.set()
+
+    # app syncing
+
+    async def sync_app(self, url: str) -> tuple[int, str]:
+        """Ask the app at ``url`` to register (``PUT``); return its status and body text."""
+        if self._http is None:
+            raise RuntimeError("the engine is not started")
+        response = await self._http.put(
+            url, headers={"X-Inngest-Server-Kind": self.server_kind}, timeout=30
+        )
+        return response.status_code, response.text
+
+    async def _initial_sync(self, url: str) -> None:
+        """Sync an ``app_urls`` entry, retrying for a while in case the app starts later."""
+        for attempt in range(30):
+            try:
+                status, text = await self.sync_app(url)
+            except httpx.HTTPError as exc:
+                log.debug("sync of %s failed (attempt %d): %s", url, attempt + 1, exc)
+            else:
+                if status == 200:
+                    return
+                log.warning("sync of %s answered %d: %s", url, status, text[:300])
+            await asyncio.sleep(1)
+        log.warning("giving up syncing %s", url)
+
+    async def _poll(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            for url in self.app_urls:
+                try:
+                    await self.sync_app(url)
+                except httpx.HTTPError as exc:
+                    log.debug("poll of %s failed: %s", url, exc)
+
+    # queue processing
+
+    @property
+    def _lease_seconds(self) -> float:
+        return self.request_timeout + 60.0
+
+    async def _scheduler(self) -> None:
+        while True:
+            self._wake.clear()
+            free = self.workers - len(self._inflight)
+            if free > 0:
+                now = self.clock()
+                for item in self.store.lease_due(now, self._lease_seconds, free):
+                    task = asyncio.create_task(self._work(item))
+                    self._inflight[item.id] = task
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick)
+
+    async def _work(self, item: QueueItem) -> None:
+        try:
+            await self._dispatch(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("queue item %d (%s) failed; retrying in 5s", item.id, item.kind)
+            with contextlib.suppress(Exception), self.store.tx():
+                if self.store.get_item(item.id) is not None:
+                    self.store.reschedule(item.id, self.clock() + 5.0, item.attempt)
+        finally:
+            self._inflight.pop(item.id, None)
+            self._wake.set()
+
+    async def _dispatch(self, item: QueueItem) -> None:
+        machine = self.machine
+        if item.kind == "call":
+            await self._call(item)
+        elif item.kind == "event":
+            machine.process_event(item)
+        elif item.kind == "sleep":
+            machine.wake(item)
+        elif item.kind in ("wait_timeout", "invoke_timeout"):
+            machine.expire_pause(item)
+        elif item.kind == "cron":
+            machine.fire_cron(item)
+        else:
+            log.warning("dropping queue item %d of unknown kind %r", item.id, item.kind)
+            machine.drop_item(item)
+
+    async def _call(self, item: QueueItem) -> None:
+        prepared = self.machine.prepare_call(item)
+        if prepared is None or self._http is None:
+            return
+        started = self.clock()
+        outcome = await call_app(
+            self._http, app_url=prepared.app_url, fn_id=prepared.fn_id,
+            step_id=prepared.step_id, run_id=prepared.run_id, body=prepared.body,
+            signing_key=self.signing_key, server_kind=self.server_kind,
+            timeout=self.request_timeout, now=self.clock(),
+        )  # fmt: skip
+        self.machine.apply_outcome(item, outcome, started)

@@ -1,0 +1,255 @@
+"""One call request to an app and the classification of its response.
+
+Builds the JCS-canonical, optionally signed body; sends it; turns whatever comes back (including
+garbage) into a ``Completed``, ``OpsResponse`` or ``CallFailed`` without ever raising.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+import jcs
+
+from inngest_mw.signature import sign
+from inngest_mw_dev.timing import parse_retry_after
+
+__all__ = [
+    "MAX_OPS",
+    "MAX_REQUEST_BODY",
+    "CallFailed",
+    "CallOutcome",
+    "Completed",
+    "Op",
+    "OpsResponse",
+    "build_body",
+    "call_app",
+    "call_url",
+    "classify",
+]
+
+MAX_REQUEST_BODY = 4 * 1024 * 1024
+MAX_OPS = 1_000
+_ERROR_TEXT_LIMIT = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One generator opcode from a 206 response."""
+
+    id: str
+    op: str
+    name: str
+    display_name: str
+    opts: dict[str, Any]
+    data: Any
+    error: Any
+
+    @property
+    def label(self) -> str:
+        """The user-facing step name (``displayName``, else userland id, else ``name``)."""
+        return self.display_name or self.name or self.id
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    output: Any
+
+
+@dataclass(frozen=True, slots=True)
+class OpsResponse:
+    ops: list[Op]
+    no_retry: bool
+    retry_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailed:
+    """A failed attempt; ``retriable`` is False only when the app said ``X-Inngest-No-Retry``."""
+
+    error: dict[str, Any]
+    retriable: bool
+    retry_at: float | None
+    reason: str
+
+
+CallOutcome = Completed | OpsResponse | CallFailed
+
+
+def build_body(
+    *,
+    events: list[dict[str, Any]],
+    steps: dict[str, Any],
+    stack: list[str],
+    fn_uuid: str,
+    run_id: str,
+    step_id: str,
+    attempt: int,
+    max_attempts: int,
+    disable_immediate_execution: bool,
+) -> bytes:
+    """The canonical call body; when over 4 MiB, events/steps are left for the SDK to fetch."""
+
+    def render(use_api: bool) -> bytes:
+        body = {
+            "event": events[0] if events else {},
+            "events": [] if use_api else events,
+            "steps": {} if use_api else steps,
+            "ctx": {
+                "fn_id": fn_uuid,
+                "run_id": run_id,
+                "env": "",
+                "step_id": step_id,
+                "attempt": attempt,
+                "max_attempts": max_attempts,
+                "stack": {"stack": stack, "current": len(stack)},
+                "disable_immediate_execution": disable_immediate_execution,
+                "use_api": use_api,
+            },
+            "version": 2,
+            "use_api": use_api,
+        }
+        encoded: bytes = jcs.canonicalize(body)
+        return encoded
+
+    encoded = render(False)
+    return render(True) if len(encoded) > MAX_REQUEST_BODY else encoded
+
+
+def call_url(app_url: str, fn_id: str, step_id: str) -> str:
+    """The app URL with ``fnId``/``stepId`` set (any other query parameters are kept)."""
+    parts = urlsplit(app_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("fnId", "stepId")]
+    query += [("fnId", fn_id), ("stepId", step_id)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def call_app(
+    client: httpx.AsyncClient,
+    *,
+    app_url: str,
+    fn_id: str,
+    step_id: str,
+    run_id: str,
+    body: bytes,
+    signing_key: str | None,
+    server_kind: str,
+    timeout: float,
+    now: float | None = None,
+) -> CallOutcome:
+    """POST one call request and classify the response; network errors become retriable."""
+    headers = {
+        "Content-Type": "application/json",
+        "X-Inngest-Server-Kind": server_kind,
+        "X-Run-ID": run_id,
+        "X-Inngest-Step-ID": step_id,
+        "x-inngest-req-version": "2",
+    }
+    if signing_key:
+        headers["X-Inngest-Signature"] = sign(body, signing_key)
+    try:
+        response = await client.post(
+            call_url(app_url, fn_id, step_id), content=body, headers=headers, timeout=timeout
+        )
+    except httpx.TimeoutException:
+        return _failed("NetworkError", f"request timed out after {timeout:g}s", "timeout")
+    except httpx.HTTPError as exc:
+        return _failed("NetworkError", f"{type(exc).__name__}: {exc}", "connection error")
+    return classify(
+        response.status_code,
+        {k.lower(): v for k, v in response.headers.items()},
+        response.content,
+        time.time() if now is None else now,
+    )
+
+
+def _failed(
+    name: str, message: str, reason: str, *, retriable: bool = True, retry_at: float | None = None
+) -> CallFailed:
+    return CallFailed({"name": name, "message": message}, retriable, retry_at, reason)
+
+
+def classify(status: int, headers: dict[str, str], content: bytes, now: float) -> CallOutcome:
+    """Turn a raw response into an outcome (``headers`` keys lower-cased)."""
+    if status == 201:
+        return _unwrap_stream(headers, content, now)
+    if "x-inngest-sdk" not in headers:
+        return _failed(
+            "FatalUpstreamError",
+            f"The response did not come from an Inngest SDK (HTTP {status}, no X-Inngest-Sdk)",
+            f"HTTP {status} without X-Inngest-Sdk header",
+        )
+    no_retry = headers.get("x-inngest-no-retry", "").strip().lower() == "true"
+    retry_at = parse_retry_after(headers.get("retry-after"), now)
+    try:
+        payload = json.loads(content) if content.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        if 200 <= status < 300:
+            return _failed("InvalidResponseError", "response body is not JSON", "invalid JSON body")
+        payload = content.decode("utf-8", "replace")[:_ERROR_TEXT_LIMIT]
+    if status == 200:
+        return Completed(payload)
+    if status == 206:
+        return _parse_ops(payload, no_retry, retry_at)
+    error = _error_object(payload, status)
+    return CallFailed(error, not no_retry, retry_at, f"HTTP {status}: {error['message']}")
+
+
+def _unwrap_stream(headers: dict[str, str], content: bytes, now: float) -> CallOutcome:
+    """A 201 carries ``{"status", "body", "headers"}``: process the inner response."""
+    try:
+        wrapper = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        wrapper = None
+    if not isinstance(wrapper, dict) or not isinstance(wrapper.get("status"), int):
+        return _failed("InvalidResponseError", "malformed streamed response", "bad 201 wrapper")
+    inner_headers = dict(headers)
+    if isinstance(wrapper.get("headers"), dict):
+        inner_headers.update({str(k).lower(): str(v) for k, v in wrapper["headers"].items()})
+    body = wrapper.get("body")
+    raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    if wrapper["status"] == 201:
+        return _failed("InvalidResponseError", "nested streamed response", "bad 201 wrapper")
+    return classify(wrapper["status"], inner_headers, raw, now)
+
+
+def _error_object(payload: object, status: int) -> dict[str, Any]:
+    if isinstance(payload, dict) and ("message" in payload or "name" in payload):
+        error = dict(payload)
+        error.setdefault("name", "Error")
+        error["message"] = str(error.get("message", ""))
+        return error
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    return {"name": "Error", "message": f"HTTP {status}: {text[:_ERROR_TEXT_LIMIT]}"}
+
+
+def _parse_ops(payload: object, no_retry: bool, retry_at: float | None) -> CallOutcome:
+    if isinstance(payload, dict):
+        payload = [payload]
+    if payload is None:
+        payload = []
+    if not isinstance(payload, list):
+        return _failed("InvalidResponseError", "206 body must be a list of ops", "invalid ops")
+    ops: list[Op] = []
+    for index, raw in enumerate(payload):
+        if not isinstance(raw, dict) or not isinstance(raw.get("op"), str):
+            return _failed("InvalidResponseError", f"op #{index} has no 'op' string", "invalid ops")
+        userland = raw.get("userland")
+        user_id = userland.get("id") if isinstance(userland, dict) else None
+        opts = raw.get("opts")
+        ops.append(
+            Op(
+                id=str(raw.get("id") or ""),
+                op=raw["op"],
+                name=str(raw.get("name") or ""),
+                display_name=str(raw.get("displayName") or user_id or ""),
+                opts=opts if isinstance(opts, dict) else {},
+                data=raw.get("data"),
+                error=raw.get("error"),
+            )
+        )
+    return OpsResponse(ops, no_retry, retry_at)

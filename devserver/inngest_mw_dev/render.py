@@ -1,0 +1,71 @@
+"""Human-readable lines for run history and run timelines (used by the CLI).
+
+One place decides how a history entry reads, so the live ``dev`` log and ``run`` agree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["describe", "format_ms", "preview"]
+
+
+def preview(value: object, limit: int = 80) -> str:
+    """Compact JSON of ``value``, shortened to ``limit`` characters."""
+    text = json.dumps(value, separators=(",", ":"), default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_ms(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    return f"{ms / 1000:.2f}s"
+
+
+def _error_text(error: object) -> str:
+    if isinstance(error, Mapping):
+        return f"{error.get('name', 'Error')}: {error.get('message', '')}"
+    return preview(error)
+
+
+def describe(kind: str, step: str | None, detail: Mapping[str, Any]) -> str:
+    """One line for a history entry, e.g. ``step "charge" completed in 12ms``."""
+    label = f'step "{step}"' if step else "run"
+    match kind:
+        case "queued":
+            return f"queued by {detail.get('event')}"
+        case "started":
+            return "started"
+        case "step_completed":
+            return f"{label} completed in {format_ms(detail.get('duration_ms'))}"
+        case "step_failed":
+            return f"{label} failed: {_error_text(detail.get('error'))}"
+        case "retry_scheduled":
+            delay = format_ms(detail.get("delay_ms"))
+            return (
+                f"{label} attempt {detail.get('attempt', 0) + 1} in {delay}: {detail.get('reason')}"
+            )
+        case "sleeping":
+            return f"{label} sleeping {detail.get('seconds')}s"
+        case "waiting":
+            condition = f" if {detail['expression']}" if detail.get("expression") else ""
+            return f"{label} waiting for {detail.get('event')}{condition}"
+        case "invoking":
+            return (
+                f"{label} invoking {detail.get('function_id')} (run {detail.get('child_run_id')})"
+            )
+        case "resumed":
+            failed = " with an error" if detail.get("status") == "Failed" else ""
+            return f"{label} resumed by {detail.get('via')}{failed}"
+        case "completed":
+            return f"completed, output {preview(detail.get('output'))}"
+        case "failed":
+            reason = f" [{detail['reason']}]" if detail.get("reason") else ""
+            return f"FAILED: {_error_text(detail.get('error'))}{reason}"
+        case "cancelled":
+            return f"cancelled: {detail.get('reason')}"
+    return f"{kind} {preview(dict(detail))}"

@@ -1,0 +1,532 @@
+"""SQLite persistence for the engine: apps, functions, events, runs, steps, pauses, queue, history.
+
+One file in WAL mode. Callers group writes with ``Store.tx()`` so a step's output and the queue
+items that follow from it commit together; a ``kill -9`` then loses nothing that was acknowledged.
+All access happens on the engine's event-loop thread, so one connection suffices.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["AppRow", "HistoryRow", "PauseRow", "QueueItem", "RunRow", "StepRow", "Store"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS apps (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, url TEXT NOT NULL, sdk TEXT NOT NULL,
+    framework TEXT NOT NULL, checksum TEXT NOT NULL, sync_id TEXT NOT NULL, synced_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS functions (
+    id TEXT PRIMARY KEY, app_id TEXT NOT NULL, name TEXT NOT NULL, config TEXT NOT NULL,
+    archived INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, body TEXT NOT NULL, received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, function_id TEXT NOT NULL, app_id TEXT NOT NULL, event_id TEXT NOT NULL,
+    events TEXT NOT NULL, status TEXT NOT NULL, output TEXT, error TEXT,
+    queued_at REAL NOT NULL, started_at REAL, ended_at REAL,
+    force_plan INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL, correlation_id TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_event ON runs (event_id);
+CREATE INDEX IF NOT EXISTS runs_by_time ON runs (queued_at);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL, hash TEXT NOT NULL, name TEXT NOT NULL, op TEXT NOT NULL,
+    status TEXT NOT NULL, memo TEXT, error TEXT, seq INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
+    started_at REAL, ended_at REAL, PRIMARY KEY (run_id, hash)
+);
+CREATE TABLE IF NOT EXISTS pauses (
+    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, step TEXT, kind TEXT NOT NULL,
+    event_name TEXT NOT NULL, expression TEXT, correlation_id TEXT, expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pauses_by_event ON pauses (event_name);
+CREATE INDEX IF NOT EXISTS pauses_by_run ON pauses (run_id);
+CREATE INDEX IF NOT EXISTS pauses_by_correlation ON pauses (correlation_id);
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, run_id TEXT, function_id TEXT,
+    step TEXT, attempt INTEGER NOT NULL DEFAULT 0, run_at REAL NOT NULL, lease_until REAL,
+    payload TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS queue_by_time ON queue (run_at);
+CREATE INDEX IF NOT EXISTS queue_by_run ON queue (run_id);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL NOT NULL,
+    kind TEXT NOT NULL, step TEXT, detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS history_by_run ON history (run_id);
+"""
+
+
+def _dump(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+@dataclass(slots=True)
+class AppRow:
+    id: str
+    name: str
+    url: str
+    sdk: str
+    framework: str
+    checksum: str
+    sync_id: str
+    synced_at: float
+
+
+@dataclass(slots=True)
+class RunRow:
+    id: str
+    function_id: str
+    app_id: str
+    event_id: str
+    events: list[dict[str, Any]]
+    status: str
+    output: Any
+    error: Any
+    queued_at: float
+    started_at: float | None
+    ended_at: float | None
+    force_plan: bool
+    pending: int
+    max_attempts: int
+    correlation_id: str | None
+
+
+@dataclass(slots=True)
+class StepRow:
+    run_id: str
+    hash: str
+    name: str
+    op: str
+    status: str
+    memo: Any
+    memoized: bool
+    error: Any
+    seq: int | None
+    attempts: int
+    started_at: float | None
+    ended_at: float | None
+
+
+@dataclass(slots=True)
+class PauseRow:
+    id: str
+    run_id: str
+    step: str | None
+    kind: str
+    event_name: str
+    expression: str | None
+    correlation_id: str | None
+    expires_at: float
+
+
+@dataclass(slots=True)
+class QueueItem:
+    """A unit of work. ``kind`` is one of: event, call, sleep, wait_timeout, invoke_timeout, cron.
+
+    ``function_id`` is kept on every run-bound item so flow control (concurrency, throttle) can
+    later lease per function/key without touching the run tables.
+    """
+
+    id: int
+    kind: str
+    run_id: str | None
+    function_id: str | None
+    step: str | None
+    attempt: int
+    run_at: float
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class HistoryRow:
+    id: int
+    run_id: str
+    ts: float
+    kind: str
+    step: str | None
+    detail: dict[str, Any]
+
+
+class Store:
+    """Typed queries over the engine database; ``tx()`` makes a group of writes atomic."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a process crash (kill -9); only an OS crash can lose
+        # the last commits, which a single-machine dev engine accepts for speed.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        self._depth = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[None]:
+        """A write transaction; nested uses join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._db.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self._db.execute("COMMIT")
+
+    def _one(self, sql: str, *args: object) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
+        return row
+
+    def _all(self, sql: str, *args: object) -> list[sqlite3.Row]:
+        return self._db.execute(sql, args).fetchall()
+
+    def _exec(self, sql: str, *args: object) -> int:
+        return self._db.execute(sql, args).rowcount
+
+    # apps and functions
+
+    def get_app(self, app_id: str) -> AppRow | None:
+        row = self._one("SELECT * FROM apps WHERE id = ?", app_id)
+        return AppRow(**dict(row)) if row else None
+
+    def list_apps(self) -> list[AppRow]:
+        return [AppRow(**dict(r)) for r in self._all("SELECT * FROM apps ORDER BY name")]
+
+    def upsert_app(self, app: AppRow) -> None:
+        self._exec(
+            "INSERT INTO apps VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+            "name=excluded.name, url=excluded.url, sdk=excluded.sdk, framework=excluded.framework,"
+            " checksum=excluded.checksum, sync_id=excluded.sync_id, synced_at=excluded.synced_at",
+            app.id, app.name, app.url, app.sdk, app.framework, app.checksum, app.sync_id,
+            app.synced_at,
+        )  # fmt: skip
+
+    def upsert_function(
+        self, fn_id: str, app_id: str, name: str, config: object, now: float
+    ) -> None:
+        self._exec(
+            "INSERT INTO functions VALUES (?,?,?,?,0,?) ON CONFLICT (id) DO UPDATE SET "
+            "app_id=excluded.app_id, name=excluded.name, config=excluded.config, archived=0,"
+            " updated_at=excluded.updated_at",
+            fn_id, app_id, name, _dump(config), now,
+        )  # fmt: skip
+
+    def archive_functions(self, app_id: str, keep: list[str], now: float) -> list[str]:
+        """Archive the app's functions not in ``keep``; return their IDs."""
+        rows = self._all("SELECT id FROM functions WHERE app_id = ? AND archived = 0", app_id)
+        gone = [r["id"] for r in rows if r["id"] not in keep]
+        for fn_id in gone:
+            self._exec("UPDATE functions SET archived = 1, updated_at = ? WHERE id = ?", now, fn_id)
+        return gone
+
+    def active_functions(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(id, app_id, config)`` of every function that is not archived."""
+        rows = self._all("SELECT id, app_id, config FROM functions WHERE archived = 0")
+        return [(r["id"], r["app_id"], json.loads(r["config"])) for r in rows]
+
+    # events
+
+    def insert_event(self, event: dict[str, Any], now: float) -> bool:
+        """Store an event; False when its ID was seen before (event idempotency)."""
+        return (
+            self._exec(
+                "INSERT OR IGNORE INTO events VALUES (?,?,?,?)",
+                event["id"],
+                event["name"],
+                _dump(event),
+                now,
+            )
+            == 1
+        )
+
+    def get_event(self, event_id: str) -> dict[str, Any] | None:
+        row = self._one("SELECT body FROM events WHERE id = ?", event_id)
+        return json.loads(row["body"]) if row else None
+
+    # runs
+
+    def insert_run(self, run: RunRow) -> None:
+        self._exec(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            run.id, run.function_id, run.app_id, run.event_id, _dump(run.events), run.status,
+            _dump(run.output), _dump(run.error), run.queued_at, run.started_at, run.ended_at,
+            int(run.force_plan), run.pending, run.max_attempts, run.correlation_id,
+        )  # fmt: skip
+
+    @staticmethod
+    def _run(row: sqlite3.Row) -> RunRow:
+        data = dict(row)
+        data["events"] = json.loads(data["events"])
+        data["output"] = _load(data["output"])
+        data["error"] = _load(data["error"])
+        data["force_plan"] = bool(data["force_plan"])
+        return RunRow(**data)
+
+    def get_run(self, run_id: str) -> RunRow | None:
+        row = self._one("SELECT * FROM runs WHERE id = ?", run_id)
+        return self._run(row) if row else None
+
+    def runs_for_event(self, event_id: str) -> list[RunRow]:
+        rows = self._all("SELECT * FROM runs WHERE event_id = ? ORDER BY queued_at", event_id)
+        return [self._run(r) for r in rows]
+
+    def recent_runs(self, limit: int) -> list[RunRow]:
+        rows = self._all("SELECT * FROM runs ORDER BY queued_at DESC, id DESC LIMIT ?", limit)
+        return [self._run(r) for r in rows]
+
+    def update_run(self, run_id: str, **fields: object) -> None:
+        encoded = {
+            k: (_dump(v) if k in ("output", "error") else int(v) if isinstance(v, bool) else v)
+            for k, v in fields.items()
+        }
+        assignments = ", ".join(f"{k} = ?" for k in encoded)
+        self._exec(f"UPDATE runs SET {assignments} WHERE id = ?", *encoded.values(), run_id)
+
+    def add_pending(self, run_id: str, delta: int) -> int:
+        """Adjust the run's count of outstanding branches; return the new value (never < 0)."""
+        self._exec("UPDATE runs SET pending = MAX(pending + ?, 0) WHERE id = ?", delta, run_id)
+        return self.pending(run_id)
+
+    def pending(self, run_id: str) -> int:
+        row = self._one("SELECT pending FROM runs WHERE id = ?", run_id)
+        return int(row["pending"]) if row else 0
+
+    # steps
+
+    @staticmethod
+    def _step(row: sqlite3.Row) -> StepRow:
+        data = dict(row)
+        data["memoized"] = data["memo"] is not None
+        data["memo"] = _load(data["memo"])
+        data["error"] = _load(data["error"])
+        return StepRow(**data)
+
+    def get_step(self, run_id: str, step_hash: str) -> StepRow | None:
+        row = self._one("SELECT * FROM steps WHERE run_id = ? AND hash = ?", run_id, step_hash)
+        return self._step(row) if row else None
+
+    def steps(self, run_id: str) -> list[StepRow]:
+        rows = self._all(
+            "SELECT * FROM steps WHERE run_id = ? ORDER BY COALESCE(started_at, 0), rowid",
+            run_id,
+        )
+        return [self._step(r) for r in rows]
+
+    def memos(self, run_id: str) -> tuple[dict[str, Any], list[str]]:
+        """Memoized step state in completion order, and that order (the ``ctx.stack``)."""
+        rows = self._all(
+            "SELECT hash, memo FROM steps WHERE run_id = ? AND memo IS NOT NULL ORDER BY seq",
+            run_id,
+        )
+        return {r["hash"]: json.loads(r["memo"]) for r in rows}, [r["hash"] for r in rows]
+
+    def upsert_step(
+        self, run_id: str, step_hash: str, *, name: str, op: str, status: str, now: float,
+        attempts: int | None = None, error: object = None,
+    ) -> None:  # fmt: skip
+        """Record a step that is not finished yet (planned, running, sleeping, waiting...)."""
+        self._exec(
+            "INSERT INTO steps (run_id, hash, name, op, status, error, attempts, started_at)"
+            " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, hash) DO UPDATE SET"
+            " op = excluded.op, status = excluded.status, error = excluded.error,"
+            " attempts = MAX(steps.attempts, excluded.attempts)",
+            run_id, step_hash, name, op, status, _dump(error) if error is not None else None,
+            attempts or 0, now,
+        )  # fmt: skip
+
+    def memoize_step(
+        self, run_id: str, step_hash: str, memo: object, *, name: str, op: str, status: str,
+        now: float, started_at: float | None = None,
+    ) -> bool:  # fmt: skip
+        """Save a step's final memo, appending it to the completion order.
+
+        Returns False (and changes nothing) when the step already has a memo, so a duplicate
+        response cannot overwrite or re-append it.
+        """
+        existing = self.get_step(run_id, step_hash)
+        if existing is not None and existing.memoized:
+            return False
+        seq_row = self._one("SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM steps WHERE run_id = ?",
+                            run_id)  # fmt: skip
+        seq = int(seq_row["n"]) if seq_row else 1
+        error = memo.get("error") if isinstance(memo, dict) and set(memo) == {"error"} else None
+        if existing is None:
+            self._exec(
+                "INSERT INTO steps (run_id, hash, name, op, status, memo, error, seq, attempts,"
+                " started_at, ended_at) VALUES (?,?,?,?,?,?,?,?,1,?,?)",
+                run_id, step_hash, name, op, status, _dump(memo),
+                _dump(error) if error is not None else None, seq, started_at or now, now,
+            )  # fmt: skip
+        else:
+            self._exec(
+                "UPDATE steps SET status = ?, memo = ?, error = ?, seq = ?, ended_at = ?,"
+                " attempts = MAX(attempts, 1) WHERE run_id = ? AND hash = ?",
+                status, _dump(memo), _dump(error) if error is not None else None, seq, now,
+                run_id, step_hash,
+            )  # fmt: skip
+        return True
+
+    # pauses
+
+    def insert_pause(self, pause: PauseRow) -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO pauses VALUES (?,?,?,?,?,?,?,?)",
+            pause.id, pause.run_id, pause.step, pause.kind, pause.event_name, pause.expression,
+            pause.correlation_id, pause.expires_at,
+        )  # fmt: skip
+
+    def pauses_for_event(self, event_name: str, now: float) -> list[PauseRow]:
+        rows = self._all(
+            "SELECT * FROM pauses WHERE event_name = ? AND expires_at > ? ORDER BY rowid",
+            event_name,
+            now,
+        )
+        return [PauseRow(**dict(r)) for r in rows]
+
+    def pauses_for_correlation(self, correlation_id: str) -> list[PauseRow]:
+        rows = self._all("SELECT * FROM pauses WHERE correlation_id = ?", correlation_id)
+        return [PauseRow(**dict(r)) for r in rows]
+
+    def delete_pause(self, pause_id: str) -> bool:
+        """Remove a pause; True only for the caller that actually consumed it."""
+        return self._exec("DELETE FROM pauses WHERE id = ?", pause_id) == 1
+
+    # queue
+
+    def enqueue(
+        self, kind: str, run_at: float, *, run_id: str | None = None,
+        function_id: str | None = None, step: str | None = None, attempt: int = 0,
+        payload: dict[str, Any] | None = None,
+    ) -> int:  # fmt: skip
+        cursor = self._db.execute(
+            "INSERT INTO queue (kind, run_id, function_id, step, attempt, run_at, payload)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (kind, run_id, function_id, step, attempt, run_at, _dump(payload or {})),
+        )
+        return int(cursor.lastrowid or 0)
+
+    @staticmethod
+    def _item(row: sqlite3.Row) -> QueueItem:
+        data = dict(row)
+        data.pop("lease_until")
+        data["payload"] = json.loads(data["payload"])
+        return QueueItem(**data)
+
+    def lease_due(self, now: float, lease_seconds: float, limit: int) -> list[QueueItem]:
+        """Take up to ``limit`` due items whose lease is free or expired, leasing them."""
+        with self.tx():
+            rows = self._all(
+                "SELECT * FROM queue WHERE run_at <= ? AND (lease_until IS NULL"
+                " OR lease_until < ?) ORDER BY run_at, id LIMIT ?",
+                now, now, limit,
+            )  # fmt: skip
+            for row in rows:
+                self._exec("UPDATE queue SET lease_until = ? WHERE id = ?",
+                           now + lease_seconds, row["id"])  # fmt: skip
+        return [self._item(r) for r in rows]
+
+    def next_due(self) -> float | None:
+        row = self._one("SELECT MIN(run_at) AS t FROM queue WHERE lease_until IS NULL")
+        return float(row["t"]) if row and row["t"] is not None else None
+
+    def release_all_leases(self) -> int:
+        """Free every lease: at start-up no item can still be executing in this engine."""
+        with self.tx():
+            return self._exec("UPDATE queue SET lease_until = NULL WHERE lease_until IS NOT NULL")
+
+    def has_item(self, run_id: str, kind: str, step: str | None = None) -> bool:
+        sql = "SELECT 1 FROM queue WHERE run_id = ? AND kind = ?"
+        args: list[object] = [run_id, kind]
+        if step is not None:
+            sql += " AND step = ?"
+            args.append(step)
+        return self._one(sql, *args) is not None
+
+    def get_item(self, item_id: int) -> QueueItem | None:
+        row = self._one("SELECT * FROM queue WHERE id = ?", item_id)
+        return self._item(row) if row else None
+
+    def reschedule(self, item_id: int, run_at: float, attempt: int, **payload: Any) -> None:
+        """Put an item back for a later try, with its lease released."""
+        item = self.get_item(item_id)
+        merged = {**(item.payload if item else {}), **payload}
+        self._exec(
+            "UPDATE queue SET run_at = ?, attempt = ?, lease_until = NULL, payload = ?"
+            " WHERE id = ?",
+            run_at, attempt, _dump(merged), item_id,
+        )  # fmt: skip
+
+    def delete_item(self, item_id: int) -> None:
+        self._exec("DELETE FROM queue WHERE id = ?", item_id)
+
+    def delete_run_work(self, run_id: str) -> None:
+        """Drop every queued item and pause of a run that has ended."""
+        self._exec("DELETE FROM queue WHERE run_id = ?", run_id)
+        self._exec("DELETE FROM pauses WHERE run_id = ?", run_id)
+
+    def delete_pause_items(self, run_id: str, step: str) -> None:
+        self._exec(
+            "DELETE FROM queue WHERE run_id = ? AND step = ? AND kind IN"
+            " ('wait_timeout', 'invoke_timeout')",
+            run_id,
+            step,
+        )
+
+    def cron_items(self, function_id: str | None = None) -> list[QueueItem]:
+        if function_id is None:
+            rows = self._all("SELECT * FROM queue WHERE kind = 'cron'")
+        else:
+            rows = self._all(
+                "SELECT * FROM queue WHERE kind = 'cron' AND function_id = ?", function_id
+            )
+        return [self._item(r) for r in rows]
+
+    def queue_size(self) -> int:
+        row = self._one("SELECT COUNT(*) AS n FROM queue")
+        return int(row["n"]) if row else 0
+
+    # history
+
+    def add_history(
+        self, run_id: str, ts: float, kind: str, step: str | None, detail: dict[str, Any]
+    ) -> HistoryRow:
+        cursor = self._db.execute(
+            "INSERT INTO history (run_id, ts, kind, step, detail) VALUES (?,?,?,?,?)",
+            (run_id, ts, kind, step, _dump(detail)),
+        )
+        return HistoryRow(int(cursor.lastrowid or 0), run_id, ts, kind, step, detail)
+
+    def history(self, run_id: str) -> list[HistoryRow]:
+        rows = self._all("SELECT * FROM history WHERE run_id = ? ORDER BY id", run_id)
+        return [
+            HistoryRow(r["id"], r["run_id"], r["ts"], r["kind"], r["step"], json.loads(r["detail"]))
+            for r in rows
+        ]
