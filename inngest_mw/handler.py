@@ -374,7 +374,7 @@ class CommHandler:
         if not fn_id:
             return self._respond(
                 400,
-                {"message": "missing fnId query parameter"},
+                {"name": "QueryParamMissingError", "message": "missing fnId query parameter"},
                 {Header.NO_RETRY: "true"},
                 sign_with=key,
             )
@@ -382,7 +382,10 @@ class CommHandler:
         if found is None:
             return self._respond(
                 500,
-                {"message": f"function {fn_id!r} is not served here"},
+                {
+                    "name": "FunctionNotFoundError",
+                    "message": f"function {fn_id!r} is not served here",
+                },
                 {Header.NO_RETRY: "false"},
                 sign_with=key,
             )
@@ -391,7 +394,7 @@ class CommHandler:
         except ValueError:
             return self._respond(
                 400,
-                {"message": "call body is not valid JSON"},
+                {"name": "BodyInvalidError", "message": "call body is not valid JSON"},
                 {Header.NO_RETRY: "true"},
                 sign_with=key,
             )
@@ -406,7 +409,9 @@ class CommHandler:
         try:
             return parse_call(body)
         except BodyError as exc:
-            return self._respond(400, {"message": exc.message}, {Header.NO_RETRY: "true"})
+            return self._respond(
+                400, {"name": "BodyInvalidError", "message": exc.message}, {Header.NO_RETRY: "true"}
+            )
 
     async def _post(self, request: CommRequest) -> CommResponse:
         prepared = self._prepare_post(request)

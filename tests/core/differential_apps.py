@@ -12,16 +12,21 @@ The official SDK is a test-only peer: only this module and the differential test
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import fastapi
-import inngest
-import inngest.fast_api
 from inngest_mw_asgi import serve as serve_ours
 
 import inngest_mw
+
+with warnings.catch_warnings():
+    # inngest 0.5.19 defines a pydantic model with a class-based ``config`` (deprecated in v2).
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import inngest
+    import inngest.fast_api
 
 APP_ID = "diff"
 TRIGGER_EVENT = "test/event"
@@ -67,6 +72,14 @@ async def _returns(ctx: Any, kit: Kit) -> Any:
 
 def _returns_sync(ctx: Any, kit: Kit) -> Any:
     return {"got": ctx.event.data, "attempt": ctx.attempt}
+
+
+async def _nothing(ctx: Any, kit: Kit) -> Any:
+    await ctx.step.run("noop", lambda: None)
+
+
+def _nothing_sync(ctx: Any, kit: Kit) -> Any:
+    ctx.step.run("noop", lambda: None)
 
 
 async def _sleeps(ctx: Any, kit: Kit) -> Any:
@@ -124,15 +137,17 @@ def _invokes_bare_sync(ctx: Any, kit: Kit) -> Any:
 
 
 async def _parallel(ctx: Any, kit: Kit) -> Any:
-    return await ctx.group.parallel(
+    pair = await ctx.group.parallel(
         (lambda: ctx.step.run("p1", lambda: 1), lambda: ctx.step.run("p2", lambda: 2))
     )
+    return await ctx.step.run("sum", lambda: pair[0] + pair[1])
 
 
 def _parallel_sync(ctx: Any, kit: Kit) -> Any:
-    return ctx.group.parallel(
+    pair = ctx.group.parallel(
         (lambda: ctx.step.run("p1", lambda: 1), lambda: ctx.step.run("p2", lambda: 2))
     )
+    return ctx.step.run("sum", lambda: pair[0] + pair[1])
 
 
 async def _step_fails(ctx: Any, kit: Kit) -> Any:
@@ -216,6 +231,7 @@ Body = Callable[[Any, Kit], Any]
 BODIES: dict[str, tuple[Body, Body]] = {
     "two-steps": (_two_steps, _two_steps_sync),
     "returns": (_returns, _returns_sync),
+    "nothing": (_nothing, _nothing_sync),
     "sleeps": (_sleeps, _sleeps_sync),
     "waits": (_waits, _waits_sync),
     "waits-odd": (_waits_odd, _waits_odd_sync),
