@@ -21,6 +21,16 @@ import uvicorn
 DEFAULT_TIMEOUT = 15.0
 
 
+class FakeClock:
+    """Real time plus an offset the test moves forward, so cron ticks fall due at once."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -12,6 +12,7 @@ import httpx
 import inngest
 from engine_support import (
     AppServer,
+    FakeClock,
     dev_client,
     free_port,
     get_json,
@@ -72,16 +73,6 @@ def test_signed_mode_official_sdk_verifies_calls_and_engine_verifies_its_bearer(
         )
         assert mismatch.status_code == 400
         assert mismatch.json()["error"] == "Expected server kind dev, got cloud"
-
-
-class FakeClock:
-    """Real time plus an offset the test moves forward, so cron ticks fall due at once."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
 
 
 def _cron_runs(url: str) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from engine_support import (
     AppServer,
+    FakeClock,
+    get_json,
     poll,
     run_for_event,
     runs_for_event,
@@ -227,3 +229,42 @@ def test_readme_demo_command_completes_a_run() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "shop-checkout  Completed" in result.stdout
     assert "cool-off" in result.stdout
+
+
+def test_event_id_starts_one_run_per_id(env: tuple[str, Record]) -> None:
+    url, _ = env
+    event = {"name": "t/steps", "id": "dedupe-once", "data": {}}
+    [first] = send(url, event)
+    [second] = send(url, event)
+    assert first == second
+    run = run_for_event(url, first)
+    assert run["status"] == "Completed"
+    assert len(runs_for_event(url, first)) == 1
+
+
+def test_cron_function_fires_when_due(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with EngineThread(tmp_path / "cron.db", port=0, clock=clock, tick=0.02) as engine:
+        client = inngest_mw.Inngest(
+            app_id="crons",
+            is_production=False,
+            api_base_url=engine.url,
+            event_api_base_url=engine.url,
+        )
+
+        @client.create_function(fn_id="tick", trigger=inngest_mw.TriggerCron(cron="* * * * *"))
+        def tick(ctx: ContextSync) -> Any:
+            return ctx.step.run("read", lambda: ctx.event.data.get("cron"))
+
+        with AppServer(serve(client, [tick])) as app:
+            sync(app)
+
+            def cron_runs() -> list[dict[str, Any]]:
+                runs: list[dict[str, Any]] = get_json(f"{engine.url}/v1/runs?limit=50")["data"]
+                return [r for r in runs if r["function_id"] == "crons-tick"]
+
+            assert cron_runs() == []
+            clock.offset += 61
+            [run] = poll(cron_runs, lambda r: len(r) == 1, what="a cron run")
+            done = wait_run(engine.url, run["run_id"])
+            assert (done["status"], done["output"]) == ("Completed", "* * * * *")
