@@ -162,9 +162,7 @@ def _is_first_request(call: CallRequest, core: StepCore) -> bool:
     return call.attempt == 0 and not call.steps and core.target is None
 
 
-def _settle(
-    client: Inngest, core: StepCore, call: CallRequest, result: TransformOutputResult
-) -> CallResult:
+def _settle(core: StepCore, result: TransformOutputResult) -> CallResult:
     """Turn the handler's outcome into a ``CallResult`` before ``transform_output`` runs."""
     out = CallResult(found_steps=list(core.found), retry_after=core.retry_after)
     if core.ops:
@@ -186,7 +184,7 @@ def _settle(
     return out
 
 
-def _apply_output(result: TransformOutputResult, out: CallResult, client: Inngest) -> CallResult:
+def _apply_output(result: TransformOutputResult, out: CallResult) -> CallResult:
     """Carry ``transform_output``'s changes into the result."""
     if len(out.ops) == 1:
         op = out.ops[0]
@@ -266,10 +264,10 @@ async def execute(
         await hooks.acall("after_memoization")
         await hooks.acall("before_execution")
     await hooks.acall("after_execution")
-    out = _settle(client, core, call, result)
+    out = _settle(core, result)
     if len(out.ops) <= 1:
         await hooks.acall("transform_output", result)
-    out = _apply_output(result, out, client)
+    out = _apply_output(result, out)
     if returned and out.error is None:
         await hooks.aobserve("on_run_complete", ctx, out.output)
     elif out.error is not None and not out.ops:
@@ -317,10 +315,10 @@ def execute_sync(
         hooks.call("after_memoization")
         hooks.call("before_execution")
     hooks.call("after_execution")
-    out = _settle(client, core, call, result)
+    out = _settle(core, result)
     if len(out.ops) <= 1:
         hooks.call("transform_output", result)
-    out = _apply_output(result, out, client)
+    out = _apply_output(result, out)
     if returned and out.error is None:
         hooks.observe("on_run_complete", ctx, out.output)
     elif out.error is not None and not out.ops:
