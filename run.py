@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""One entry point for a fresh checkout: ``python3 run.py demo | test | lint``.
+"""One entry point for a fresh checkout: ``python3 run.py demo | test | lint | bench``.
 
 Creates ``.venv`` on first use and installs the workspace (re-installs when requirements change),
 so the only prerequisites are Python 3.11+ and pip.
@@ -44,7 +44,7 @@ def run(*args: str) -> int:
 
 def main() -> int:
     command, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("help", [])
-    if command not in ("demo", "test", "lint"):
+    if command not in ("demo", "test", "lint", "bench"):
         print(__doc__)
         return 0 if command == "help" else 2
     ensure_env()
@@ -52,10 +52,15 @@ def main() -> int:
         return run("-m", "inngest_mw_dev", "demo", *rest)
     if command == "test":
         return run("-m", "pytest", *rest)
+    if command == "bench":
+        extra = ROOT / "benchmarks" / "requirements.txt"
+        pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "-r", str(extra)], cwd=ROOT, check=True)
+        return run("-m", "benchmarks", *rest)
     for step in (
         ("-m", "ruff", "check", "."),
         ("-m", "ruff", "format", "--check", "."),
-        ("-m", "mypy", "inngest_mw", "integrations", "devserver", "run.py"),
+        ("-m", "mypy", "inngest_mw", "integrations", "devserver", "benchmarks", "run.py"),
     ):
         print("$", " ".join(step), flush=True)
         if code := run(*step):

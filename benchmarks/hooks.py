@@ -1,0 +1,260 @@
+"""Section 3: what a no-op hook, and a stack of no-op middleware, adds to a 10-step request.
+
+The request is the section-1 function with 10 memoized steps and one new step (11 step calls).
+
+* Per hook: ``K`` copies of a middleware overriding only that hook, against none; the difference
+  divided by ``K x`` (calls of the hook per request, counted by a run with counting hooks) is the
+  cost of one call. ``K`` copies make the difference large against the request's noise.
+* Per middleware count: 1, 10 and 50 middlewares overriding no hook, or every hook with a no-op,
+  as a ratio to the same request without middleware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks import apps, noop
+from benchmarks.timing import Config, Stats, measure_async, measure_sync
+from inngest_mw import CommHandler, CommRequest, CommResponse, Inngest
+from inngest_mw.pipeline import ALL_HOOKS, Middleware, MiddlewareFactory, MiddlewareSync
+
+__all__ = [
+    "COLOURS",
+    "HOOK_MEMOIZED",
+    "MIDDLEWARE_COUNTS",
+    "Colour",
+    "HookRow",
+    "MiddlewareRow",
+    "run_hooks",
+    "run_middleware_counts",
+]
+
+HOOK_MEMOIZED = 10
+MIDDLEWARE_COUNTS = (1, 10, 50)
+
+
+@dataclass(frozen=True, slots=True)
+class Colour:
+    key: str
+    label: str
+    async_hooks: bool
+    async_fn: bool
+    copies: int
+    """How many copies of the one-hook middleware the per-hook rows stack."""
+    wrap_copies: int
+    """The same for ``wrap_step``. Where the hook's colour differs from the function's, every wrap
+    layer crossing colours holds a worker thread while the layers inside it run, so more nested
+    layers than the default executor has workers (``min(32, cpu + 4)``) deadlock: stay below."""
+
+    def copies_of(self, hook: str) -> int:
+        return self.wrap_copies if hook.startswith("wrap_") else self.copies
+
+
+COLOURS: tuple[Colour, ...] = (
+    Colour("async", "`Middleware`, async function, `handle`", True, True, 50, 50),
+    Colour("sync", "`MiddlewareSync`, sync function, `handle_sync`", False, False, 50, 50),
+    Colour("sync-on-async", "`MiddlewareSync`, async function, `handle`", False, True, 50, 2),
+    Colour(
+        "async-on-sync", "`Middleware`, sync function, `handle_sync` (bridge)", True, False, 10, 2
+    ),
+)
+MAIN_COLOURS = ("async", "sync")
+
+
+@dataclass(frozen=True, slots=True)
+class HookRow:
+    hook: str
+    kind: str
+    colour: str
+    copies: int
+    calls: int
+    """Calls of the hook per request, per middleware."""
+    base: Stats
+    """No middleware."""
+    without_hook: Stats
+    """``copies`` middlewares of the same colour overriding no hook."""
+    with_hook: Stats
+    """``copies`` middlewares overriding only ``hook``, with a no-op."""
+
+    @property
+    def per_call_us(self) -> float:
+        """The cost of one call of the overridden hook: with minus without, per call."""
+        added = self.with_hook.median_us - self.without_hook.median_us
+        return added / (self.copies * self.calls)
+
+    @property
+    def gross_per_call_us(self) -> float:
+        """The same against no middleware at all: also charges each middleware's instance."""
+        added = self.with_hook.median_us - self.base.median_us
+        return added / (self.copies * self.calls)
+
+
+@dataclass(frozen=True, slots=True)
+class MiddlewareRow:
+    colour: str
+    overrides: str  # "none" | "all"
+    count: int
+    base: Stats
+    stats: Stats
+
+    @property
+    def ratio(self) -> float:
+        return self.stats.median_us / self.base.median_us
+
+    @property
+    def per_middleware_us(self) -> float:
+        return (self.stats.median_us - self.base.median_us) / self.count
+
+
+# -- drivers ----------------------------------------------------------------------------------
+
+
+def _handler(middleware: Sequence[MiddlewareFactory]) -> CommHandler:
+    return apps.ours_handler(middleware)
+
+
+def _async_call(handler: CommHandler, fn_id: str, body: bytes) -> apps.AsyncCall:
+    target, headers = apps.url(fn_id), apps.HEADERS
+
+    async def call() -> CommResponse:
+        return await handler.handle(CommRequest("POST", target, headers, body))
+
+    return call
+
+
+def _sync_call(handler: CommHandler, fn_id: str, body: bytes) -> apps.SyncCall:
+    target, headers = apps.url(fn_id), apps.HEADERS
+
+    def call() -> CommResponse:
+        return handler.handle_sync(CommRequest("POST", target, headers, body))
+
+    return call
+
+
+def _measure(colour: Colour, handlers: dict[str, CommHandler], cfg: Config) -> dict[str, Stats]:
+    """Time one request per handler (checked first), interleaved, in the colour's entry point."""
+    body = apps.call_body(HOOK_MEMOIZED)
+    fn_id = apps.FN_ASYNC if colour.async_fn else apps.FN_SYNC
+    if colour.async_fn:
+
+        async def go() -> dict[str, Stats]:
+            cases = {key: _async_call(h, fn_id, body) for key, h in handlers.items()}
+            for call in cases.values():
+                response = await call()
+                assert isinstance(response, CommResponse)
+                apps.check_ours(response, HOOK_MEMOIZED)
+            return await measure_async(cases, cfg)
+
+        return asyncio.run(go())
+    sync_cases = {key: _sync_call(h, fn_id, body) for key, h in handlers.items()}
+    for call in sync_cases.values():
+        response = call()
+        assert isinstance(response, CommResponse)
+        apps.check_ours(response, HOOK_MEMOIZED)
+    return measure_sync(sync_cases, cfg)
+
+
+# -- counting how often each hook runs ----------------------------------------------------------
+
+
+def _counting(cls: type[Middleware | MiddlewareSync], counts: dict[str, int]) -> MiddlewareFactory:
+    """A factory for ``cls`` (overriding every hook) whose instances count each hook call."""
+    is_async = issubclass(cls, Middleware)
+
+    def wrap(hook: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        if is_async:
+
+            async def counted_async(*args: Any) -> Any:
+                counts[hook] = counts.get(hook, 0) + 1
+                return await original(*args)
+
+            return counted_async
+
+        def counted(*args: Any) -> Any:
+            counts[hook] = counts.get(hook, 0) + 1
+            return original(*args)
+
+        return counted
+
+    def factory(client: Inngest, raw_request: object) -> Middleware | MiddlewareSync:
+        instance = cls(client, raw_request)
+        for hook in ALL_HOOKS:
+            setattr(instance, hook, wrap(hook, getattr(instance, hook)))
+        return instance
+
+    return factory
+
+
+def hook_calls(colour: Colour) -> dict[str, int]:
+    """How many times each hook runs in one 10-step request of this colour, per middleware."""
+    counts: dict[str, int] = {}
+    cls = noop.AsyncAll if colour.async_hooks else noop.SyncAll
+    handler = _handler([_counting(cls, counts)])
+    fn_id = apps.FN_ASYNC if colour.async_fn else apps.FN_SYNC
+    request = CommRequest("POST", apps.url(fn_id), apps.HEADERS, apps.call_body(HOOK_MEMOIZED))
+    if colour.async_fn:
+        response = asyncio.run(handler.handle(request))
+    else:
+        response = handler.handle_sync(request)
+    apps.check_ours(response, HOOK_MEMOIZED)
+    return counts
+
+
+# -- the two measurements ---------------------------------------------------------------------
+
+
+def run_hooks(cfg: Config, colours: Sequence[Colour] = COLOURS) -> list[HookRow]:
+    rows: list[HookRow] = []
+    for colour in colours:
+        calls = hook_calls(colour)
+        none_cls = noop.AsyncNone if colour.async_hooks else noop.SyncNone
+        handlers = {"base": _handler([])}
+        for hook, (_, async_cls, sync_cls) in noop.PER_HOOK.items():
+            cls = async_cls if colour.async_hooks else sync_cls
+            copies = colour.copies_of(hook)
+            handlers.setdefault(f"none/{copies}", _handler([none_cls] * copies))
+            handlers[hook] = _handler([cls] * copies)
+        stats = _measure(colour, handlers, cfg)
+        for hook, (kind, _, _) in noop.PER_HOOK.items():
+            rows.append(
+                HookRow(
+                    hook=hook,
+                    kind=kind,
+                    colour=colour.key,
+                    copies=colour.copies_of(hook),
+                    calls=calls.get(hook, 0),
+                    base=stats["base"],
+                    without_hook=stats[f"none/{colour.copies_of(hook)}"],
+                    with_hook=stats[hook],
+                )
+            )
+    return rows
+
+
+def run_middleware_counts(
+    cfg: Config, counts: tuple[int, ...] = MIDDLEWARE_COUNTS
+) -> list[MiddlewareRow]:
+    rows: list[MiddlewareRow] = []
+    for colour in (c for c in COLOURS if c.key in MAIN_COLOURS):
+        none_cls = noop.AsyncNone if colour.async_hooks else noop.SyncNone
+        all_cls = noop.AsyncAll if colour.async_hooks else noop.SyncAll
+        handlers = {"base": _handler([])}
+        for n in counts:
+            handlers[f"none/{n}"] = _handler([none_cls] * n)
+            handlers[f"all/{n}"] = _handler([all_cls] * n)
+        stats = _measure(colour, handlers, cfg)
+        for overrides in ("none", "all"):
+            for n in counts:
+                rows.append(
+                    MiddlewareRow(
+                        colour=colour.key,
+                        overrides=overrides,
+                        count=n,
+                        base=stats["base"],
+                        stats=stats[f"{overrides}/{n}"],
+                    )
+                )
+    return rows
