@@ -8,7 +8,9 @@ Context variables travel both ways (``copy_context`` into threads, the caller's 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
+import os
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -19,6 +21,11 @@ _home_loop: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextva
     "inngest_mw_home_loop", default=None
 )
 _background: asyncio.AbstractEventLoop | None = None
+# A pool of its own, sized well above what nested crossings can hold at once: a worker waiting on
+# the loop must never starve the loop's own need for a worker (the default pool has cpu + 4).
+_executor = concurrent.futures.ThreadPoolExecutor(
+    max_workers=int(os.environ.get("INNGEST_MW_THREADS", "256")), thread_name_prefix="inngest-mw"
+)
 _background_lock = threading.Lock()
 
 
@@ -43,4 +50,4 @@ async def run_in_thread(fn: Callable[..., T], *args: Any) -> T:
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
     context.run(_home_loop.set, loop)
-    return await loop.run_in_executor(None, context.run, fn, *args)
+    return await loop.run_in_executor(_executor, context.run, fn, *args)

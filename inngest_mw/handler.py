@@ -51,6 +51,7 @@ from inngest_mw.execution import (
 )
 from inngest_mw.function import Function, Handler
 from inngest_mw.memo import parse_memos, serialize_error
+from inngest_mw.pipeline import PipelineSpec
 
 __all__ = ["CommHandler", "CommRequest", "CommResponse"]
 
@@ -120,7 +121,7 @@ class CommHandler:
                     raise ValueError(f"function ID {fn_id!r} is served twice")
                 self.functions[fn_id] = (fn, handler)
         self._function_list = list(functions)
-        self._spec_cache: dict[str, Any] = {}
+        self._specs: dict[str, tuple[PipelineSpec, PipelineSpec]] = {}
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -426,7 +427,7 @@ class CommHandler:
         if isinstance(call, CommResponse):
             return call
         try:
-            hooks = (self.client.middleware + fn.middleware).build(self.client, request.raw)
+            hooks = self._pipeline(fn).build(self.client, request.raw)
             if call.use_api:
                 await self._load_from_api(call)
 
@@ -469,7 +470,7 @@ class CommHandler:
         if isinstance(call, CommResponse):
             return call
         try:
-            hooks = (self.client.middleware + fn.middleware).build(self.client, request.raw)
+            hooks = self._pipeline(fn).build(self.client, request.raw)
             if call.use_api:
                 _bridge.run_coroutine(self._load_from_api(call))
 
@@ -481,6 +482,15 @@ class CommHandler:
             return response
         except Error as exc:
             return self._error_response(exc, key)
+
+    def _pipeline(self, fn: Function[Any]) -> PipelineSpec:
+        """Client then function middleware, combined once per function (again if the client's
+        middleware list is replaced by ``add_middleware``)."""
+        cached = self._specs.get(fn.id)
+        if cached is None or cached[0] is not self.client.middleware:
+            cached = (self.client.middleware, self.client.middleware + fn.middleware)
+            self._specs[fn.id] = cached
+        return cached[1]
 
     async def _load_from_api(self, call: CallRequest) -> None:
         """``use_api``: the body was too large, so fetch events and memoized steps from the API."""

@@ -8,6 +8,7 @@ decided once per class; hooks left at the base no-op are never called.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -369,10 +370,11 @@ class HookTable:
                 _log.exception("inngest-mw: middleware %s.%s raised; ignored", label, hook)
 
     async def awrap(self, hook: str, innermost: Callable[[], Awaitable[T]], arg: Any) -> T:
-        call = innermost
-        for fn, is_async, label in reversed(self.hooks.get(hook, ())):
-            call = _async_layer(fn, is_async, label, hook, call, arg)
-        return await call()
+        """Run ``innermost`` inside the onion of ``hook`` (first registered outermost)."""
+        hooks = self.hooks.get(hook)
+        if hooks is None:
+            return await innermost()
+        return await _arun(hooks, 0, hook, innermost, arg)
 
     # -- sync driver ------------------------------------------------------------------------
 
@@ -400,90 +402,102 @@ class HookTable:
                 _log.exception("inngest-mw: middleware %s.%s raised; ignored", label, hook)
 
     def wrap(self, hook: str, innermost: Callable[[], T], arg: Any) -> T:
-        call = innermost
-        for fn, is_async, label in reversed(self.hooks.get(hook, ())):
-            call = _sync_layer(fn, is_async, label, hook, call, arg)
-        return call()
+        """Sync ``awrap``."""
+        hooks = self.hooks.get(hook)
+        if hooks is None:
+            return innermost()
+        return _srun(hooks, 0, hook, innermost, arg)
 
 
 def _hook_error(label: str, hook: str, exc: Exception) -> MiddlewareError:
     return MiddlewareError(f"middleware {label}.{hook} raised {type(exc).__name__}: {exc}")
 
 
-def _own_error(exc: Exception, passed: list[BaseException]) -> bool:
-    """Whether a wrap hook raised ``exc`` itself, rather than letting an inner error through."""
-    return not isinstance(exc, _PASS_THROUGH) and all(exc is not p for p in passed)
+_INNER = "_inngest_mw_inner"
 
 
-def _async_layer(
-    fn: Callable[..., Any],
-    is_async: bool,
-    label: str,
-    hook: str,
-    inner: Callable[[], Awaitable[T]],
-    arg: Any,
-) -> Callable[[], Awaitable[T]]:
-    async def layer() -> T:
-        passed: list[BaseException] = []
+def _mark_inner(exc: BaseException) -> None:
+    """Tag an exception raised inside the onion, so layers it passes through let it go."""
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(exc, _INNER, True)
 
-        async def call_next() -> T:
-            try:
-                return await inner()
-            except BaseException as exc:
-                passed.append(exc)
-                raise
 
+def _own_error(exc: Exception) -> bool:
+    """Whether a wrap hook raised ``exc`` itself rather than passing (or converting) an inner one.
+
+    A tag is used rather than remembering the inner exception in the layer: a reference from the
+    layer to the exception would make a cycle through its traceback on every request.
+    """
+    if isinstance(exc, _PASS_THROUGH) or getattr(exc, _INNER, False):
+        return False
+    cause = exc.__cause__ or exc.__context__
+    return cause is None or not getattr(cause, _INNER, False)
+
+
+def _segment_end(hooks: list[Hook], start: int, is_async: bool) -> int:
+    end = start
+    while end < len(hooks) and hooks[end][1] is is_async:
+        end += 1
+    return end
+
+
+async def _arun(
+    hooks: list[Hook], i: int, hook: str, innermost: Callable[[], Awaitable[T]], arg: Any
+) -> T:
+    """Layer ``i`` of an onion on the async path.
+
+    A run of sync hooks executes in one worker thread (their ``call_next`` comes back to this loop
+    for the layers inside), so a stack of sync middleware costs one thread hop, not one per layer.
+    """
+    if i == len(hooks):
         try:
-            if is_async:
-                result: T = await fn(call_next, arg)
-                return result
-
-            def call_next_sync() -> T:
-                return _bridge.run_coroutine(call_next())
-
-            return await _bridge.run_in_thread(fn, call_next_sync, arg)
-        except Exception as exc:
-            if _own_error(exc, passed):
-                raise _hook_error(label, hook, exc) from exc
+            return await innermost()
+        except BaseException as exc:
+            _mark_inner(exc)
             raise
+    fn, is_async, label = hooks[i]
+    if not is_async:
+        end = _segment_end(hooks, i, False)
+        rest = functools.partial(_arun, hooks, end, hook, innermost, arg)
 
-    return layer
+        def inner_sync() -> T:
+            return _bridge.run_coroutine(rest())
+
+        result: T = await _bridge.run_in_thread(_srun, hooks[i:end], 0, hook, inner_sync, arg)
+        return result
+    try:
+        value: T = await fn(functools.partial(_arun, hooks, i + 1, hook, innermost, arg), arg)
+        return value
+    except Exception as exc:
+        if _own_error(exc):
+            raise _hook_error(label, hook, exc) from exc
+        raise
 
 
-def _sync_layer(
-    fn: Callable[..., Any],
-    is_async: bool,
-    label: str,
-    hook: str,
-    inner: Callable[[], T],
-    arg: Any,
-) -> Callable[[], T]:
-    def layer() -> T:
-        passed: list[BaseException] = []
-
-        def call_next() -> T:
-            try:
-                return inner()
-            except BaseException as exc:
-                passed.append(exc)
-                raise
-
+def _srun(hooks: list[Hook], i: int, hook: str, innermost: Callable[[], T], arg: Any) -> T:
+    """Layer ``i`` of an onion on the sync path; a run of async hooks goes to the event loop."""
+    if i == len(hooks):
         try:
-            if not is_async:
-                result: T = fn(call_next, arg)
-                return result
-
-            async def call_next_async() -> T:
-                return await _bridge.run_in_thread(call_next)
-
-            out: T = _bridge.run_coroutine(fn(call_next_async, arg))
-            return out
-        except Exception as exc:
-            if _own_error(exc, passed):
-                raise _hook_error(label, hook, exc) from exc
+            return innermost()
+        except BaseException as exc:
+            _mark_inner(exc)
             raise
+    fn, is_async, label = hooks[i]
+    if is_async:
+        end = _segment_end(hooks, i, True)
+        rest = functools.partial(_srun, hooks, end, hook, innermost, arg)
 
-    return layer
+        async def inner_async() -> T:
+            return await _bridge.run_in_thread(rest)
+
+        return _bridge.run_coroutine(_arun(hooks[i:end], 0, hook, inner_async, arg))
+    try:
+        value: T = fn(functools.partial(_srun, hooks, i + 1, hook, innermost, arg), arg)
+        return value
+    except Exception as exc:
+        if _own_error(exc):
+            raise _hook_error(label, hook, exc) from exc
+        raise
 
 
 class PipelineSpec:
@@ -512,8 +526,11 @@ class PipelineSpec:
         return bool(self.factories)
 
     def build(self, client: Inngest, raw_request: object) -> HookTable:
+        """Fresh instances for one request; classes that override no hook are not even made."""
         instances = []
         for factory in self.factories:
+            if isinstance(factory, type) and not _overrides(factory):
+                continue
             instance = factory(client, raw_request)
             if not isinstance(instance, _MiddlewareBase):
                 raise ConfigError(

@@ -330,3 +330,92 @@ def test_missing_injected_value_names_the_key() -> None:
     )
     with pytest.raises(KeyError, match="ContextKey\\('tenant'\\) was not set"):
         ctx.get(ctx_key)
+
+
+def _stacked(count: int, sync: bool) -> list[type]:
+    """``count`` middlewares that each wrap steps, requests and the function (one colour)."""
+
+    def make(i: int) -> type:
+        if sync:
+
+            class SyncWrap(MiddlewareSync):
+                def wrap_step(self, call_next: Callable[[], Any], info: StepInfo) -> Any:
+                    return call_next()
+
+                def wrap_request(self, call_next: Callable[[], Any], request: Any) -> Any:
+                    return call_next()
+
+            return type(f"SyncWrap{i}", (SyncWrap,), {})
+
+        class AsyncWrap(Middleware):
+            async def wrap_step(
+                self, call_next: Callable[[], Awaitable[Any]], info: StepInfo
+            ) -> Any:
+                return await call_next()
+
+            async def wrap_function(self, call_next: Callable[[], Awaitable[Any]], ctx: Any) -> Any:
+                return await call_next()
+
+        return type(f"AsyncWrap{i}", (AsyncWrap,), {})
+
+    return [make(i) for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    "function_is_sync", [False, True], ids=["sync-wraps-on-async-fn", "async-wraps-on-sync-fn"]
+)
+def test_many_cross_colour_wraps_under_concurrency_never_exhaust_threads(
+    function_is_sync: bool,
+) -> None:
+    import concurrent.futures
+
+    client = inngest_mw.Inngest(
+        app_id="app", is_production=False, middleware=_stacked(12, sync=not function_is_sync)
+    )
+    if function_is_sync:
+
+        @client.create_function(fn_id="w", trigger=TRIGGER)
+        def fn_sync(ctx: ContextSync) -> Any:
+            return ctx.step.run("s", lambda: "deep")
+
+        fn: inngest_mw.Function[Any] = fn_sync
+    else:
+
+        @client.create_function(fn_id="w", trigger=TRIGGER)
+        async def fn_async(ctx: Context) -> Any:
+            return await ctx.step.run("s", lambda: "deep")
+
+        fn = fn_async
+    with serve_asgi(serve(client, [fn])) as url:
+        caller = Caller(url + "/api/inngest")
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda _: caller.call("app-w", call_body()).json(), range(32)))
+    assert all(r[0]["data"] == "deep" for r in results)
+
+
+class ConvertErrors(Middleware):
+    """Turns step failures into a domain error: a deliberate conversion, not a middleware bug."""
+
+    async def wrap_step_handler(
+        self, call_next: Callable[[], Awaitable[Any]], info: StepInfo
+    ) -> Any:
+        try:
+            return await call_next()
+        except ValueError as exc:
+            raise LookupError(f"converted: {exc}") from exc
+
+
+def test_wrap_hook_converting_an_inner_error_is_not_blamed_on_the_middleware() -> None:
+    client = inngest_mw.Inngest(app_id="app", is_production=False, middleware=[ConvertErrors])
+
+    @client.create_function(fn_id="c", trigger=TRIGGER)
+    async def converted(ctx: Context) -> Any:
+        return await ctx.step.run("s", _fail)
+
+    with serve_asgi(serve(client, [converted])) as url:
+        [op] = Caller(url + "/api/inngest").call("app-c", call_body()).json()
+    assert op["op"] == "StepError"
+    assert (op["error"]["name"], op["error"]["message"]) == (
+        "LookupError",
+        "converted: step exploded",
+    )
