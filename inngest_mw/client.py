@@ -277,13 +277,7 @@ class Inngest:
                     f"event {event.name!r} is {len(encoded)} bytes; the limit is {MAX_EVENT_BYTES}"
                 )
             payload.append(encoded)
-        key = self.settings.event_key
-        if not key:
-            if not self.is_dev:
-                raise SendEventsError(
-                    "no event key: pass Inngest(event_key=...) or set INNGEST_EVENT_KEY"
-                )
-            key = DEV_EVENT_KEY
+        key = self.settings.event_key or (DEV_EVENT_KEY if self.is_dev else "")
         headers = self.outbound_headers()
         headers[Header.CONTENT_TYPE] = "application/json"
         entropy = base64.b64encode(os.urandom(10)).decode()
@@ -315,8 +309,16 @@ class Inngest:
     def _backoff(attempt: int) -> float:
         return float(0.1 * 2**attempt + random.uniform(0, 0.1))
 
+    def _check_key(self, url: str) -> None:
+        # Checked at the HTTP call, not before: a wrap_send that never sends needs no key.
+        if url.endswith("/e/"):
+            raise SendEventsError(
+                "no event key: pass Inngest(event_key=...) or set INNGEST_EVENT_KEY"
+            )
+
     async def _post_events(self, request: tuple[str, bytes, dict[str, str]]) -> list[str]:
         url, body, headers = request
+        self._check_key(url)
         http = self.async_http()
         last = "no attempt made"
         for attempt in range(_SEND_ATTEMPTS):
@@ -336,6 +338,7 @@ class Inngest:
 
     def _post_events_sync(self, request: tuple[str, bytes, dict[str, str]]) -> list[str]:
         url, body, headers = request
+        self._check_key(url)
         http = self.sync_http()
         last = "no attempt made"
         for attempt in range(_SEND_ATTEMPTS):

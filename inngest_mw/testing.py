@@ -1,0 +1,475 @@
+"""Unit-test durable functions in-process: no server, no HTTP, the real step engine and pipeline.
+
+``run(fn, event=..., mocks={...})`` calls the function request after request exactly as the
+executor would (memoizing each step, following plans and parallel steps, retrying with the attempt
+counter, running ``on_failure`` when the run fails) and returns a ``TestRun``. ``mocks`` replaces
+steps by ID: ``run`` (a value or an exception to raise), ``sleep`` (skipped unless mocked),
+``wait_for_event`` (an ``Event``/dict, or ``TIMEOUT``), ``invoke`` (a value or an exception);
+``send_event`` is recorded and never sent. An unmocked wait or invoke raises ``UnmockedStepError``
+naming the step instead of hanging. Mocks and recording are themselves a middleware, appended
+innermost, so user middleware runs exactly as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from inngest_mw.client import Inngest
+from inngest_mw.errors import Error
+from inngest_mw.event import Event
+from inngest_mw.execution import CallRequest, CallResult, RequestMeta, execute, execute_sync
+from inngest_mw.function import Function, Handler
+from inngest_mw.memo import Opcode, parse_memos, serialize_error
+from inngest_mw.pipeline import HookTable, Middleware, MiddlewareSync, StepInfo
+
+__all__ = ["TIMEOUT", "StepRecord", "TestRun", "UnmockedStepError", "run", "run_sync"]
+
+
+class _Timeout:
+    def __repr__(self) -> str:
+        return "TIMEOUT"
+
+
+TIMEOUT: Final = _Timeout()
+"""Mock value for a ``wait_for_event`` that times out."""
+
+
+class UnmockedStepError(Error):
+    """A step that needs the outside world (a wait or an invoke) has no mock."""
+
+    code = "unmocked_step"
+    retriable = False
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """One step of the run, in the order steps were reported."""
+
+    id: str
+    kind: str
+    input: list[Any] = field(default_factory=list)
+    output: Any = None
+    error: dict[str, Any] | None = None
+    attempts: int = 0
+    mocked: bool = False
+
+
+@dataclass(slots=True)
+class TestRun:
+    """The outcome of ``run``: output or error, steps, sent events, attempts and the hook trace."""
+
+    output: Any = None
+    error: dict[str, Any] | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    events_sent: list[Event] = field(default_factory=list)
+    attempts: int = 1
+    requests: int = 0
+    trace: list[str] = field(default_factory=list)
+    on_failure: TestRun | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+    def step(self, step_id: str) -> StepRecord:
+        """The record of ``step_id``; ``KeyError`` listing the known steps otherwise."""
+        for record in self.steps:
+            if record.id == step_id:
+                return record
+        raise KeyError(f"no step {step_id!r}; steps: {[s.id for s in self.steps]}")
+
+
+class _State:
+    """Shared by the driver and the recording middleware of one test run."""
+
+    def __init__(self, mocks: Mapping[str, object]) -> None:
+        self.mocks = dict(mocks)
+        self.lock = threading.Lock()
+        self.records: dict[str, StepRecord] = {}
+        self.order: list[str] = []
+        self.events: list[Event] = []
+        self.trace: list[str] = []
+        self.ids = itertools.count()
+
+    def record(self, info: StepInfo) -> StepRecord:
+        with self.lock:
+            rec = self.records.get(info.hashed_id)
+            if rec is None:
+                rec = StepRecord(id=info.id, kind=info.kind, input=list(info.input))
+                self.records[info.hashed_id] = rec
+                self.order.append(info.hashed_id)
+            return rec
+
+    def mock_for(self, info: StepInfo) -> tuple[bool, object]:
+        """Count an attempt of a run/send step; its mock if there is one (an exception is raised)."""
+        rec = self.record(info)
+        rec.attempts += 1
+        if info.id not in self.mocks:
+            return False, None
+        rec.mocked = True
+        mock = self.mocks[info.id]
+        if isinstance(mock, BaseException):
+            raise mock
+        return True, mock
+
+    def fake_send(self, events: list[Event]) -> list[str]:
+        with self.lock:
+            self.events.extend(events)
+            return [f"test-event-{next(self.ids)}" for _ in events]
+
+    def note(self, entry: str) -> None:
+        with self.lock:
+            self.trace.append(entry)
+
+
+def _recorder_classes(state: _State) -> tuple[type[Middleware], type[MiddlewareSync]]:
+    class Recorder(Middleware):
+        name = "inngest_mw.testing"
+
+        async def wrap_step_handler(
+            self, call_next: Callable[[], Awaitable[Any]], info: StepInfo
+        ) -> Any:
+            mocked, value = state.mock_for(info)
+            return value if mocked else await call_next()
+
+        async def wrap_send(
+            self, call_next: Callable[[], Awaitable[list[str]]], events: list[Event]
+        ) -> list[str]:
+            return state.fake_send(events)
+
+        async def on_step_start(self, info: StepInfo) -> None:
+            state.note(f"step start {info.id}")
+
+        async def on_step_complete(self, info: StepInfo, output: Any) -> None:
+            state.note(f"step complete {info.id}")
+
+        async def on_step_error(
+            self, info: StepInfo, error: BaseException, is_final_attempt: bool
+        ) -> None:
+            state.note(f"step error {info.id}{' (final)' if is_final_attempt else ''}")
+
+        async def before_execution(self) -> None:
+            state.note("before_execution")
+
+        async def after_execution(self) -> None:
+            state.note("after_execution")
+
+    class RecorderSync(MiddlewareSync):
+        name = "inngest_mw.testing"
+
+        def wrap_step_handler(self, call_next: Callable[[], Any], info: StepInfo) -> Any:
+            mocked, value = state.mock_for(info)
+            return value if mocked else call_next()
+
+        def wrap_send(self, call_next: Callable[[], list[str]], events: list[Event]) -> list[str]:
+            return state.fake_send(events)
+
+        def on_step_start(self, info: StepInfo) -> None:
+            state.note(f"step start {info.id}")
+
+        def on_step_complete(self, info: StepInfo, output: Any) -> None:
+            state.note(f"step complete {info.id}")
+
+        def on_step_error(
+            self, info: StepInfo, error: BaseException, is_final_attempt: bool
+        ) -> None:
+            state.note(f"step error {info.id}{' (final)' if is_final_attempt else ''}")
+
+        def before_execution(self) -> None:
+            state.note("before_execution")
+
+        def after_execution(self) -> None:
+            state.note("after_execution")
+
+    return Recorder, RecorderSync
+
+
+class _Driver:
+    """Plays the executor for one function: the loop of call requests and memoization."""
+
+    def __init__(
+        self,
+        fn: Function[Any],
+        handler: Handler,
+        events: list[Event],
+        state: _State,
+        client: Inngest,
+        max_attempts: int,
+        run_id: str,
+    ) -> None:
+        self.fn = fn
+        self.handler = handler
+        self.events = events
+        self.state = state
+        self.client = client
+        self.max_attempts = max_attempts
+        self.run_id = run_id
+        recorder, recorder_sync = _recorder_classes(state)
+        spec = client.middleware + fn.middleware
+        self.factories = [*spec.factories, recorder if fn.is_async else recorder_sync]
+        self.steps: dict[str, Any] = {}
+        self.stack: list[str] = []
+        self.pending: list[str] = []
+        self.step_attempts: dict[str, int] = {}
+        self.disable_immediate = False
+        self.result = TestRun()
+
+    def request(self) -> tuple[CallRequest, HookTable, RequestMeta, int]:
+        target = self.pending[0] if self.pending else "step"
+        attempt = self.step_attempts.get(target, self.result.attempts - 1)
+        call = CallRequest(
+            event=self.events[0],
+            events=list(self.events),
+            steps=parse_memos(self.steps),
+            run_id=self.run_id,
+            attempt=attempt,
+            max_attempts=self.max_attempts,
+            stack=list(self.stack),
+            disable_immediate=self.disable_immediate,
+            use_api=False,
+        )
+        hooks = HookTable([factory(self.client, None) for factory in self.factories])
+        self.result.requests += 1
+        if self.result.requests > 10_000:
+            raise RuntimeError("the function did not finish within 10,000 requests")
+        return call, hooks, RequestMeta(step_id=target), attempt
+
+    def memoize(self, hashed: str, value: Any) -> None:
+        self.steps[hashed] = value
+        self.stack.append(hashed)
+
+    def settle(self, out: CallResult, attempt: int) -> bool:
+        """Apply one response like the executor; True when the run is over."""
+        target = self.pending.pop(0) if self.pending else None
+        if out.step_not_found is not None:
+            self.result.error = {
+                "name": "StepNotFound",
+                "message": f"step {out.step_not_found} not found",
+            }
+            return True
+        if not out.ops:
+            if out.error is None:
+                self.result.output = out.output
+                return True
+            error = serialize_error(out.error)
+            retriable = not out.final_attempt
+            if retriable and self.result.attempts < self.max_attempts:
+                self.result.attempts += 1
+                return False
+            self.result.error = error
+            return True
+        if len(out.ops) > 1:
+            self.disable_immediate = True
+        for op in out.ops:
+            self._apply(
+                op.op, op.hashed_id, op.user_id, op.data if op.has_data else None, op.error, attempt
+            )
+        if target is not None and target in self.pending:
+            self.pending.remove(target)
+        return False
+
+    def _apply(
+        self,
+        kind: str,
+        hashed: str,
+        user_id: str,
+        data: Any,
+        error: dict[str, Any] | None,
+        attempt: int,
+    ) -> None:
+        state = self.state
+        if kind == Opcode.STEP_RUN:
+            self.memoize(hashed, {"data": data})
+            rec = state.records.get(hashed)
+            if rec is not None:
+                rec.output = data
+        elif kind == Opcode.STEP_ERROR:
+            self.step_attempts[hashed] = attempt + 1
+            self.pending.insert(0, hashed)
+        elif kind == Opcode.STEP_FAILED:
+            self.memoize(hashed, {"error": error})
+            rec = state.records.get(hashed)
+            if rec is not None:
+                rec.error = error
+        elif kind == Opcode.STEP_PLANNED:
+            self.pending.append(hashed)
+        else:
+            self._resolve_external(kind, hashed, user_id)
+
+    def _resolve_external(self, kind: str, hashed: str, user_id: str) -> None:
+        """Sleeps, waits and invokes: what the server would have done, from the mocks."""
+        step_kind = {
+            Opcode.SLEEP: "sleep",
+            Opcode.WAIT_FOR_EVENT: "wait_for_event",
+            Opcode.INVOKE: "invoke",
+        }[kind]
+        rec = self.state.record(
+            StepInfo(id=user_id, hashed_id=hashed, kind=step_kind, index=0, display_name=user_id)
+        )
+        rec.attempts += 1
+        has_mock = user_id in self.state.mocks
+        mock = self.state.mocks.get(user_id)
+        rec.mocked = has_mock
+        if step_kind == "sleep":
+            self.memoize(hashed, None)
+            return
+        if not has_mock:
+            raise UnmockedStepError(
+                f"step {user_id!r} ({step_kind}) needs a mock: pass mocks={{{user_id!r}: ...}} "
+                + (
+                    "(an Event, a dict, or testing.TIMEOUT)"
+                    if step_kind == "wait_for_event"
+                    else "(a value or an exception)"
+                )
+            )
+        if step_kind == "wait_for_event":
+            if mock is TIMEOUT or mock is None:
+                value: Any = None
+            elif isinstance(mock, Event):
+                value = mock.model_dump(mode="json")
+            else:
+                value = dict(mock)  # type: ignore[call-overload]
+            rec.output = value
+            self.memoize(hashed, value)
+        elif isinstance(mock, BaseException):
+            rec.error = serialize_error(mock)
+            self.memoize(hashed, {"error": rec.error})
+        else:
+            rec.output = mock
+            self.memoize(hashed, {"data": mock})
+
+    def finish(self) -> TestRun:
+        result = self.result
+        result.steps = [self.state.records[h] for h in self.state.order]
+        result.events_sent = list(self.state.events)
+        result.trace = list(self.state.trace)
+        return result
+
+
+def _prepare(
+    fn: Function[Any],
+    event: Event | Mapping[str, Any] | None,
+    events: Sequence[Event | Mapping[str, Any]] | None,
+    client: Inngest | None,
+) -> tuple[list[Event], Inngest]:
+    raw = (
+        list(events)
+        if events
+        else [event if event is not None else Event(name="inngest/function.invoked")]
+    )
+    batch = [e if isinstance(e, Event) else Event.model_validate(e) for e in raw]
+    return batch, client or Inngest(
+        app_id=fn.id.removesuffix(f"-{fn.local_id}") or "test", is_production=False
+    )
+
+
+def _attempts(fn: Function[Any], attempts: int | None) -> int:
+    if attempts is not None:
+        return attempts
+    retries = fn.options.retries
+    return (4 if retries is None else retries) + 1
+
+
+def _failure_event(
+    fn: Function[Any], events: list[Event], run_id: str, error: dict[str, Any]
+) -> Event:
+    return Event(
+        name="inngest/function.failed",
+        id=run_id,
+        data={
+            "function_id": fn.id,
+            "run_id": run_id,
+            "error": error,
+            "event": events[0].model_dump(mode="json"),
+            "events": [e.model_dump(mode="json") for e in events],
+        },
+    )
+
+
+async def run(
+    fn: Function[Any],
+    *,
+    event: Event | Mapping[str, Any] | None = None,
+    events: Sequence[Event | Mapping[str, Any]] | None = None,
+    mocks: Mapping[str, object] | None = None,
+    attempts: int | None = None,
+    client: Inngest | None = None,
+    run_id: str = "01TESTRUN0000000000000000",
+) -> TestRun:
+    """Run ``fn`` to the end in-process (async or sync function) and return what happened.
+
+    ``attempts`` defaults to the function's ``retries`` + 1 (4 + 1 when unset, as on the server).
+    """
+    batch, client = _prepare(fn, event, events, client)
+    return await _run(
+        fn, fn.handler, batch, dict(mocks or {}), _attempts(fn, attempts), client, run_id, True
+    )
+
+
+async def _run(
+    fn: Function[Any],
+    handler: Handler,
+    batch: list[Event],
+    mocks: dict[str, object],
+    max_attempts: int,
+    client: Inngest,
+    run_id: str,
+    allow_failure_handler: bool,
+) -> TestRun:
+    state = _State(mocks)
+    driver = _Driver(fn, handler, batch, state, client, max_attempts, run_id)
+    while True:
+        call, hooks, meta, attempt = driver.request()
+        if fn.is_async:
+            out = await execute(client, fn, handler, call, hooks, meta)
+        else:
+            out = await asyncio.to_thread(execute_sync, client, fn, handler, call, hooks, meta)
+        if driver.settle(out, attempt):
+            break
+    result = driver.finish()
+    if result.error is not None and allow_failure_handler and fn.on_failure is not None:
+        failed = _failure_event(fn, batch, run_id, result.error)
+        result.on_failure = await _run(
+            fn, fn.on_failure, [failed], mocks, 1, client, run_id + "F", False
+        )
+    return result
+
+
+def run_sync(
+    fn: Function[Any],
+    *,
+    event: Event | Mapping[str, Any] | None = None,
+    events: Sequence[Event | Mapping[str, Any]] | None = None,
+    mocks: Mapping[str, object] | None = None,
+    attempts: int | None = None,
+    client: Inngest | None = None,
+    run_id: str = "01TESTRUN0000000000000000",
+) -> TestRun:
+    """Blocking ``run``; usable from plain (non-async) tests, even while a loop is running."""
+    coro = run(
+        fn, event=event, events=events, mocks=mocks, attempts=attempts, client=client, run_id=run_id
+    )
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: list[TestRun] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            box.append(asyncio.run(coro))
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return box[0]
