@@ -24,6 +24,7 @@ from inngest_mw._const import (
     CAPABILITIES,
     DEFAULT_SERVE_PATH,
     LANGUAGE,
+    MAX_STEP_OUTPUT_BYTES,
     REQ_VERSION,
     SCHEMA_VERSION,
     SDK_HEADER,
@@ -50,7 +51,7 @@ from inngest_mw.execution import (
     parse_call,
 )
 from inngest_mw.function import Function, Handler
-from inngest_mw.memo import parse_memos, serialize_error
+from inngest_mw.memo import Op, Opcode, parse_memos, serialize_error
 from inngest_mw.pipeline import PipelineSpec
 
 __all__ = ["CommHandler", "CommRequest", "CommResponse"]
@@ -532,17 +533,20 @@ class CommHandler:
                 sign_with=key,
             )
         if result.ops:
-            headers = {Header.NO_RETRY: "false"}
-            if any(op.op == "StepFailed" for op in result.ops):
-                headers[Header.NO_RETRY] = "true"
-            if result.retry_after:
-                headers[Header.RETRY_AFTER] = result.retry_after
             try:
                 raw = _dumps([op.to_wire() for op in result.ops])
             except (TypeError, ValueError) as exc:
                 return self._error_response(
                     NonRetriableError(f"step output is not JSON-serializable: {exc}"), key
                 )
+            if len(raw) > MAX_STEP_OUTPUT_BYTES:
+                _fail_oversized(result.ops)
+                raw = _dumps([op.to_wire() for op in result.ops])
+            headers = {Header.NO_RETRY: "false"}
+            if any(op.op == Opcode.STEP_FAILED for op in result.ops):
+                headers[Header.NO_RETRY] = "true"
+            if result.retry_after:
+                headers[Header.RETRY_AFTER] = result.retry_after
             return self._respond(206, None, headers, sign_with=key, raw=raw)
         if result.error is not None:
             return self._error_response(result.error, key)
@@ -572,6 +576,23 @@ class CommHandler:
 
 class _ApiError(Error):
     code = "api_fetch_failed"
+
+
+def _fail_oversized(ops: list[Op]) -> None:
+    """Turn each step whose output is over the protocol's 4 MiB limit into a final failure.
+
+    Measured only when the whole body is over the limit, so outputs are serialized once normally.
+    """
+    for op in ops:
+        if not op.has_data:
+            continue
+        size = len(_dumps(op.data))
+        if size > MAX_STEP_OUTPUT_BYTES:
+            error = NonRetriableError(
+                f"step {op.user_id!r} output is {size} bytes; the limit is {MAX_STEP_OUTPUT_BYTES} "
+                "(store large data elsewhere and return a reference)"
+            )
+            op.fail(serialize_error(error))
 
 
 def _key_hash(key: str | None) -> str | None:

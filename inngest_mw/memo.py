@@ -144,6 +144,10 @@ class Op:
     def has_data(self) -> bool:
         return self.data is not _NO_DATA
 
+    def fail(self, error: dict[str, Any]) -> None:
+        """Report this step as failed for good instead (e.g. its output broke a protocol limit)."""
+        self.op, self.data, self.error = Opcode.STEP_FAILED, _NO_DATA, error
+
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.hashed_id,

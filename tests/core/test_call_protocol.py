@@ -288,3 +288,22 @@ def test_dev_mode_introspection_is_unauthenticated(url: str) -> None:
         "has_signing_key_fallback": False,
         "mode": "dev",
     }
+
+
+def test_step_output_over_4_mib_fails_the_step_for_good() -> None:
+    client = inngest_mw.Inngest(app_id="app", is_production=False)
+
+    @client.create_function(fn_id="huge", trigger=inngest_mw.TriggerEvent(event="e/x"))
+    async def huge(ctx: inngest_mw.Context) -> object:
+        return await ctx.step.run("blob", lambda: "x" * (4 * 1024 * 1024 + 1))
+
+    with serve_asgi(serve(client, [huge])) as base:
+        res = Caller(base + "/api/inngest").call("app-huge", call_body())
+    [op] = res.json()
+    assert (res.status_code, op["op"], res.headers["x-inngest-no-retry"]) == (
+        206,
+        "StepFailed",
+        "true",
+    )
+    assert "limit is 4194304" in op["error"]["message"]
+    assert "data" not in op
