@@ -60,7 +60,16 @@ def main() -> int:
     for step in (
         ("-m", "ruff", "check", "."),
         ("-m", "ruff", "format", "--check", "."),
-        ("-m", "mypy", "inngest_mw", "integrations", "devserver", "benchmarks", "run.py"),
+        (
+            "-m",
+            "mypy",
+            "inngest_mw",
+            "integrations",
+            "devserver",
+            "middleware/encryption",
+            "benchmarks",
+            "run.py",
+        ),
     ):
         print("$", " ".join(step), flush=True)
         if code := run(*step):
