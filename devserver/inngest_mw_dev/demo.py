@@ -22,7 +22,7 @@ import inngest_mw
 from inngest_mw_dev.cli import print_run
 from inngest_mw_dev.thread import EngineThread
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "serve_app"]
 
 
 def _free_port() -> int:
@@ -33,7 +33,8 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _serve(app: Any) -> Iterator[str]:
+def serve_app(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free 127.0.0.1 port in a thread; yield its Inngest URL."""
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="demo-app", daemon=True)
@@ -70,7 +71,7 @@ def run_demo(db_path: str | None = None) -> int:
         os.environ["INNGEST_BASE_URL"] = engine.url  # the example app's client targets this engine
         from inngest_mw_dev import demo_app
 
-        app_url = stack.enter_context(_serve(demo_app.app))
+        app_url = stack.enter_context(serve_app(demo_app.app))
         print(f"app      {app_url}  (functions: {', '.join(f.id for f in demo_app.functions)})")
         client = demo_app.client
         http = stack.enter_context(httpx.Client(base_url=engine.url, timeout=30))
