@@ -210,7 +210,7 @@ class Engine:
             free = self.workers - len(self._inflight)
             if free > 0:
                 now = self.clock()
-                for item in self.store.lease_due(now, self._lease_seconds, free):
+                for item in self.machine.lease(now, self._lease_seconds, free):
                     task = asyncio.create_task(self._work(item))
                     self._inflight[item.id] = task
             with contextlib.suppress(TimeoutError):
@@ -242,6 +242,10 @@ class Engine:
             machine.expire_pause(item)
         elif item.kind == "cron":
             machine.fire_cron(item)
+        elif item.kind in ("debounce", "batch"):
+            machine.flush_buffer(item)
+        elif item.kind == "run_timeout":
+            machine.expire_run(item)
         else:
             log.warning("dropping queue item %d of unknown kind %r", item.id, item.kind)
             machine.drop_item(item)

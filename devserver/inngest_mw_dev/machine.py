@@ -1,7 +1,8 @@
 """The run state machine: every durable transition of apps, events, runs, steps and pauses.
 
 No I/O here besides SQLite. Each public method is one transaction, so a step's output and the
-queue items that follow from it commit together. The engine does the HTTP calls and scheduling.
+queue items that follow from it commit together. The engine does the HTTP calls and scheduling;
+flow-control decisions come from ``admission`` and are recorded here in each run's history.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from inngest_mw_dev.admission import SINGLETON, Admission, Flush
 from inngest_mw_dev.cron import parse_cron
 from inngest_mw_dev.executor import (
     MAX_OPS,
@@ -40,6 +42,7 @@ __all__ = [
     "COMPLETED",
     "FAILED",
     "RUNNING",
+    "SKIPPED",
     "HistoryNote",
     "PreparedCall",
     "RunMachine",
@@ -48,6 +51,7 @@ __all__ = [
 log = logging.getLogger("inngest_mw_dev")
 
 RUNNING, COMPLETED, FAILED, CANCELLED = "Running", "Completed", "Failed", "Cancelled"
+SKIPPED = "Skipped"
 DISCOVERY = "step"
 EV_FINISHED = "inngest/function.finished"
 EV_FAILED = "inngest/function.failed"
@@ -97,6 +101,7 @@ class RunMachine:
         on_history: Callable[[HistoryNote], None] | None = None,
     ) -> None:
         self.store = store
+        self.admission = Admission(store)
         self.clock = clock
         self.retry_base = retry_base
         self.on_history = on_history
@@ -238,7 +243,7 @@ class RunMachine:
                 self._resume_invokers(event)
             for fn in list(self.functions.values()):
                 if self._triggered(fn, event):
-                    self._create_run(fn, [event])
+                    self._schedule(fn, event)
 
     def _triggered(self, fn: FunctionDef, event: dict[str, Any]) -> bool:
         name = str(event.get("name", ""))
@@ -269,20 +274,82 @@ class RunMachine:
                 memo, status = {"data": data.get("result")}, "Completed"
             self._resolve_branch(run, pause.step, memo, status, via=EV_FINISHED)
 
+    # flow control before a run exists
+
+    def _schedule(self, fn: FunctionDef, event: dict[str, Any]) -> None:
+        """Start a run for a triggering event, or hold the event for debounce or a batch."""
+        now = self.clock()
+        if fn.flow.batch is not None:
+            flush = self.admission.batch(fn.id, fn.flow.batch, event, now)
+            if flush is not None:
+                self._flush(flush)
+        elif fn.flow.debounce is not None:
+            self.admission.debounce(fn.id, fn.flow.debounce, event, now)
+        else:
+            self._start_run(fn, [event])
+
+    def _flush(self, flush: Flush) -> None:
+        fn = self.functions.get(flush.function_id)
+        events = [e for e in map(self.store.get_event, flush.event_ids) if e is not None]
+        if fn is not None and events:
+            self._start_run(fn, events, note=flush.reason)
+
+    def flush_buffer(self, item: QueueItem) -> None:
+        """A debounce or batch timer is due: start the run its held events make."""
+        with self._tx():
+            flush = self.admission.take(item, self.clock())
+            if flush is not None:
+                self._flush(flush)
+
+    def _start_run(self, fn: FunctionDef, events: list[dict[str, Any]], note: str = "") -> None:
+        """Apply rate limit, idempotency and singleton, then create the run (or a skipped one).
+
+        Invoked runs bypass this (and buffering), so a parent never waits on a skipped child;
+        throttle, priority, concurrency and timeouts still apply to them via ``_create_run``.
+        """
+        now = self.clock()
+        reason = self.admission.skip_reason(fn, events[0], now)
+        if reason is not None:
+            run = self._new_run(fn, events, None, status=SKIPPED, now=now)
+            self._history(run, "skipped", event=events[0].get("name"), reason=reason)
+            return
+        singleton = fn.flow.singleton
+        if singleton is not None and singleton.mode == "cancel":
+            key = self.admission.singleton_key(fn, events[0])
+            for run_id in self.store.runs_with_key(SINGLETON, key):
+                running = self.store.get_run(run_id)
+                if running is not None and running.status == RUNNING:
+                    self._cancel(running, "singleton: replaced by a newer run with the same key")
+        self._create_run(fn, events, note=note)
+
     # run lifecycle
 
-    def _create_run(
-        self, fn: FunctionDef, events: list[dict[str, Any]], correlation_id: str | None = None
-    ) -> RunRow:
-        now = self.clock()
+    def _new_run(
+        self, fn: FunctionDef, events: list[dict[str, Any]], correlation_id: str | None, *,
+        status: str, now: float,
+    ) -> RunRow:  # fmt: skip
         run = RunRow(
             id=new_ulid(), function_id=fn.id, app_id=self.function_apps.get(fn.id, ""),
-            event_id=str(events[0].get("id", "")), events=events, status=RUNNING, output=None,
-            error=None, queued_at=now, started_at=None, ended_at=None, force_plan=False,
-            pending=0, max_attempts=fn.max_attempts, correlation_id=correlation_id,
+            event_id=str(events[0].get("id", "")), events=events, status=status, output=None,
+            error=None, queued_at=now, started_at=None,
+            ended_at=None if status == RUNNING else now, force_plan=False, pending=0,
+            max_attempts=fn.max_attempts, correlation_id=correlation_id,
         )  # fmt: skip
         self.store.insert_run(run)
-        self._history(run, "queued", event=events[0].get("name"))
+        return run
+
+    def _create_run(
+        self, fn: FunctionDef, events: list[dict[str, Any]], correlation_id: str | None = None,
+        note: str = "",
+    ) -> RunRow:  # fmt: skip
+        now = self.clock()
+        run = self._new_run(fn, events, correlation_id, status=RUNNING, now=now)
+        detail: dict[str, Any] = {"event": events[0].get("name")}
+        if note:
+            detail["reason"] = note
+        if len(events) > 1:
+            detail["events"] = len(events)
+        self._history(run, "queued", **detail)
         for index, rule in enumerate(fn.cancel):
             condition = rule.condition
             if condition:
@@ -294,8 +361,20 @@ class RunMachine:
                 PauseRow(f"{run.id}:cancel:{index}", run.id, None, "cancel", rule.event,
                          condition, None, now + rule.timeout)
             )  # fmt: skip
-        self.store.enqueue("call", now, run_id=run.id, function_id=fn.id, step=DISCOVERY)
+        self.admission.hold_keys(fn, run.id, events[0])
+        plan = self.admission.plan_start(fn, events[0], now)
+        if plan.reasons:
+            kind = "delayed" if plan.run_at > now else "prioritized"
+            self._history(run, kind, reason="; ".join(plan.reasons), until=plan.run_at)
+        self.store.enqueue("call", plan.run_at, run_id=run.id, function_id=fn.id, step=DISCOVERY)
+        if fn.flow.start_timeout is not None:
+            self._enqueue_run_timeout(run, "start", fn.flow.start_timeout, now)
         return run
+
+    def _enqueue_run_timeout(self, run: RunRow, which: str, seconds: float, now: float) -> None:
+        self.store.enqueue("run_timeout", now + seconds, run_id=run.id,
+                           function_id=run.function_id,
+                           payload={"which": which, "seconds": seconds})  # fmt: skip
 
     def cancel(self, run_id: str, reason: str) -> bool:
         """Cancel a running run; False when it is unknown or already ended."""
@@ -390,6 +469,8 @@ class RunMachine:
             if run.started_at is None:
                 self.store.update_run(run.id, started_at=now)
                 self._history(run, "started")
+                if fn.flow.finish_timeout is not None:
+                    self._enqueue_run_timeout(run, "finish", fn.flow.finish_timeout, now)
             step_id = item.step or DISCOVERY
             if step_id != DISCOVERY:
                 existing = self.store.get_step(run.id, step_id)
@@ -677,6 +758,42 @@ class RunMachine:
             else:
                 self._resolve_branch(run, item.step, None, "Completed", via="timeout")
 
+    def expire_run(self, item: QueueItem) -> None:
+        """A ``timeouts.start``/``finish`` deadline passed: cancel the run if it still applies."""
+        with self._tx():
+            run = self._running(item)
+            if run is None:
+                return
+            self.store.delete_item(item.id)
+            which = item.payload.get("which")
+            if which == "start" and run.started_at is not None:
+                return
+            verb = "started" if which == "start" else "finished"
+            seconds = float(item.payload.get("seconds") or 0)
+            self._cancel(run, f"timeouts.{which}: not {verb} within {seconds:g}s")
+
+    def lease(self, now: float, lease_seconds: float, limit: int) -> list[QueueItem]:
+        """Lease due work; calls over a concurrency limit wait, noted once in their run's history."""
+        admit = self.admission.admitter(now)
+        held: list[tuple[QueueItem, str]] = []
+
+        def gate(item: QueueItem) -> bool:
+            full = admit(item)
+            if full is not None:
+                held.append((item, full))
+            return full is None
+
+        with self._tx():
+            items = self.store.lease_due(now, lease_seconds, limit, gate)
+            for item, full in held:
+                run = self.store.get_run(item.run_id or "")
+                if item.payload.get("held") or run is None:
+                    continue
+                self.store.set_payload(item.id, held=True)
+                step = None if item.step == DISCOVERY else self._step_name(run, item.step)
+                self._history(run, "concurrency_limited", step, reason=f"concurrency: {full}")
+        return items
+
     def fire_cron(self, item: QueueItem) -> None:
         """Start a run for a due cron tick and queue the next tick, in one transaction."""
         with self._tx():
@@ -689,7 +806,7 @@ class RunMachine:
             event = {"id": new_ulid(), "name": EV_CRON, "data": {"cron": cron}, "user": {},
                      "ts": int(now * 1000)}  # fmt: skip
             self.store.insert_event(event, now)
-            self._create_run(fn, [event])
+            self._start_run(fn, [event])
             self.store.reschedule(item.id, parse_cron(cron).next_after(now), 0)
 
     def drop_item(self, item: QueueItem) -> None:

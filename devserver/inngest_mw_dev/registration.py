@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from inngest_mw_dev.cron import parse_cron
 from inngest_mw_dev.expr import ExpressionError, compile_expression
+from inngest_mw_dev.flow import FlowConfig
 from inngest_mw_dev.timing import parse_seconds
 
 __all__ = [
@@ -56,7 +57,7 @@ class CancelRule:
 
 @dataclass(slots=True)
 class FunctionDef:
-    """One function as the engine needs it; ``config`` keeps the raw JSON for later features."""
+    """One function as the engine needs it; ``config`` keeps the raw JSON as registered."""
 
     id: str
     name: str
@@ -64,6 +65,7 @@ class FunctionDef:
     retries: int
     cancel: list[CancelRule]
     config: dict[str, object]
+    flow: FlowConfig = field(default_factory=FlowConfig)
 
     @property
     def max_attempts(self) -> int:
@@ -192,8 +194,9 @@ def _function(raw: dict[str, object], sink: list[str]) -> FunctionDef | None:
     cancel = _cancel(raw.get("cancel"), p)
     _flow_control(raw, p)
     return FunctionDef(
-        id=fn_id, name=name, triggers=triggers, retries=retries, cancel=cancel, config=raw
-    )
+        id=fn_id, name=name, triggers=triggers, retries=retries, cancel=cancel, config=raw,
+        flow=FlowConfig.from_config(raw),
+    )  # fmt: skip
 
 
 def _triggers(value: object, p: _Problems) -> list[Trigger]:

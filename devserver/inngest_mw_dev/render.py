@@ -37,7 +37,15 @@ def describe(kind: str, step: str | None, detail: Mapping[str, Any]) -> str:
     label = f'step "{step}"' if step else "run"
     match kind:
         case "queued":
-            return f"queued by {detail.get('event')}"
+            events = f" ({detail['events']} events)" if detail.get("events") else ""
+            reason = f": {detail['reason']}" if detail.get("reason") else ""
+            return f"queued by {detail.get('event')}{events}{reason}"
+        case "skipped":
+            return f"skipped: {detail.get('reason')}"
+        case "delayed" | "prioritized":
+            return f"{kind}: {detail.get('reason')}"
+        case "concurrency_limited":
+            return f"{label} waiting for capacity: {detail.get('reason')}"
         case "started":
             return "started"
         case "step_completed":

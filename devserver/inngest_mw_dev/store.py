@@ -1,5 +1,8 @@
 """SQLite persistence for the engine: apps, functions, events, runs, steps, pauses, queue, history.
 
+Flow control keeps its state here too (GCRA arrival times, per-run concurrency/singleton keys,
+debounce and batch buffers), so limits and pending batches survive a restart.
+
 One file in WAL mode. Callers group writes with ``Store.tx()`` so a step's output and the queue
 items that follow from it commit together; a ``kill -9`` then loses nothing that was acknowledged.
 All access happens on the engine's event-loop thread, so one connection suffices.
@@ -9,13 +12,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AppRow", "HistoryRow", "PauseRow", "QueueItem", "RunRow", "StepRow", "Store"]
+__all__ = [
+    "AppRow",
+    "BufferRow",
+    "HistoryRow",
+    "PauseRow",
+    "QueueItem",
+    "RunRow",
+    "StepRow",
+    "Store",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps (
@@ -62,6 +74,16 @@ CREATE TABLE IF NOT EXISTS history (
     kind TEXT NOT NULL, step TEXT, detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS history_by_run ON history (run_id);
+CREATE TABLE IF NOT EXISTS flow_tat (key TEXT PRIMARY KEY, tat REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS run_keys (
+    run_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, lim INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, kind, key)
+);
+CREATE INDEX IF NOT EXISTS run_keys_by_key ON run_keys (kind, key);
+CREATE TABLE IF NOT EXISTS buffers (
+    function_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, events TEXT NOT NULL,
+    first_at REAL NOT NULL, item_id INTEGER NOT NULL, PRIMARY KEY (function_id, kind, key)
+);
 """
 
 
@@ -134,10 +156,11 @@ class PauseRow:
 
 @dataclass(slots=True)
 class QueueItem:
-    """A unit of work. ``kind`` is one of: event, call, sleep, wait_timeout, invoke_timeout, cron.
+    """A unit of work. ``kind``: event, call, sleep, wait_timeout, invoke_timeout, run_timeout,
+    cron, debounce or batch (the last three are function-bound, with ``run_id`` None).
 
-    ``function_id`` is kept on every run-bound item so flow control (concurrency, throttle) can
-    later lease per function/key without touching the run tables.
+    ``function_id`` is kept on every item bound to a function, so timers and cron ticks know
+    which function they belong to.
     """
 
     id: int
@@ -148,6 +171,18 @@ class QueueItem:
     attempt: int
     run_at: float
     payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class BufferRow:
+    """Events held back by debounce (the last one) or batching (all, in arrival order)."""
+
+    function_id: str
+    kind: str
+    key: str
+    events: list[str]
+    first_at: float
+    item_id: int
 
 
 @dataclass(slots=True)
@@ -440,18 +475,32 @@ class Store:
         data["payload"] = json.loads(data["payload"])
         return QueueItem(**data)
 
-    def lease_due(self, now: float, lease_seconds: float, limit: int) -> list[QueueItem]:
-        """Take up to ``limit`` due items whose lease is free or expired, leasing them."""
+    def lease_due(
+        self, now: float, lease_seconds: float, limit: int,
+        admit: Callable[[QueueItem], bool] | None = None,
+    ) -> list[QueueItem]:  # fmt: skip
+        """Take up to ``limit`` due items whose lease is free or expired, leasing them.
+
+        Items ``admit`` refuses stay queued and later due items are still considered, so work
+        held by a flow-control limit never blocks unrelated work behind it.
+        """
+        taken: list[QueueItem] = []
         with self.tx():
             rows = self._all(
                 "SELECT * FROM queue WHERE run_at <= ? AND (lease_until IS NULL"
-                " OR lease_until < ?) ORDER BY run_at, id LIMIT ?",
-                now, now, limit,
+                " OR lease_until < ?) ORDER BY run_at, id" + ("" if admit else " LIMIT ?"),
+                now, now, *(() if admit else (limit,)),
             )  # fmt: skip
             for row in rows:
+                item = self._item(row)
+                if admit is not None and not admit(item):
+                    continue
                 self._exec("UPDATE queue SET lease_until = ? WHERE id = ?",
                            now + lease_seconds, row["id"])  # fmt: skip
-        return [self._item(r) for r in rows]
+                taken.append(item)
+                if len(taken) >= limit:
+                    break
+        return taken
 
     def next_due(self) -> float | None:
         row = self._one("SELECT MIN(run_at) AS t FROM queue WHERE lease_until IS NULL")
@@ -488,9 +537,17 @@ class Store:
         self._exec("DELETE FROM queue WHERE id = ?", item_id)
 
     def delete_run_work(self, run_id: str) -> None:
-        """Drop every queued item and pause of a run that has ended."""
+        """Drop every queued item, pause and flow-control key of a run that has ended."""
         self._exec("DELETE FROM queue WHERE run_id = ?", run_id)
         self._exec("DELETE FROM pauses WHERE run_id = ?", run_id)
+        self._exec("DELETE FROM run_keys WHERE run_id = ?", run_id)
+
+    def set_payload(self, item_id: int, **payload: Any) -> None:
+        """Merge fields into an item's payload without touching its lease or time."""
+        item = self.get_item(item_id)
+        if item is not None:
+            merged = _dump({**item.payload, **payload})
+            self._exec("UPDATE queue SET payload = ? WHERE id = ?", merged, item_id)
 
     def delete_pause_items(self, run_id: str, step: str) -> None:
         self._exec(
@@ -512,6 +569,58 @@ class Store:
     def queue_size(self) -> int:
         row = self._one("SELECT COUNT(*) AS n FROM queue")
         return int(row["n"]) if row else 0
+
+    # flow control
+
+    def get_tat(self, key: str) -> float | None:
+        row = self._one("SELECT tat FROM flow_tat WHERE key = ?", key)
+        return float(row["tat"]) if row else None
+
+    def set_tat(self, key: str, tat: float) -> None:
+        self._exec("INSERT OR REPLACE INTO flow_tat VALUES (?,?)", key, tat)
+
+    def add_run_key(self, run_id: str, kind: str, key: str, limit: int = 0) -> None:
+        self._exec("INSERT OR REPLACE INTO run_keys VALUES (?,?,?,?)", run_id, kind, key, limit)
+
+    def run_keys(self, run_id: str, kind: str) -> list[tuple[str, int]]:
+        rows = self._all("SELECT key, lim FROM run_keys WHERE run_id = ? AND kind = ?",
+                         run_id, kind)  # fmt: skip
+        return [(r["key"], int(r["lim"])) for r in rows]
+
+    def runs_with_key(self, kind: str, key: str) -> list[str]:
+        """IDs of running runs holding ``key`` (keys are removed when a run ends)."""
+        rows = self._all("SELECT run_id FROM run_keys WHERE kind = ? AND key = ?", kind, key)
+        return [r["run_id"] for r in rows]
+
+    def leased_calls_by_key(self, kind: str, now: float) -> dict[str, int]:
+        """How many leased (in-flight) calls hold each key of ``kind``."""
+        rows = self._all(
+            "SELECT k.key AS key, COUNT(*) AS n FROM queue q JOIN run_keys k"
+            " ON k.run_id = q.run_id AND k.kind = ? WHERE q.kind = 'call'"
+            " AND q.lease_until IS NOT NULL AND q.lease_until >= ? GROUP BY k.key",
+            kind, now,
+        )  # fmt: skip
+        return {r["key"]: int(r["n"]) for r in rows}
+
+    def get_buffer(self, function_id: str, kind: str, key: str) -> BufferRow | None:
+        row = self._one("SELECT * FROM buffers WHERE function_id = ? AND kind = ? AND key = ?",
+                        function_id, kind, key)  # fmt: skip
+        if row is None:
+            return None
+        data = dict(row)
+        data["events"] = json.loads(data["events"])
+        return BufferRow(**data)
+
+    def put_buffer(self, buffer: BufferRow) -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO buffers VALUES (?,?,?,?,?,?)",
+            buffer.function_id, buffer.kind, buffer.key, _dump(buffer.events), buffer.first_at,
+            buffer.item_id,
+        )  # fmt: skip
+
+    def delete_buffer(self, function_id: str, kind: str, key: str) -> None:
+        self._exec("DELETE FROM buffers WHERE function_id = ? AND kind = ? AND key = ?",
+                   function_id, kind, key)  # fmt: skip
 
     # history
 
