@@ -1,0 +1,52 @@
+"""Serve inngest-mw functions from an aiohttp application.
+
+``serve(app, client, functions)`` adds GET/PUT/POST routes at ``serve_path`` that await
+``CommHandler.handle``; sync functions run in a worker thread, so both kinds can be served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from inngest_mw import CommHandler, CommRequest, Function, Inngest
+from inngest_mw._const import DEFAULT_SERVE_PATH
+
+__all__ = ["serve"]
+
+
+def serve(
+    app: web.Application,
+    client: Inngest,
+    functions: Sequence[Function[Any]],
+    *,
+    serve_origin: str | None = None,
+    serve_path: str | None = None,
+    public_path: str | None = None,
+) -> None:
+    """Answer Inngest's requests for ``functions`` at ``serve_path`` (default ``/api/inngest``)."""
+    path = serve_path or client.settings.serve_path or DEFAULT_SERVE_PATH
+    handler = CommHandler(
+        client,
+        functions,
+        framework="aiohttp",
+        serve_origin=serve_origin,
+        serve_path=path,
+        public_path=public_path,
+    )
+
+    async def inngest_view(request: web.Request) -> web.Response:
+        comm = CommRequest(
+            method=request.method,
+            url=str(request.url),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=await request.read(),
+            raw=request,
+        )
+        response = await handler.handle(comm)
+        return web.Response(body=response.body, status=response.status, headers=response.headers)
+
+    for method in ("GET", "PUT", "POST"):
+        app.router.add_route(method, path, inngest_view)

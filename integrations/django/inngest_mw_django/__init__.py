@@ -1,0 +1,70 @@
+"""Serve inngest-mw functions from a Django project.
+
+``serve(client, functions)`` returns a ``URLPattern`` for ``urlpatterns``. The view is sync
+(``CommHandler.handle_sync``) unless a function is async: then it is an async view, which Django
+runs natively under ASGI and through ``async_to_sync`` under WSGI. Requests are signed by Inngest,
+so the view is exempt from CSRF; other methods get a 405 JSON answer from the handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path
+from django.views.decorators.csrf import csrf_exempt
+
+from inngest_mw import CommHandler, CommRequest, CommResponse, Function, Inngest
+from inngest_mw._const import DEFAULT_SERVE_PATH
+
+__all__ = ["serve"]
+
+
+def serve(
+    client: Inngest,
+    functions: Sequence[Function[Any]],
+    *,
+    serve_origin: str | None = None,
+    serve_path: str | None = None,
+    public_path: str | None = None,
+) -> URLPattern:
+    """A URL pattern answering Inngest's requests for ``functions`` at ``serve_path``."""
+    serve_path = serve_path or client.settings.serve_path or DEFAULT_SERVE_PATH
+    handler = CommHandler(
+        client,
+        functions,
+        framework="django",
+        serve_origin=serve_origin,
+        serve_path=serve_path,
+        public_path=public_path,
+    )
+    # Django routes have no leading slash; the handler keeps the full path for registration.
+    route = serve_path.lstrip("/")
+    if any(fn.is_async for fn in functions):
+
+        @csrf_exempt
+        async def inngest_async_view(request: HttpRequest) -> HttpResponse:
+            return _response(await handler.handle(_request(request)))
+
+        return path(route, inngest_async_view, name="inngest")
+
+    @csrf_exempt
+    def inngest_view(request: HttpRequest) -> HttpResponse:
+        return _response(handler.handle_sync(_request(request)))
+
+    return path(route, inngest_view, name="inngest")
+
+
+def _request(request: HttpRequest) -> CommRequest:
+    return CommRequest(
+        method=request.method or "GET",
+        url=request.build_absolute_uri(),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=request.body,
+        raw=request,
+    )
+
+
+def _response(response: CommResponse) -> HttpResponse:
+    return HttpResponse(response.body, status=response.status, headers=response.headers)

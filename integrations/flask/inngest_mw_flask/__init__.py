@@ -1,0 +1,70 @@
+"""Serve inngest-mw functions from a Flask app.
+
+``serve(app, client, functions)`` adds one GET/PUT/POST view at ``serve_path``. The view is sync
+(``CommHandler.handle_sync``) unless a function is async: then it is an async view, which Flask
+runs through asgiref (``flask[async]``), so both kinds of function can be served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flask
+
+from inngest_mw import CommHandler, CommRequest, CommResponse, Function, Inngest
+from inngest_mw._const import DEFAULT_SERVE_PATH
+
+__all__ = ["serve"]
+
+_METHODS = ["GET", "PUT", "POST"]
+
+
+def serve(
+    app: flask.Flask,
+    client: Inngest,
+    functions: Sequence[Function[Any]],
+    *,
+    serve_origin: str | None = None,
+    serve_path: str | None = None,
+    public_path: str | None = None,
+) -> None:
+    """Answer Inngest's requests for ``functions`` at ``serve_path`` (default ``/api/inngest``)."""
+    path = serve_path or client.settings.serve_path or DEFAULT_SERVE_PATH
+    handler = CommHandler(
+        client,
+        functions,
+        framework="flask",
+        serve_origin=serve_origin,
+        serve_path=path,
+        public_path=public_path,
+    )
+    if any(fn.is_async for fn in functions):
+
+        async def inngest_async_view() -> flask.Response:
+            return _response(await handler.handle(_request()))
+
+        app.add_url_rule(path, "inngest", inngest_async_view, methods=_METHODS)
+    else:
+
+        def inngest_view() -> flask.Response:
+            return _response(handler.handle_sync(_request()))
+
+        app.add_url_rule(path, "inngest", inngest_view, methods=_METHODS)
+
+
+def _request() -> CommRequest:
+    request = flask.request
+    return CommRequest(
+        method=request.method,
+        url=request.url,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=request.get_data(),
+        # The request object itself, not the context-local proxy, so middleware may keep it. Flask
+        # types the proxy as the ``Request`` it stands for, which hides the proxy's own method.
+        raw=request._get_current_object(),  # type: ignore[attr-defined]
+    )
+
+
+def _response(response: CommResponse) -> flask.Response:
+    return flask.Response(response.body, response.status, response.headers)

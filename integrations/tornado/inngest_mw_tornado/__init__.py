@@ -1,0 +1,75 @@
+"""Serve inngest-mw functions from a Tornado application.
+
+``serve(app, client, functions)`` adds a ``RequestHandler`` at ``serve_path`` whose async methods
+await ``CommHandler.handle``; sync functions run in a worker thread, so both kinds can be served.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import tornado.web
+
+from inngest_mw import CommHandler, CommRequest, Function, Inngest
+from inngest_mw._const import DEFAULT_SERVE_PATH
+
+__all__ = ["InngestHandler", "serve"]
+
+
+class InngestHandler(tornado.web.RequestHandler):
+    """Translates one Tornado request to a ``CommRequest`` and the answer back."""
+
+    def initialize(self, handler: CommHandler) -> None:
+        self.handler = handler
+
+    def check_xsrf_cookie(self) -> None:
+        """Inngest signs its requests and sends no cookies, so ``xsrf_cookies`` must not apply."""
+
+    async def get(self) -> None:
+        await self._answer()
+
+    async def put(self) -> None:
+        await self._answer()
+
+    async def post(self) -> None:
+        await self._answer()
+
+    async def _answer(self) -> None:
+        request = self.request
+        comm = CommRequest(
+            method=request.method or "GET",
+            url=request.full_url(),
+            headers={k.lower(): v for k, v in request.headers.get_all()},
+            body=request.body,
+            raw=request,
+        )
+        response = await self.handler.handle(comm)
+        self.set_status(response.status)
+        for name, value in response.headers.items():
+            self.set_header(name, value)
+        self.finish(response.body)
+
+
+def serve(
+    app: tornado.web.Application,
+    client: Inngest,
+    functions: Sequence[Function[Any]],
+    *,
+    serve_origin: str | None = None,
+    serve_path: str | None = None,
+    public_path: str | None = None,
+) -> None:
+    """Answer Inngest's requests for ``functions`` at ``serve_path`` (default ``/api/inngest``)."""
+    path = serve_path or client.settings.serve_path or DEFAULT_SERVE_PATH
+    handler = CommHandler(
+        client,
+        functions,
+        framework="tornado",
+        serve_origin=serve_origin,
+        serve_path=path,
+        public_path=public_path,
+    )
+    # Tornado routes are regular expressions; the serve path is a literal.
+    app.add_handlers(r".*", [(re.escape(path), InngestHandler, {"handler": handler})])
