@@ -226,7 +226,11 @@ class Inngest:
     ) -> list[str]:
         """Blocking ``send``."""
         batch = [events] if isinstance(events, Event) else list(events)
-        hooks = HookTable([]) if skip_middleware else self.middleware.build(self, None)
+        hooks = (
+            HookTable([])
+            if skip_middleware
+            else self.middleware.build(self, None, async_path=False)
+        )
         return self._send_with_sync(batch, hooks)
 
     async def _send_with(self, events: list[Event], hooks: HookTable) -> list[str]:

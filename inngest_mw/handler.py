@@ -471,7 +471,7 @@ class CommHandler:
         if isinstance(call, CommResponse):
             return call
         try:
-            hooks = self._pipeline(fn).build(self.client, request.raw)
+            hooks = self._pipeline(fn).build(self.client, request.raw, async_path=False)
             if call.use_api:
                 _bridge.run_coroutine(self._load_from_api(call))
 

@@ -317,23 +317,46 @@ def _overrides(cls: type[object]) -> tuple[tuple[str, bool], ...]:
     return tuple(found)
 
 
+@functools.cache
+def _async_twins(cls: type[object]) -> frozenset[str]:
+    """Wrap hooks of a ``MiddlewareSync`` class that also have an ``async def <hook>_async`` twin."""
+    if not issubclass(cls, MiddlewareSync):
+        return frozenset()
+    return frozenset(
+        hook
+        for hook in WRAP_HOOKS
+        if inspect.iscoroutinefunction(getattr(cls, hook + "_async", None))
+    )
+
+
 Hook: TypeAlias = tuple[Callable[..., Any], bool, str]
 """A bound hook, whether it is async, and its label for error messages."""
 
 
 class HookTable:
-    """One request's middleware instances and, per hook name, the bound hooks to call in order."""
+    """One request's middleware instances and, per hook name, the bound hooks to call in order.
+
+    ``async_path`` says which colour of code drives this request. On the async path a
+    ``MiddlewareSync`` wrap hook with an ``async def <hook>_async`` twin uses the twin, so a
+    middleware meant for both colours crosses no thread boundary.
+    """
 
     __slots__ = ("hooks", "instances")
 
-    def __init__(self, instances: list[_MiddlewareBase]) -> None:
+    def __init__(self, instances: list[_MiddlewareBase], *, async_path: bool = True) -> None:
         self.instances = instances
         hooks: dict[str, list[Hook]] = {}
         for instance in instances:
             cls = type(instance)
             label = instance.name or cls.__name__
+            twins = _async_twins(cls) if async_path else ()  # type: ignore[arg-type]
             for hook, is_async in _overrides(cls):  # type: ignore[arg-type]
-                hooks.setdefault(hook, []).append((getattr(instance, hook), is_async, label))
+                if hook in twins:
+                    hooks.setdefault(hook, []).append(
+                        (getattr(instance, hook + "_async"), True, label)
+                    )
+                else:
+                    hooks.setdefault(hook, []).append((getattr(instance, hook), is_async, label))
         for hook in REVERSED_HOOKS:
             if hook in hooks:
                 hooks[hook].reverse()
@@ -525,7 +548,7 @@ class PipelineSpec:
     def __bool__(self) -> bool:
         return bool(self.factories)
 
-    def build(self, client: Inngest, raw_request: object) -> HookTable:
+    def build(self, client: Inngest, raw_request: object, *, async_path: bool = True) -> HookTable:
         """Fresh instances for one request; classes that override no hook are not even made."""
         instances = []
         for factory in self.factories:
@@ -538,4 +561,4 @@ class PipelineSpec:
                     "not a Middleware or MiddlewareSync instance"
                 )
             instances.append(instance)
-        return HookTable(instances)
+        return HookTable(instances, async_path=async_path)

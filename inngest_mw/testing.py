@@ -233,7 +233,9 @@ class _Driver:
             disable_immediate=self.disable_immediate,
             use_api=False,
         )
-        hooks = HookTable([factory(self.client, None) for factory in self.factories])
+        hooks = HookTable(
+            [factory(self.client, None) for factory in self.factories], async_path=self.fn.is_async
+        )
         self.result.requests += 1
         if self.result.requests > 10_000:
             raise RuntimeError("the function did not finish within 10,000 requests")

@@ -419,3 +419,43 @@ def test_wrap_hook_converting_an_inner_error_is_not_blamed_on_the_middleware() -
         "LookupError",
         "converted: step exploded",
     )
+
+
+class BothColours(MiddlewareSync):
+    """A sync middleware with an async twin for its wrap hook: no thread hop on either path."""
+
+    used: list[str] = []  # noqa: RUF012 - shared on purpose: instances are per request
+
+    def wrap_step(self, call_next: Callable[[], Any], info: StepInfo) -> Any:
+        self.used.append("sync")
+        return call_next()
+
+    async def wrap_step_async(self, call_next: Callable[[], Awaitable[Any]], info: StepInfo) -> Any:
+        self.used.append("async")
+        return await call_next()
+
+
+def test_async_twin_of_a_sync_wrap_hook_is_used_on_the_async_path() -> None:
+    client = inngest_mw.Inngest(app_id="app", is_production=False, middleware=[BothColours])
+
+    @client.create_function(fn_id="a", trigger=TRIGGER)
+    async def on_async(ctx: Context) -> Any:
+        return await ctx.step.run("s", threading_ident)
+
+    @client.create_function(fn_id="s", trigger=TRIGGER)
+    def on_sync(ctx: ContextSync) -> Any:
+        return ctx.step.run("s", threading_ident)
+
+    BothColours.used.clear()
+    with serve_asgi(serve(client, [on_async, on_sync])) as url:
+        caller = Caller(url + "/api/inngest")
+        caller.call("app-a", call_body())
+        assert BothColours.used == ["async"]
+        caller.call("app-s", call_body())
+        assert BothColours.used == ["async", "sync"]
+
+
+def threading_ident() -> int:
+    import threading
+
+    return threading.get_ident()
