@@ -24,7 +24,7 @@ from inngest_mw.context import Context, ContextKey, ContextSync
 from inngest_mw.errors import NonRetriableError, RetryAfterError, SendEventsError, StepError
 from inngest_mw.event import Event, SendEventsResult
 from inngest_mw.function import Function
-from inngest_mw.handler import CommHandler, CommRequest, CommResponse
+from inngest_mw.handler import CommHandler, CommRequest, CommResponse, resolve_serve_path
 from inngest_mw.memo import StepMemos
 from inngest_mw.pipeline import (
     Middleware,
@@ -75,4 +75,5 @@ __all__ = [
     "TriggerCron",
     "TriggerEvent",
     "__version__",
+    "resolve_serve_path",
 ]

@@ -236,9 +236,9 @@ class Inngest:
     async def _send_with(self, events: list[Event], hooks: HookTable) -> list[str]:
         replaced = await hooks.acall("before_send_events", events)
         batch: list[Event] = events if replaced is None else list(replaced)
-        request = self._prepare_send(batch)
         result = SendEventsResult()
         try:
+            request = self._prepare_send(batch)
             ids: list[str] = await hooks.awrap(
                 "wrap_send", lambda: self._post_events(request), batch
             )
@@ -253,9 +253,9 @@ class Inngest:
     def _send_with_sync(self, events: list[Event], hooks: HookTable) -> list[str]:
         replaced = hooks.call("before_send_events", events)
         batch: list[Event] = events if replaced is None else list(replaced)
-        request = self._prepare_send(batch)
         result = SendEventsResult()
         try:
+            request = self._prepare_send(batch)
             ids: list[str] = hooks.wrap("wrap_send", lambda: self._post_events_sync(request), batch)
         except SendEventsError as exc:
             result.ids, result.error = exc.ids, exc.message

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import zoneinfo
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
 
@@ -42,7 +42,11 @@ def _duration(value: object) -> _dt.timedelta:
     raise ValueError("expected a timedelta, a time string like '30s' or milliseconds")
 
 
-Duration = Annotated[_dt.timedelta, pydantic.BeforeValidator(_duration)]
+if TYPE_CHECKING:
+    # What callers may pass; validation turns each into a timedelta.
+    Duration = _dt.timedelta | str | int | float
+else:
+    Duration = Annotated[_dt.timedelta, pydantic.BeforeValidator(_duration)]
 
 
 def _between(td: _dt.timedelta, low: _dt.timedelta, high: _dt.timedelta) -> _dt.timedelta:

@@ -54,7 +54,7 @@ from inngest_mw.function import Function, Handler
 from inngest_mw.memo import Op, Opcode, parse_memos, serialize_error
 from inngest_mw.pipeline import PipelineSpec
 
-__all__ = ["CommHandler", "CommRequest", "CommResponse"]
+__all__ = ["CommHandler", "CommRequest", "CommResponse", "resolve_serve_path"]
 
 _log = logging.getLogger("inngest_mw")
 
@@ -86,6 +86,11 @@ class CommResponse:
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def resolve_serve_path(client: Inngest, serve_path: str | None = None) -> str:
+    """The path an adapter mounts: the argument, else ``INNGEST_SERVE_PATH``, else ``/api/inngest``."""
+    return serve_path or client.settings.serve_path or DEFAULT_SERVE_PATH
 
 
 class CommHandler:
@@ -570,7 +575,9 @@ class CommHandler:
             headers[Header.RETRY_AFTER] = exc.header_value()
         quiet = getattr(exc, "quiet", False)
         if not quiet and not isinstance(exc, StepError):
-            _log.error("inngest-mw: function failed: %s: %s", type(exc).__name__, exc)
+            # A retriable failure is routine (the server retries); only a final one is an error.
+            level = logging.WARNING if status == 500 else logging.ERROR
+            _log.log(level, "inngest-mw: function failed: %s: %s", type(exc).__name__, exc)
         return self._respond(status, serialize_error(exc), headers, sign_with=key)
 
 

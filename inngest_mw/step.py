@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from inngest_mw import serializer as _ser
 from inngest_mw.durations import DurationLike, format_duration, to_timedelta
@@ -214,16 +214,28 @@ class Step(_StepBase):
 
     __slots__ = ()
 
+    @overload
     async def run(
         self,
         step_id: str,
-        handler: Callable[..., Awaitable[T]] | Callable[..., T],
+        handler: Callable[..., Awaitable[T]],
         *args: Any,
         output_type: object = None,
-    ) -> T:
+    ) -> T: ...
+    @overload
+    async def run(
+        self, step_id: str, handler: Callable[..., T], *args: Any, output_type: object = None
+    ) -> T: ...
+    async def run(
+        self,
+        step_id: str,
+        handler: Callable[..., Any],
+        *args: Any,
+        output_type: object = None,
+    ) -> Any:
         """Run ``handler(*args)`` once per run and memoize its JSON-serializable result."""
         info = self._info("run", step_id, {}, args)
-        return cast(T, await self._step(info, handler, output_type))
+        return await self._step(info, handler, output_type)
 
     async def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
         """Send events from a step (sent once, memoized), returning their IDs."""

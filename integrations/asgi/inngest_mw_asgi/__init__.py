@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
+import inngest_mw
 from inngest_mw import CommHandler, CommRequest, Function, Inngest
-from inngest_mw._const import DEFAULT_SERVE_PATH
 
 __all__ = ["InngestASGI", "serve"]
 
@@ -92,7 +92,7 @@ def serve(
     public_path: str | None = None,
 ) -> InngestASGI:
     """An ASGI app serving ``functions`` at ``serve_path`` (default ``/api/inngest``)."""
-    path = serve_path or client.settings.serve_path or DEFAULT_SERVE_PATH
+    path = inngest_mw.resolve_serve_path(client, serve_path)
     handler = CommHandler(
         client,
         functions,

@@ -15,8 +15,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 from django.views.decorators.csrf import csrf_exempt
 
+import inngest_mw
 from inngest_mw import CommHandler, CommRequest, CommResponse, Function, Inngest
-from inngest_mw._const import DEFAULT_SERVE_PATH
 
 __all__ = ["serve"]
 
@@ -30,7 +30,7 @@ def serve(
     public_path: str | None = None,
 ) -> URLPattern:
     """A URL pattern answering Inngest's requests for ``functions`` at ``serve_path``."""
-    serve_path = serve_path or client.settings.serve_path or DEFAULT_SERVE_PATH
+    serve_path = inngest_mw.resolve_serve_path(client, serve_path)
     handler = CommHandler(
         client,
         functions,

@@ -12,8 +12,8 @@ from typing import Any
 
 import tornado.web
 
+import inngest_mw
 from inngest_mw import CommHandler, CommRequest, Function, Inngest
-from inngest_mw._const import DEFAULT_SERVE_PATH
 
 __all__ = ["InngestHandler", "serve"]
 
@@ -62,7 +62,7 @@ def serve(
     public_path: str | None = None,
 ) -> None:
     """Answer Inngest's requests for ``functions`` at ``serve_path`` (default ``/api/inngest``)."""
-    path = serve_path or client.settings.serve_path or DEFAULT_SERVE_PATH
+    path = inngest_mw.resolve_serve_path(client, serve_path)
     handler = CommHandler(
         client,
         functions,
