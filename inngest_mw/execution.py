@@ -6,6 +6,7 @@ not a hook call or the handler call is shared: parsing the call body, the end-of
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from inngest_mw.memo import (
     serialize_error,
 )
 from inngest_mw.pipeline import EMPTY, HookTable, OutputStep, TransformOutputResult
-from inngest_mw.step import Group, GroupSync, Step, StepSync
+from inngest_mw.step import Group, GroupSync, Step, StepSync, release_parked
 
 if TYPE_CHECKING:
     from inngest_mw.client import Inngest
@@ -248,7 +249,12 @@ async def execute(
     returned = False
 
     async def run() -> Any:
-        return await cast("HandlerAsync", handler)(ctx)
+        core.main_task = asyncio.current_task()
+        try:
+            return await cast("HandlerAsync", handler)(ctx)
+        finally:
+            if core.parked:
+                await release_parked(core)
 
     try:
         value = await hooks.awrap("wrap_function", run, ctx)

@@ -202,8 +202,10 @@ class StepCore:
     parallel_depth: int = 0
     boundary_done: bool = False
     target_found: bool = False
-    executing: bool = False
     retry_after: str | None = None
+    main_task: Any = None
+    gathered: list[Any] = field(default_factory=list)
+    parked: list[Any] = field(default_factory=list)
     _counts: dict[str, int] = field(default_factory=dict)
     _warned: bool = False
 

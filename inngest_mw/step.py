@@ -7,10 +7,12 @@ wrap_step( memo | skip | plan/report | on_step_start -> wrap_step_handler -> on_
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import datetime as _dt
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast, overload
 
 from inngest_mw import serializer as _ser
 from inngest_mw.durations import DurationLike, format_duration, to_timedelta
@@ -202,7 +204,7 @@ class _StepBase:
         return (function_id if function_id.startswith(f"{app}-") else f"{app}-{function_id}"), None
 
     def _check_not_nested(self) -> None:
-        if self._core.executing:
+        if _in_handler.get():
             raise NonRetriableError(
                 "a step was called inside another step's handler; call steps only from the "
                 "function body"
@@ -312,6 +314,8 @@ class Step(_StepBase):
         if hooks.has("transform_step_input"):
             await hooks.acall("transform_step_input", info)
         call = _Call()
+        # Taken here, in the caller's task: wrap hooks may run the rest in another task.
+        branch = asyncio.current_task() is not core.main_task and not core.parallel_depth
 
         async def inner() -> Any:
             if memo is not None:
@@ -321,20 +325,22 @@ class Step(_StepBase):
             if core.boundary_due():
                 await _boundary(hooks)
             decision = core.decide(info.hashed_id, info.kind, info.id)
+            if branch:
+                decision = await self._gathered(info, decision)
             if decision is not Decision.EXECUTE or handler is None:
                 raise self._plan_or_report(info, decision)
             await hooks.aobserve("on_step_start", info)
             call.executed = True
 
             async def run_handler() -> Any:
-                core.executing = True
+                token = _in_handler.set(True)
                 try:
                     result = handler(*info.input)
                     if inspect.isawaitable(result):
                         result = await result
                     return result
                 finally:
-                    core.executing = False
+                    _in_handler.reset(token)
 
             try:
                 out = await hooks.awrap("wrap_step_handler", run_handler, info)
@@ -354,6 +360,55 @@ class Step(_StepBase):
         if call.executed:
             raise self._finish_new(info, call)
         return value
+
+    async def _gathered(self, info: StepInfo, decision: Decision) -> Decision:
+        """A new step reached in a task other than the handler's (``asyncio.gather`` of steps).
+
+        Sibling tasks get a few loop turns to reach their steps too; then the first one speaks
+        for all of them: it runs its step alone, or plans every step found together (as
+        ``group.parallel`` does). The others, and non-targeted steps, park until the request ends.
+        """
+        core = self._core
+        core.parked.append(asyncio.current_task())
+        if decision is Decision.SKIP:
+            await _park()
+        if core.target is not None:
+            return decision
+        core.gathered.append((info, decision))
+        for _ in range(_GATHER_TURNS):
+            await asyncio.sleep(0)
+        if core.gathered[0][0] is not info:
+            await _park()
+        if len(core.gathered) == 1:
+            return decision
+        for other, other_decision in core.gathered:
+            if other_decision is Decision.REPORT:
+                core.add(self._report_op(other))
+            else:
+                core.add(self._op(other, Opcode.STEP_PLANNED, other.id, None))
+        raise ResponseInterrupt()
+
+
+_GATHER_TURNS = 3
+_in_handler: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "inngest_mw_in_step", default=False
+)
+
+
+async def _park() -> NoReturn:
+    """Wait until the request ends (the handler's task cancels the branches)."""
+    await asyncio.get_running_loop().create_future()
+    raise AssertionError("a parked step branch was resumed")
+
+
+async def release_parked(core: StepCore) -> None:
+    """Cancel and collect the ``asyncio.gather`` branches still waiting when a request ends."""
+    branches, core.parked = core.parked, []
+    current = asyncio.current_task()
+    pending = [task for task in branches if task is not current and not task.done()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 class StepSync(_StepBase):
@@ -449,11 +504,11 @@ class StepSync(_StepBase):
             call.executed = True
 
             def run_handler() -> Any:
-                core.executing = True
+                token = _in_handler.set(True)
                 try:
                     return handler(*info.input)
                 finally:
-                    core.executing = False
+                    _in_handler.reset(token)
 
             try:
                 out = hooks.wrap("wrap_step_handler", run_handler, info)
