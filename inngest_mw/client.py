@@ -201,6 +201,7 @@ class Inngest:
                 on_failure=on_failure,
                 middleware=spec.factories,
                 output_type=output_type,
+                client=self,
             )
 
         return decorator

@@ -31,6 +31,7 @@ from inngest_mw.errors import FunctionConfigInvalidError
 from inngest_mw.pipeline import MiddlewareFactory, PipelineSpec
 
 if TYPE_CHECKING:
+    from inngest_mw.client import Inngest
     from inngest_mw.context import Context, ContextSync
 
 __all__ = ["Function", "FunctionOptions"]
@@ -189,7 +190,10 @@ class Function(Generic[T]):
         on_failure: Handler | None,
         middleware: Sequence[MiddlewareFactory],
         output_type: object,
+        client: Inngest | None = None,
     ) -> None:
+        self.client = client
+        """The client that created this function (its middleware applies to every call)."""
         self.options = options
         self.local_id = options.fn_id
         self.id = f"{app_id}-{options.fn_id}"

@@ -365,9 +365,10 @@ def _prepare(
         else [event if event is not None else Event(name="inngest/function.invoked")]
     )
     batch = [e if isinstance(e, Event) else Event.model_validate(e) for e in raw]
-    return batch, client or Inngest(
-        app_id=fn.id.removesuffix(f"-{fn.local_id}") or "test", is_production=False
+    default = fn.client or Inngest(
+        app_id=fn.id.removesuffix(f"-{fn.local_id}"), is_production=False
     )
+    return batch, client or default
 
 
 def _attempts(fn: Function[Any], attempts: int | None) -> int:
@@ -404,6 +405,8 @@ async def run(
     run_id: str = "01TESTRUN0000000000000000",
 ) -> TestRun:
     """Run ``fn`` to the end in-process (async or sync function) and return what happened.
+
+    ``client`` defaults to the client that created ``fn``, so its middleware runs too.
 
     ``attempts`` defaults to the function's ``retries`` + 1 (4 + 1 when unset, as on the server).
     """

@@ -5,6 +5,7 @@ step and run failures are logged once per failed attempt.
 """
 
 from inngest_mw_logging._adapter import ReplayState, RunLogger
+from inngest_mw_logging._structlog import STRUCTLOG, ReplayAwareStructLogger
 from inngest_mw_logging.middleware import LoggingMiddleware
 
-__all__ = ["LoggingMiddleware", "ReplayState", "RunLogger"]
+__all__ = ["STRUCTLOG", "LoggingMiddleware", "ReplayAwareStructLogger", "ReplayState", "RunLogger"]

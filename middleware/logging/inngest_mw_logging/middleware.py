@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from inngest_mw import MiddlewareSync
 from inngest_mw_logging._adapter import ReplayState, RunLogger
+from inngest_mw_logging._structlog import STRUCTLOG, ReplayAwareStructLogger
 
 if TYPE_CHECKING:
     from inngest_mw import Context, ContextSync, Function, Inngest, StepInfo, StepMemos
@@ -21,13 +22,20 @@ __all__ = ["LoggingMiddleware"]
 
 class LoggingMiddleware(MiddlewareSync):
     """``Inngest(middleware=[LoggingMiddleware])``; ``LoggingMiddleware.factory(logger=...)`` picks
-    the logger (default: the client's ``logger``)."""
+    the logger (default: the client's ``logger``); ``factory(structlog_logger=structlog.get_logger())``
+    also injects a replay-aware structlog logger as ``ctx[STRUCTLOG]``."""
 
     def __init__(
-        self, client: Inngest, raw_request: object, *, logger: logging.Logger | None = None
+        self,
+        client: Inngest,
+        raw_request: object,
+        *,
+        logger: logging.Logger | None = None,
+        structlog_logger: Any = None,
     ) -> None:
         super().__init__(client, raw_request)
         self._logger = logger or client.logger
+        self._structlog = structlog_logger
         self._state = ReplayState()
         self._fields: dict[str, object] = {"inngest_app_id": client.app_id}
 
@@ -41,6 +49,9 @@ class LoggingMiddleware(MiddlewareSync):
             inngest_event_name=ctx.event.name,
         )
         ctx.logger = RunLogger(self._logger, self._fields, self._state)
+        if self._structlog is not None:
+            bound = self._structlog.bind(**self._fields)
+            ctx.set(STRUCTLOG, ReplayAwareStructLogger(bound, self._state))
 
     def before_execution(self) -> None:
         self._state.live = True
