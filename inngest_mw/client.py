@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as _dt
+import functools
 import json
 import logging
 import os
 import random
+import ssl
 import time
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar, overload
 
 import httpx
@@ -53,6 +55,11 @@ __all__ = ["Inngest"]
 
 T = TypeVar("T")
 _SEND_ATTEMPTS = 5
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
 
 
 class Inngest:
@@ -93,9 +100,6 @@ class Inngest:
         else:
             self.request_timeout = (request_timeout or 30_000) / 1000
         self.middleware = PipelineSpec(list(middleware or []))
-        self._async_http: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, httpx.AsyncClient
-        ] = weakref.WeakKeyDictionary()
         self._sync_http: httpx.Client | None = None
 
     # -- configuration -------------------------------------------------------------------
@@ -324,22 +328,22 @@ class Inngest:
     async def _post_events(self, request: tuple[str, bytes, dict[str, str]]) -> list[str]:
         url, body, headers = request
         self._check_key(url)
-        http = self.async_http()
-        last = "no attempt made"
-        for attempt in range(_SEND_ATTEMPTS):
-            try:
-                response = await http.post(
-                    url, content=body, headers=headers, timeout=self.request_timeout
-                )
-                ids = self._send_outcome(response)
-                if ids is not None:
-                    return ids
-                last = f"event API answered {response.status_code}"
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            if attempt + 1 < _SEND_ATTEMPTS:
-                await asyncio.sleep(self._backoff(attempt))
-        raise SendEventsError(f"sending events failed after {_SEND_ATTEMPTS} attempts: {last}")
+        async with self.async_http() as http:
+            last = "no attempt made"
+            for attempt in range(_SEND_ATTEMPTS):
+                try:
+                    response = await http.post(
+                        url, content=body, headers=headers, timeout=self.request_timeout
+                    )
+                    ids = self._send_outcome(response)
+                    if ids is not None:
+                        return ids
+                    last = f"event API answered {response.status_code}"
+                except httpx.HTTPError as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+                if attempt + 1 < _SEND_ATTEMPTS:
+                    await asyncio.sleep(self._backoff(attempt))
+            raise SendEventsError(f"sending events failed after {_SEND_ATTEMPTS} attempts: {last}")
 
     def _post_events_sync(self, request: tuple[str, bytes, dict[str, str]]) -> list[str]:
         url, body, headers = request
@@ -363,14 +367,16 @@ class Inngest:
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    def async_http(self) -> httpx.AsyncClient:
-        """One pooled async HTTP client per event loop."""
-        loop = asyncio.get_running_loop()
-        client = self._async_http.get(loop)
-        if client is None:
-            client = httpx.AsyncClient()
-            self._async_http[loop] = client
-        return client
+    @contextlib.asynccontextmanager
+    async def async_http(self) -> AsyncIterator[httpx.AsyncClient]:
+        """An async HTTP client for one operation, closed after it.
+
+        Not cached: an event loop may end (``asyncio.run``, per-request loops of async WSGI views)
+        with a cached client's connections still open. The TLS context is shared, which is what
+        makes creating a client expensive.
+        """
+        async with httpx.AsyncClient(verify=_tls_context()) as client:
+            yield client
 
     def sync_http(self) -> httpx.Client:
         if self._sync_http is None:

@@ -285,44 +285,45 @@ class CommHandler:
         register = f"{settings.api_origin}fn/register"
         if query.get("deployId"):
             register += "?" + urllib.parse.urlencode({"deployId": query["deployId"]})
-        http = self.client.async_http()
-        last_error = "no signing key worked"
-        for key in _keys_or_none(settings.signing_keys):
-            headers = self.client.outbound_headers(key)
-            headers[Header.CONTENT_TYPE] = "application/json"
-            headers[Header.FRAMEWORK] = self.framework
-            if request.headers.get(Header.SERVER_KIND):
-                headers[Header.EXPECTED_SERVER_KIND] = request.headers[Header.SERVER_KIND]
-            try:
-                response = await http.post(
-                    register, content=_dumps(payload), headers=headers, timeout=30
-                )
-            except httpx.HTTPError as exc:
+        async with self.client.async_http() as http:
+            last_error = "no signing key worked"
+            for key in _keys_or_none(settings.signing_keys):
+                headers = self.client.outbound_headers(key)
+                headers[Header.CONTENT_TYPE] = "application/json"
+                headers[Header.FRAMEWORK] = self.framework
+                if request.headers.get(Header.SERVER_KIND):
+                    headers[Header.EXPECTED_SERVER_KIND] = request.headers[Header.SERVER_KIND]
+                try:
+                    response = await http.post(
+                        register, content=_dumps(payload), headers=headers, timeout=30
+                    )
+                except httpx.HTTPError as exc:
+                    return self._respond(
+                        500,
+                        {"message": f"sync failed: {type(exc).__name__}: {exc}", "modified": False},
+                    )
+                if response.status_code in (401, 403):
+                    last_error = f"Inngest refused the signing key ({response.status_code})"
+                    continue
+                try:
+                    reply = response.json()
+                except ValueError:
+                    reply = {}
+                if response.status_code >= 300:
+                    error = reply.get("error") if isinstance(reply, dict) else None
+                    message = error or f"Inngest answered {response.status_code}"
+                    return self._respond(
+                        500,
+                        {"message": f"sync failed: {message}", "modified": False},
+                        {Header.SYNC_KIND: "out_of_band"},
+                    )
+                modified = bool(reply.get("modified", False)) if isinstance(reply, dict) else False
                 return self._respond(
-                    500, {"message": f"sync failed: {type(exc).__name__}: {exc}", "modified": False}
-                )
-            if response.status_code in (401, 403):
-                last_error = f"Inngest refused the signing key ({response.status_code})"
-                continue
-            try:
-                reply = response.json()
-            except ValueError:
-                reply = {}
-            if response.status_code >= 300:
-                error = reply.get("error") if isinstance(reply, dict) else None
-                message = error or f"Inngest answered {response.status_code}"
-                return self._respond(
-                    500,
-                    {"message": f"sync failed: {message}", "modified": False},
+                    200,
+                    {"message": "Successfully synced.", "modified": modified},
                     {Header.SYNC_KIND: "out_of_band"},
                 )
-            modified = bool(reply.get("modified", False)) if isinstance(reply, dict) else False
-            return self._respond(
-                200,
-                {"message": "Successfully synced.", "modified": modified},
-                {Header.SYNC_KIND: "out_of_band"},
-            )
-        return self._respond(500, {"message": f"sync failed: {last_error}", "modified": False})
+            return self._respond(500, {"message": f"sync failed: {last_error}", "modified": False})
 
     def _in_band(self, request: CommRequest) -> CommResponse:
         try:
@@ -501,28 +502,28 @@ class CommHandler:
     async def _load_from_api(self, call: CallRequest) -> None:
         """``use_api``: the body was too large, so fetch events and memoized steps from the API."""
         base = f"{self.client.settings.api_origin}v0/runs/{call.run_id}"
-        http = self.client.async_http()
+        async with self.client.async_http() as http:
 
-        async def fetch(path: str) -> Any:
-            for key in _keys_or_none(self.client.settings.signing_keys):
-                response = await http.get(
-                    f"{base}/{path}", headers=self.client.outbound_headers(key), timeout=30
-                )
-                if response.status_code in (401, 403):
-                    continue
-                if response.status_code != 200:
-                    raise _ApiError(
-                        f"fetching {path} for run {call.run_id} failed: {response.status_code}"
+            async def fetch(path: str) -> Any:
+                for key in _keys_or_none(self.client.settings.signing_keys):
+                    response = await http.get(
+                        f"{base}/{path}", headers=self.client.outbound_headers(key), timeout=30
                     )
-                return response.json()
-            raise _ApiError(f"fetching {path} for run {call.run_id} failed: unauthorized")
+                    if response.status_code in (401, 403):
+                        continue
+                    if response.status_code != 200:
+                        raise _ApiError(
+                            f"fetching {path} for run {call.run_id} failed: {response.status_code}"
+                        )
+                    return response.json()
+                raise _ApiError(f"fetching {path} for run {call.run_id} failed: unauthorized")
 
-        events, actions = await asyncio.gather(fetch("batch"), fetch("actions"))
-        if not isinstance(events, list) or not events:
-            raise _ApiError("the API returned no events for this run")
-        call.events = [Event.model_validate(e) for e in events]
-        call.event = call.events[0]
-        call.steps = parse_memos(actions)
+            events, actions = await asyncio.gather(fetch("batch"), fetch("actions"))
+            if not isinstance(events, list) or not events:
+                raise _ApiError("the API returned no events for this run")
+            call.events = [Event.model_validate(e) for e in events]
+            call.event = call.events[0]
+            call.steps = parse_memos(actions)
 
     def _call_response(self, result: CallResult, key: str | None) -> CommResponse:
         if result.step_not_found is not None:
