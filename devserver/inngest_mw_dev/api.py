@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inngest_mw.signature import hash_signing_key, strip_key_prefix
 from inngest_mw_dev.ids import new_ulid, ulid_from_seed
+from inngest_mw_dev.limits import MAX_EVENT_BYTES, MAX_EVENTS, json_bytes
 from inngest_mw_dev.registration import RegistrationError, parse_registration
 from inngest_mw_dev.store import RunRow, Store
 
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["create_app", "normalize_events", "run_json"]
 
-MAX_EVENT_BYTES = 512 * 1024
-MAX_EVENTS = 5_000
 _MIN_TS_MS = 315_532_800_000  # 1980-01-01
 _MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
 
@@ -65,7 +64,7 @@ def normalize_events(body: object, *, seed: str | None, now_ms: int) -> list[dic
         where = f"event #{index}"
         if not isinstance(raw, dict):
             raise ValueError(f"{where}: must be a JSON object")
-        if len(json.dumps(raw, separators=(",", ":"))) > MAX_EVENT_BYTES:
+        if json_bytes(raw) > MAX_EVENT_BYTES:
             raise ValueError(f"{where}: larger than {MAX_EVENT_BYTES // 1024} KiB")
         name = raw.get("name")
         if not isinstance(name, str) or not name.strip():

@@ -16,10 +16,10 @@ import httpx
 import jcs
 
 from inngest_mw.signature import sign
+from inngest_mw_dev.limits import MAX_REQUEST_BODY
 from inngest_mw_dev.timing import parse_retry_after
 
 __all__ = [
-    "MAX_OPS",
     "MAX_REQUEST_BODY",
     "CallFailed",
     "CallOutcome",
@@ -32,8 +32,6 @@ __all__ = [
     "classify",
 ]
 
-MAX_REQUEST_BODY = 4 * 1024 * 1024
-MAX_OPS = 1_000
 _ERROR_TEXT_LIMIT = 2_000
 
 
@@ -156,9 +154,11 @@ async def call_app(
             call_url(app_url, fn_id, step_id), content=body, headers=headers, timeout=timeout
         )
     except httpx.TimeoutException:
-        return _failed("NetworkError", f"request timed out after {timeout:g}s", "timeout")
+        message = f"request timed out after {timeout:g}s"
+        return _failed("NetworkError", message, message)
     except httpx.HTTPError as exc:
-        return _failed("NetworkError", f"{type(exc).__name__}: {exc}", "connection error")
+        reason = f"connection error ({type(exc).__name__})"
+        return _failed("NetworkError", f"{type(exc).__name__}: {exc}", reason)
     return classify(
         response.status_code,
         {k.lower(): v for k, v in response.headers.items()},

@@ -18,7 +18,6 @@ from typing import Any
 from inngest_mw_dev.admission import SINGLETON, Admission, Flush
 from inngest_mw_dev.cron import parse_cron
 from inngest_mw_dev.executor import (
-    MAX_OPS,
     CallFailed,
     CallOutcome,
     Completed,
@@ -28,6 +27,16 @@ from inngest_mw_dev.executor import (
 )
 from inngest_mw_dev.expr import Expression, ExpressionError, compile_expression, interpolate
 from inngest_mw_dev.ids import deterministic_uuid, new_ulid
+from inngest_mw_dev.limits import (
+    MAX_OPS,
+    MAX_STATE_BYTES,
+    MAX_STEPS,
+    json_bytes,
+    overflow_error,
+    state_error,
+    step_limit_error,
+    step_output_error,
+)
 from inngest_mw_dev.registration import (
     FunctionDef,
     Registration,
@@ -62,6 +71,8 @@ _YEAR = 365 * 86_400.0
 # The step kind shown for ops that report on a ``step.run`` rather than being a kind of their own.
 _STEP_KIND = {"Step": "StepRun", "StepPlanned": "StepRun", "StepError": "StepRun",
               "StepFailed": "StepRun"}  # fmt: skip
+# Ops that report on the function as a whole rather than on a step of it.
+_NOT_STEPS = frozenset({"None", "RunComplete", "DiscoveryRequest"})
 _INVOKE_TIMEOUT_ERROR = {
     "name": "InngestInvokeTimeoutError",
     "message": "Timed out waiting for invoked function to complete",
@@ -441,6 +452,8 @@ class RunMachine:
     ) -> None:
         """Memoize an async step (sleep, wait, invoke); the last open branch triggers discovery."""
         step = self.store.get_step(run.id, step_hash)
+        if (step is not None and step.memoized) or self._state_overflowed(run, memo):
+            return
         name = step.name if step else step_hash
         if not self.store.memoize_step(run.id, step_hash, memo, name=name,
                                        op=step.op if step else "", status=status,
@@ -545,8 +558,11 @@ class RunMachine:
         ops = response.ops
         self.store.delete_item(item.id)
         if len(ops) > MAX_OPS:
-            message = f"function overflowed: {len(ops)} ops in one response (max {MAX_OPS})"
-            self._finalize(run, FAILED, error={"name": "Error", "message": message})
+            self._fail_run(run, overflow_error(len(ops)))
+            return
+        steps = self._steps_with(run, ops)
+        if steps > MAX_STEPS:
+            self._fail_run(run, step_limit_error(steps))
             return
         targeted = item.step != DISCOVERY
         if targeted:
@@ -565,13 +581,35 @@ class RunMachine:
         if run.status == RUNNING and progressed and self.store.pending(run.id) == 0:
             self._enqueue_discovery(run)
 
+    def _steps_with(self, run: RunRow, ops: list[Op]) -> int:
+        """The run's distinct steps once ``ops`` are recorded; 0 when they add none (no count)."""
+        ids = {op.id for op in ops if op.op not in _NOT_STEPS}
+        new = [step for step in ids if self.store.get_step(run.id, step) is None]
+        return self.store.step_count(run.id) + len(new) if new else 0
+
+    def _fail_run(self, run: RunRow, error: dict[str, Any]) -> None:
+        self._finalize(run, FAILED, error=error, reason=error["message"])
+
+    def _state_overflowed(self, run: RunRow, memo: object) -> bool:
+        """Fail the run when adding ``memo`` takes its state (events and memos) over 32 MiB."""
+        size = json_bytes(run.events) + self.store.memo_bytes(run.id) + json_bytes(memo)
+        if size <= MAX_STATE_BYTES:
+            return False
+        self._fail_run(run, state_error(size))
+        return True
+
     def _apply_op(
         self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
     ) -> bool:
         """Handle one opcode; True when a step finished (so discovery may continue)."""
         now = self.clock()
         if op.op in ("StepRun", "Step"):
-            self._save_step(run, op, {"data": op.data}, "Completed", started_at)
+            # Checked here too because not every SDK refuses an oversized output itself.
+            too_large = step_output_error(op.label, op.data)
+            if too_large is None:
+                self._save_step(run, op, {"data": op.data}, "Completed", started_at)
+            else:
+                self._save_step(run, op, {"error": too_large}, "Failed", started_at)
             return True
         if op.op == "StepError":
             error = op.error if isinstance(op.error, dict) else _missing_error(op)
@@ -622,6 +660,8 @@ class RunMachine:
     ) -> None:
         now = self.clock()
         existing = self.store.get_step(run.id, op.id)
+        if (existing is not None and existing.memoized) or self._state_overflowed(run, memo):
+            return
         began = existing.started_at if existing and existing.started_at else started_at
         if not self.store.memoize_step(run.id, op.id, memo, name=op.label, op="StepRun",
                                        status=status, now=now, started_at=began):  # fmt: skip

@@ -375,6 +375,17 @@ class Store:
         )
         return [self._step(r) for r in rows]
 
+    def step_count(self, run_id: str) -> int:
+        """Distinct steps the run has reported so far (planned, running or finished)."""
+        row = self._one("SELECT COUNT(*) AS n FROM steps WHERE run_id = ?", run_id)
+        return int(row["n"]) if row else 0
+
+    def memo_bytes(self, run_id: str) -> int:
+        """Total stored size of the run's step memos (ASCII JSON, so never under their UTF-8)."""
+        row = self._one("SELECT COALESCE(SUM(LENGTH(memo)), 0) AS n FROM steps WHERE run_id = ?",
+                        run_id)  # fmt: skip
+        return int(row["n"]) if row else 0
+
     def memos(self, run_id: str) -> tuple[dict[str, Any], list[str]]:
         """Memoized step state in completion order, and that order (the ``ctx.stack``)."""
         rows = self._all(
