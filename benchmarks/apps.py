@@ -57,10 +57,17 @@ def new_step_id(memoized: int) -> str:
     return _hash(f"s{memoized}")
 
 
-def call_body(memoized: int) -> bytes:
-    """A dev-mode call body (protocol v2) with ``memoized`` completed ``step.run`` results."""
+def call_body(memoized: int, seal: Callable[[object], object] | None = None) -> bytes:
+    """A dev-mode call body (protocol v2) with ``memoized`` completed ``step.run`` results.
+
+    ``seal`` replaces each memoized value as it goes on the wire (e.g. encrypts it).
+    """
     event = {"name": EVENT, "data": {"x": 1}, "id": "01BENCHEVT", "ts": 1700000000000}
-    steps = {_hash(f"s{i}"): {"data": {"i": i, "pad": MEMO_PAD}} for i in range(memoized)}
+    values = ({"i": i, "pad": MEMO_PAD} for i in range(memoized))
+    steps = {
+        _hash(f"s{i}"): {"data": value if seal is None else seal(value)}
+        for i, value in enumerate(values)
+    }
     body = {
         "event": event,
         "events": [event],

@@ -14,13 +14,20 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import floor, framework, hooks, request_overhead
+from benchmarks import (
+    engine_throughput,
+    floor,
+    framework,
+    hooks,
+    middleware_overhead,
+    request_overhead,
+)
 from benchmarks.report import Results, to_json, to_markdown
 from benchmarks.timing import Config
 
 __all__ = ["SECTIONS", "main", "run"]
 
-SECTIONS = ("requests", "framework", "hooks")
+SECTIONS = ("requests", "framework", "hooks", "overhead", "engine")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parent / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -57,6 +64,8 @@ def _meta(cfg: Config) -> dict[str, Any]:
         "inngest_version": _version("inngest"),
         "inngest_mw_version": inngest_mw.__version__,
         "fastapi_version": _version("fastapi"),
+        "opentelemetry_sdk_version": _version("opentelemetry-sdk"),
+        "sentry_sdk_version": _version("sentry-sdk"),
         "httpx_version": _version("httpx"),
         "quick": cfg.quick,
         "repeat": cfg.repeat,
@@ -94,6 +103,14 @@ def run(cfg: Config, sections: Sequence[str] = SECTIONS) -> Results:
         results.hooks = hooks.run_hooks(cfg)
         results.middleware = hooks.run_middleware_counts(cfg)
         done(t0)
+    if "overhead" in sections:
+        t0 = section("4. OTel, Sentry, logging, encryption middleware overhead")
+        results.overhead = middleware_overhead.run(cfg)
+        done(t0)
+    if "engine" in sections:
+        t0 = section("5. engine throughput (events -> runs, per-step latency)")
+        results.engine = engine_throughput.run(cfg)
+        done(t0)
     results.meta["sections"] = list(sections)
     results.meta["duration_s"] = round(time.perf_counter() - started, 1)
     return results
@@ -126,7 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="inngest-mw benchmarks: request overhead vs the official SDK, through a "
-        "framework, and hook overhead. Results are medians; targets are ratios.",
+        "framework, hook overhead, shipped middleware overhead and engine throughput. Results "
+        "are medians; targets are ratios.",
     )
     parser.add_argument(
         "--quick", action="store_true", help="tiny counts (seconds): checks the suite runs"

@@ -28,6 +28,7 @@ __all__ = [
     "Colour",
     "HookRow",
     "MiddlewareRow",
+    "measure_requests",
     "run_hooks",
     "run_middleware_counts",
 ]
@@ -137,24 +138,37 @@ def _sync_call(handler: CommHandler, fn_id: str, body: bytes) -> apps.SyncCall:
 def _measure(colour: Colour, handlers: dict[str, CommHandler], cfg: Config) -> dict[str, Stats]:
     """Time one request per handler (checked first), interleaved, in the colour's entry point."""
     body = apps.call_body(HOOK_MEMOIZED)
-    fn_id = apps.FN_ASYNC if colour.async_fn else apps.FN_SYNC
-    if colour.async_fn:
+    cases = {key: (handler, body) for key, handler in handlers.items()}
+    return measure_requests(colour.async_fn, cases, cfg)
+
+
+def measure_requests(
+    async_fn: bool,
+    cases: dict[str, tuple[CommHandler, bytes]],
+    cfg: Config,
+    between: Callable[[], object] | None = None,
+) -> dict[str, Stats]:
+    """Time one 10-step request per ``(handler, body)`` case, each response checked first,
+    interleaved: the async function through ``handle``, else the sync one through
+    ``handle_sync``. ``between`` runs untimed before every repeat (see ``timing``)."""
+    fn_id = apps.FN_ASYNC if async_fn else apps.FN_SYNC
+    if async_fn:
 
         async def go() -> dict[str, Stats]:
-            cases = {key: _async_call(h, fn_id, body) for key, h in handlers.items()}
-            for call in cases.values():
+            calls = {key: _async_call(h, fn_id, body) for key, (h, body) in cases.items()}
+            for call in calls.values():
                 response = await call()
                 assert isinstance(response, CommResponse)
                 apps.check_ours(response, HOOK_MEMOIZED)
-            return await measure_async(cases, cfg)
+            return await measure_async(calls, cfg, between)
 
         return asyncio.run(go())
-    sync_cases = {key: _sync_call(h, fn_id, body) for key, h in handlers.items()}
-    for call in sync_cases.values():
+    sync_calls = {key: _sync_call(h, fn_id, body) for key, (h, body) in cases.items()}
+    for call in sync_calls.values():
         response = call()
         assert isinstance(response, CommResponse)
         apps.check_ours(response, HOOK_MEMOIZED)
-    return measure_sync(sync_cases, cfg)
+    return measure_sync(sync_calls, cfg, between)
 
 
 # -- counting how often each hook runs ----------------------------------------------------------

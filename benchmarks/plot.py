@@ -1,10 +1,11 @@
-"""The results figure (matplotlib, a benchmark-only dependency): four panels from ``Results``."""
+"""The results figure (matplotlib, a benchmark-only dependency): six panels from ``Results``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from benchmarks.middleware_overhead import MIDDLEWARE
 from benchmarks.report import Results
 
 __all__ = ["render"]
@@ -20,11 +21,13 @@ def render(results: Results, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
+    fig, axes = plt.subplots(3, 2, figsize=(13, 14))
     _requests(axes[0][0], results)
     _ratios(axes[0][1], results)
     _framework(axes[1][0], results)
     _middleware(axes[1][1], results)
+    _overhead(axes[2][0], results)
+    _engine(axes[2][1], results)
     mode = "QUICK run (structure only)" if results.meta.get("quick") else "full run"
     fig.suptitle(
         f"inngest-mw vs inngest {results.meta.get('inngest_version', '?')}: {mode}, "
@@ -166,3 +169,46 @@ def _middleware(ax: Any, results: Results) -> None:
             bbox={"facecolor": "white", "alpha": 0.8},
         )
     ax.legend(fontsize=8, loc="center right")
+
+
+def _overhead(ax: Any, results: Results) -> None:
+    ax.set_title("4. Shipped middleware on a 10-step request (lower is better)")
+    names = [name for name in MIDDLEWARE if any(o.middleware == name for o in results.overhead)]
+    width = 0.38
+    for i, (function, colour) in enumerate((("async", "tab:blue"), ("sync", "tab:green"))):
+        by_name = {o.middleware: o for o in results.overhead if o.function == function}
+        xs = [j + (i - 0.5) * width for j, name in enumerate(names) if name in by_name]
+        values = [by_name[name].added_us for name in names if name in by_name]
+        bars = ax.bar(xs, values, width, label=f"{function} function", color=colour)
+        ax.bar_label(
+            bars, labels=[f"{by_name[n].ratio:.2f}x" for n in names if n in by_name], fontsize=7
+        )
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("µs added per request (bar label: ratio to none)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _engine(ax: Any, results: Results) -> None:
+    engine = results.engine
+    if engine is None:
+        ax.set_axis_off()
+        return
+    ax.set_title(
+        f"5. Engine: {engine.runs:,} runs of {engine.steps} steps, "
+        f"{engine.runs_per_second:,.0f} runs/s"
+    )
+    for label, values in (
+        ("event -> run completed", engine.run_ms),
+        ("event -> first step", engine.first_step_ms),
+        ("step -> next step (app)", engine.step_gap_ms),
+        ("step duration (engine)", engine.step_ms),
+    ):
+        ordered = sorted(values)
+        if ordered:
+            ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=label)
+    ax.set_xscale("symlog", linthresh=1)  # engine durations have 1 ms resolution, some are 0
+    ax.set_xlabel("ms")
+    ax.set_ylabel("fraction of samples (CDF)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)

@@ -6,9 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmarks.engine_throughput import EngineRow
 from benchmarks.floor import FloorRow
 from benchmarks.framework import FrameworkRow
 from benchmarks.hooks import COLOURS, HOOK_MEMOIZED, MAIN_COLOURS, HookRow, MiddlewareRow
+from benchmarks.load import percentiles
+from benchmarks.middleware_overhead import MIDDLEWARE, STEP_CALLS, OverheadRow
 from benchmarks.request_overhead import VARIANTS, RequestRow
 from benchmarks.timing import Stats
 
@@ -23,6 +26,8 @@ class Results:
     framework: list[FrameworkRow] = field(default_factory=list)
     hooks: list[HookRow] = field(default_factory=list)
     middleware: list[MiddlewareRow] = field(default_factory=list)
+    overhead: list[OverheadRow] = field(default_factory=list)
+    engine: EngineRow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +215,43 @@ def to_json(results: Results) -> dict[str, Any]:
             }
             for m in results.middleware
         ],
+        "overhead": [
+            {
+                "middleware": o.middleware,
+                "function": o.function,
+                "base": _stats(o.base),
+                "stats": _stats(o.stats),
+                "ratio": _r(o.ratio),
+                "added_us": _r(o.added_us, 2),
+                "per_step_us": _r(o.per_step_us, 3),
+            }
+            for o in results.overhead
+        ],
+        "engine": None if results.engine is None else _engine_json(results.engine),
+    }
+
+
+def _distribution(values: tuple[float, ...]) -> dict[str, Any]:
+    p50, p99 = percentiles(values)
+    return {"count": len(values), "p50_ms": p50, "p99_ms": p99}
+
+
+def _engine_json(e: EngineRow) -> dict[str, Any]:
+    return {
+        "runs": e.runs,
+        "steps": e.steps,
+        "senders": e.senders,
+        "completed": e.completed,
+        "exact": e.exact,
+        "send_s": round(e.send_s, 3),
+        "total_s": round(e.total_s, 3),
+        "events_per_second": round(e.events_per_second, 1),
+        "runs_per_second": round(e.runs_per_second, 1),
+        "run": _distribution(e.run_ms),
+        "step_engine": _distribution(e.step_ms),
+        "first_step": _distribution(e.first_step_ms),
+        "step_gap": _distribution(e.step_gap_ms),
+        "peak_rss_mib": e.peak_rss_mib,
     }
 
 
@@ -230,6 +272,10 @@ def _us(value: float) -> str:
     if abs(value) >= 10:
         return f"{value:.1f}"
     return f"{value:.2f}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
 
 
 def _noise(*stats: Stats) -> str:
@@ -430,7 +476,103 @@ def to_markdown(results: Results) -> str:
             "llrrrrr",
         )
         out.append("")
+    if results.overhead:
+        out += _overhead_markdown(results.overhead)
+    if results.engine is not None:
+        out += _engine_markdown(results.engine)
     return "\n".join(out)
+
+
+def _overhead_markdown(rows: list[OverheadRow]) -> list[str]:
+    out = [
+        "## 4. Middleware overhead",
+        "",
+        f"Each shipped middleware alone on the section-3 request ({HOOK_MEMOIZED} memoized + 1 new "
+        f"step = {STEP_CALLS} step calls), exporting to memory, against no middleware in the same "
+        f"run. `µs/step` = added µs / {STEP_CALLS}. `async`: async function through `handle`; "
+        "`sync`: sync function through `handle_sync`. "
+        + "; ".join(f"`{key}` = {label}" for key, label in MIDDLEWARE.items())
+        + ".",
+        "",
+    ]
+    out += _table(
+        [
+            "middleware",
+            "function",
+            "µs (none)",
+            "µs (with)",
+            "ratio",
+            "added µs",
+            "µs/step",
+            "noise",
+        ],
+        (
+            [
+                o.middleware,
+                o.function,
+                _us(o.base.median_us),
+                _us(o.stats.median_us),
+                f"{o.ratio:.3f}",
+                _us(o.added_us),
+                _us(o.per_step_us),
+                _noise(o.base, o.stats),
+            ]
+            for o in rows
+        ),
+        "llrrrrrr",
+    )
+    return [*out, ""]
+
+
+def _engine_markdown(e: EngineRow) -> list[str]:
+    out = [
+        "## 5. Engine throughput",
+        "",
+        f"{e.runs:,} events, sent by {e.senders} concurrent HTTP clients, to the embedded engine "
+        f"(`EngineThread`) driving a {e.steps}-step async function in an inngest-mw app under "
+        "uvicorn, all in one process on 127.0.0.1. One run each; the run is over when the engine "
+        "records it `Completed`.",
+        "",
+    ]
+    out += _table(
+        [
+            "runs",
+            "completed",
+            "exact",
+            "events/s (ingest)",
+            "runs/s",
+            "wall s",
+            "peak RSS (process)",
+        ],
+        [
+            [
+                f"{e.runs:,}",
+                f"{e.completed:,}",
+                _yes(e.exact),
+                f"{e.events_per_second:,.0f}",
+                f"{e.runs_per_second:,.1f}",
+                f"{e.total_s:.2f}",
+                f"{e.peak_rss_mib:.0f} MiB",
+            ]
+        ],
+        "rrlrrrr",
+    )
+    out += ["", "**Latency distribution** (ms)", ""]
+    out += _table(
+        ["latency", "measured by", "samples", "p50 ms", "p99 ms"],
+        (
+            [what, who, f"{len(values):,}", _ms(p50), _ms(p99)]
+            for what, who, values in (
+                ("event sent -> run completed", "engine `ended_at`", e.run_ms),
+                ("event sent -> first step runs", "app clock", e.first_step_ms),
+                ("step -> next step runs", "app clock", e.step_gap_ms),
+                ("step duration (call sent -> step saved)", "engine `duration_ms`", e.step_ms),
+            )
+            for p50, p99 in [percentiles(values)]
+        ),
+        "llrrr",
+    )
+    return [*out, ""]
 
 
 def _yes(met: bool) -> str:

@@ -73,8 +73,16 @@ def _run_sync(call: Callable[[], object], number: int) -> float:
     return _perf() - start
 
 
-def measure_sync(cases: Mapping[str, Callable[[], object]], cfg: Config) -> dict[str, Stats]:
-    """Time each zero-argument callable; the cases of one call are interleaved."""
+def measure_sync(
+    cases: Mapping[str, Callable[[], object]],
+    cfg: Config,
+    between: Callable[[], object] | None = None,
+) -> dict[str, Stats]:
+    """Time each zero-argument callable; the cases of one call are interleaved.
+
+    ``between`` runs untimed before every repeat, e.g. to empty the in-memory sinks that
+    middleware under test fill, so memory does not grow over the run.
+    """
     numbers: dict[str, int] = {}
     for key, call in cases.items():
         for _ in range(cfg.warmup):
@@ -84,6 +92,8 @@ def measure_sync(cases: Mapping[str, Callable[[], object]], cfg: Config) -> dict
     values: dict[str, list[float]] = {key: [] for key in cases}
     for _ in range(cfg.repeat):
         for key, call in cases.items():
+            if between is not None:
+                between()
             gc.collect()
             values[key].append(_run_sync(call, numbers[key]))
     return {key: _stats(values[key], numbers[key]) for key in cases}
@@ -97,7 +107,9 @@ async def _run_async(call: Callable[[], Awaitable[object]], number: int) -> floa
 
 
 async def measure_async(
-    cases: Mapping[str, Callable[[], Awaitable[object]]], cfg: Config
+    cases: Mapping[str, Callable[[], Awaitable[object]]],
+    cfg: Config,
+    between: Callable[[], object] | None = None,
 ) -> dict[str, Stats]:
     """``measure_sync`` for coroutine functions, awaited one after another on the running loop."""
     numbers: dict[str, int] = {}
@@ -109,6 +121,8 @@ async def measure_async(
     values: dict[str, list[float]] = {key: [] for key in cases}
     for _ in range(cfg.repeat):
         for key, call in cases.items():
+            if between is not None:
+                between()
             gc.collect()
             values[key].append(await _run_async(call, numbers[key]))
     return {key: _stats(values[key], numbers[key]) for key in cases}

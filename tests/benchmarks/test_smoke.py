@@ -57,7 +57,7 @@ def test_writes_json_and_markdown(out_dir: Path) -> None:
 def test_meta(results: dict[str, Any]) -> None:
     meta = results["meta"]
     assert meta["quick"] is True
-    assert meta["sections"] == ["requests", "framework", "hooks"]
+    assert meta["sections"] == ["requests", "framework", "hooks", "overhead", "engine"]
     assert meta["inngest_version"] == "0.5.19"
     assert meta["duration_s"] > 0
 
@@ -125,6 +125,32 @@ def test_middleware_count_rows(results: dict[str, Any]) -> None:
         assert row["ratio"] > 0
 
 
+def test_middleware_overhead_rows(results: dict[str, Any]) -> None:
+    rows = results["overhead"]
+    assert {(o["middleware"], o["function"]) for o in rows} == {
+        (m, f) for m in ("otel", "sentry", "logging", "encryption") for f in ("async", "sync")
+    }
+    for row in rows:
+        _positive(row["base"])
+        _positive(row["stats"])
+        assert row["ratio"] > 0
+        assert row["per_step_us"] == pytest.approx(row["added_us"] / 11, abs=0.01)
+
+
+def test_engine_row(results: dict[str, Any]) -> None:
+    engine = results["engine"]
+    assert (engine["runs"], engine["steps"]) == (50, 3)
+    assert engine["exact"] is True
+    assert engine["completed"] == 50
+    assert engine["events_per_second"] > 0
+    assert engine["runs_per_second"] > 0
+    assert engine["peak_rss_mib"] > 0
+    samples = {"run": 50, "first_step": 50, "step_gap": 100, "step_engine": 150}
+    for key, count in samples.items():
+        assert engine[key]["count"] == count
+        assert 0 <= engine[key]["p50_ms"] <= engine[key]["p99_ms"]
+
+
 def test_targets_are_reported(results: dict[str, Any]) -> None:
     names = [t["name"] for t in results["targets"]]
     assert len(names) == 6 + 6 + 4
@@ -140,6 +166,9 @@ def test_markdown_has_every_section(out_dir: Path) -> None:
         "## 3. Hook overhead",
         "**Cost per memoized step**",
         "**N no-op middlewares**",
+        "## 4. Middleware overhead",
+        "## 5. Engine throughput",
+        "**Latency distribution**",
     ):
         assert heading in text
 
@@ -156,6 +185,7 @@ def test_no_plot_still_writes_json_and_markdown(tmp_path: Path) -> None:
     report = importlib.import_module("benchmarks.report")
     paths = cli.write(report.Results(meta={"quick": True}), tmp_path, plot=False)
     assert set(paths) == {"json", "md"}
-    assert json.loads(paths["json"].read_text(encoding="utf-8"))["requests"] == []
+    data = json.loads(paths["json"].read_text(encoding="utf-8"))
+    assert (data["requests"], data["overhead"], data["engine"]) == ([], [], None)
     assert paths["md"].read_text(encoding="utf-8").startswith("# inngest-mw benchmark results")
     assert not (tmp_path / "latest.png").exists()
