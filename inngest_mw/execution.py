@@ -7,7 +7,6 @@ not a hook call or the handler call is shared: parsing the call body, the end-of
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -332,6 +331,3 @@ def execute_sync(
         hooks.observe("on_run_error", ctx, out.error, out.final_attempt)
     hooks.call("before_response")
     return out
-
-
-logging.getLogger("inngest_mw").addHandler(logging.NullHandler())

@@ -143,7 +143,7 @@ class _StepBase:
         return ResponseInterrupt()
 
     def _fail_new(self, info: StepInfo, exc: Exception) -> ResponseInterrupt:
-        final = isinstance(exc, NonRetriableError) or self._is_final_attempt()
+        final = self._error_is_final(exc)
         op = self._op(info, Opcode.STEP_FAILED if final else Opcode.STEP_ERROR, info.id, None)
         op.error = serialize_error(exc)
         op.exception = exc
