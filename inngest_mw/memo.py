@@ -8,6 +8,7 @@ the step now, plan it, report its opcode, or skip it because another step is tar
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import logging
 import traceback
@@ -47,6 +48,7 @@ RUN_KINDS: Final = frozenset({"run", "send_event"})
 _NO_DATA: Final = object()
 
 
+@functools.lru_cache(maxsize=8192)
 def hash_step_id(step_id: str) -> str:
     """Lowercase hex SHA-1 of the user-facing step ID, identical across Inngest SDKs."""
     return hashlib.sha1(step_id.encode()).hexdigest()
@@ -108,7 +110,10 @@ def parse_memos(raw: object) -> dict[str, Memo]:
         return {}
     table: dict[str, Memo] = {}
     for key, value in raw.items():
-        if isinstance(value, dict):
+        if type(value) is dict:
+            if len(value) == 1 and "data" in value:  # the common case: a step's result
+                table[key] = Memo(data=value["data"])
+                continue
             keys = value.keys()
             if keys <= {"data", "error"} and keys:
                 error = value.get("error")

@@ -341,7 +341,7 @@ class HookTable:
     middleware meant for both colours crosses no thread boundary.
     """
 
-    __slots__ = ("hooks", "instances")
+    __slots__ = ("hooks", "instances", "step_hooks")
 
     def __init__(self, instances: list[_MiddlewareBase], *, async_path: bool = True) -> None:
         self.instances = instances
@@ -361,6 +361,8 @@ class HookTable:
             if hook in hooks:
                 hooks[hook].reverse()
         self.hooks = hooks
+        self.step_hooks = "transform_step_input" in hooks or "wrap_step" in hooks
+        """Whether a memoized step needs the hook path at all (else it is a plain memo lookup)."""
 
     def has(self, hook: str) -> bool:
         return hook in self.hooks

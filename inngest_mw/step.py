@@ -68,21 +68,24 @@ class _StepBase:
         self.attempt = attempt
         self._max_attempts = max_attempts
 
-    def _info(
-        self, kind: str, step_id: str, options: dict[str, Any], args: Sequence[Any]
-    ) -> StepInfo:
+    def _resolve(self, step_id: str) -> tuple[str, int]:
         if not isinstance(step_id, str) or not step_id:
             raise ValueError("step ID must be a non-empty string")
-        hashed, index = self._core.resolve_id(step_id)
+        return self._core.resolve_id(step_id)
+
+    def _make_info(
+        self,
+        kind: str,
+        step_id: str,
+        hashed: str,
+        index: int,
+        options: dict[str, Any] | None,
+        args: Sequence[Any],
+        memoized: bool,
+    ) -> StepInfo:
+        """Built only when a hook or a new step needs it: replayed steps skip it."""
         return StepInfo(
-            id=step_id,
-            hashed_id=hashed,
-            kind=kind,
-            index=index,
-            display_name=step_id,
-            options=options,
-            input=list(args),
-            attempt=self.attempt,
+            step_id, hashed, kind, index, step_id, options or {}, list(args), self.attempt, memoized
         )
 
     def _op(self, info: StepInfo, op: str, name: str, opts: dict[str, Any] | None) -> Op:
@@ -116,14 +119,14 @@ class _StepBase:
             self._core.add(self._report_op(info))
         return self._core.interrupt_for_new_step()
 
-    def _memo_value(self, info: StepInfo, memo: Memo, output_type: object) -> Any:
+    def _memo_value(self, kind: str, memo: Memo, output_type: object) -> Any:
         if memo.error is not None:
             err = memo.error
             raise StepError(
                 str(err.get("message", "")), str(err.get("name", "Error")), err.get("stack")
             )
         data = memo.data
-        if info.kind == "wait_for_event":
+        if kind == "wait_for_event":
             return None if data is None else Event.model_validate(data)
         return _ser.decode(self._client, data, output_type)
 
@@ -236,29 +239,25 @@ class Step(_StepBase):
         output_type: object = None,
     ) -> Any:
         """Run ``handler(*args)`` once per run and memoize its JSON-serializable result."""
-        info = self._info("run", step_id, {}, args)
-        return await self._step(info, handler, output_type)
+        return await self._step("run", step_id, None, args, handler, output_type)
 
     async def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
         """Send events from a step (sent once, memoized), returning their IDs."""
         batch = [events] if isinstance(events, Event) else list(events)
-        info = self._info("send_event", step_id, {}, [batch])
 
         async def send(batch: list[Event]) -> list[str]:
             return await self._client._send_with(batch, self._hooks)
 
-        return cast(list[str], await self._step(info, send, None))
+        return cast(list[str], await self._step("send_event", step_id, None, (batch,), send, None))
 
     async def sleep(self, step_id: str, duration: DurationLike) -> None:
         """Pause the run for ``duration`` (timedelta, "1h30m", or milliseconds)."""
-        await self._step(
-            self._info("sleep", step_id, self._sleep_options(duration), []), None, None
-        )
+        await self._step("sleep", step_id, self._sleep_options(duration), (), None, None)
 
     async def sleep_until(self, step_id: str, until: _dt.datetime | str) -> None:
         """Pause the run until ``until`` (naive datetimes are UTC)."""
         opts = self._sleep_until_options(until)
-        await self._step(self._info("sleep", step_id, opts, []), None, None)
+        await self._step("sleep", step_id, opts, (), None, None)
 
     async def wait_for_event(
         self,
@@ -270,10 +269,7 @@ class Step(_StepBase):
     ) -> Event | None:
         """Wait for an event named ``event`` matching ``if_exp``; ``None`` after ``timeout``."""
         opts = self._wait_options(event, if_exp, timeout)
-        return cast(
-            Event | None,
-            await self._step(self._info("wait_for_event", step_id, opts, []), None, None),
-        )
+        return cast(Event | None, await self._step("wait_for_event", step_id, opts, (), None, None))
 
     async def invoke(
         self,
@@ -286,8 +282,8 @@ class Step(_StepBase):
     ) -> T:
         """Run another function and wait for its result (its error raises ``StepError``)."""
         target, output_type = self._invoke_target(function, None, None)
-        info = self._info("invoke", step_id, self._invoke_options(target, data, timeout, v), [])
-        return cast(T, await self._step(info, None, output_type))
+        opts = self._invoke_options(target, data, timeout, v)
+        return cast(T, await self._step("invoke", step_id, opts, (), None, output_type))
 
     async def invoke_by_id(
         self,
@@ -301,16 +297,27 @@ class Step(_StepBase):
     ) -> Any:
         """``invoke`` by ID (``app_id`` defaults to this client's app)."""
         target, _ = self._invoke_target(None, function_id, app_id)
-        info = self._info("invoke", step_id, self._invoke_options(target, data, timeout, v), [])
-        return await self._step(info, None, None)
+        opts = self._invoke_options(target, data, timeout, v)
+        return await self._step("invoke", step_id, opts, (), None, None)
 
     async def _step(
-        self, info: StepInfo, handler: Callable[..., Any] | None, output_type: object
+        self,
+        kind: str,
+        step_id: str,
+        options: dict[str, Any] | None,
+        args: Sequence[Any],
+        handler: Callable[..., Any] | None,
+        output_type: object,
     ) -> Any:
         self._check_not_nested()
         core, hooks = self._core, self._hooks
-        memo = core.take(info.hashed_id)
-        info.memoized = memo is not None
+        hashed, index = self._resolve(step_id)
+        memo = core.take(hashed)
+        if memo is not None and not hooks.step_hooks:
+            if core.memos_exhausted() and core.boundary_due():
+                await _boundary(hooks)
+            return self._memo_value(kind, memo, output_type)
+        info = self._make_info(kind, step_id, hashed, index, options, args, memo is not None)
         if hooks.has("transform_step_input"):
             await hooks.acall("transform_step_input", info)
         call = _Call()
@@ -321,7 +328,7 @@ class Step(_StepBase):
             if memo is not None:
                 if core.memos_exhausted() and core.boundary_due():
                     await _boundary(hooks)
-                return self._memo_value(info, memo, output_type)
+                return self._memo_value(info.kind, memo, output_type)
             if core.boundary_due():
                 await _boundary(hooks)
             decision = core.decide(info.hashed_id, info.kind, info.id)
@@ -422,35 +429,31 @@ class StepSync(_StepBase):
         """Run ``handler(*args)`` once per run and memoize its JSON-serializable result."""
         if inspect.iscoroutinefunction(handler):
             raise TypeError(f"step {step_id!r}: a sync function cannot run an async step handler")
-        info = self._info("run", step_id, {}, args)
-        return cast(T, self._step(info, handler, output_type))
+        return cast(T, self._step("run", step_id, None, args, handler, output_type))
 
     def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
         """Send events from a step (sent once, memoized), returning their IDs."""
         batch = [events] if isinstance(events, Event) else list(events)
-        info = self._info("send_event", step_id, {}, [batch])
 
         def send(batch: list[Event]) -> list[str]:
             return self._client._send_with_sync(batch, self._hooks)
 
-        return cast(list[str], self._step(info, send, None))
+        return cast(list[str], self._step("send_event", step_id, None, (batch,), send, None))
 
     def sleep(self, step_id: str, duration: DurationLike) -> None:
         """Pause the run for ``duration`` (timedelta, "1h30m", or milliseconds)."""
-        self._step(self._info("sleep", step_id, self._sleep_options(duration), []), None, None)
+        self._step("sleep", step_id, self._sleep_options(duration), (), None, None)
 
     def sleep_until(self, step_id: str, until: _dt.datetime | str) -> None:
         """Pause the run until ``until`` (naive datetimes are UTC)."""
-        self._step(self._info("sleep", step_id, self._sleep_until_options(until), []), None, None)
+        self._step("sleep", step_id, self._sleep_until_options(until), (), None, None)
 
     def wait_for_event(
         self, step_id: str, *, event: str, timeout: DurationLike, if_exp: str | None = None
     ) -> Event | None:
         """Wait for an event named ``event`` matching ``if_exp``; ``None`` after ``timeout``."""
         opts = self._wait_options(event, if_exp, timeout)
-        return cast(
-            Event | None, self._step(self._info("wait_for_event", step_id, opts, []), None, None)
-        )
+        return cast(Event | None, self._step("wait_for_event", step_id, opts, (), None, None))
 
     def invoke(
         self,
@@ -463,8 +466,8 @@ class StepSync(_StepBase):
     ) -> T:
         """Run another function and wait for its result (its error raises ``StepError``)."""
         target, output_type = self._invoke_target(function, None, None)
-        info = self._info("invoke", step_id, self._invoke_options(target, data, timeout, v), [])
-        return cast(T, self._step(info, None, output_type))
+        opts = self._invoke_options(target, data, timeout, v)
+        return cast(T, self._step("invoke", step_id, opts, (), None, output_type))
 
     def invoke_by_id(
         self,
@@ -478,14 +481,27 @@ class StepSync(_StepBase):
     ) -> Any:
         """``invoke`` by ID (``app_id`` defaults to this client's app)."""
         target, _ = self._invoke_target(None, function_id, app_id)
-        info = self._info("invoke", step_id, self._invoke_options(target, data, timeout, v), [])
-        return self._step(info, None, None)
+        opts = self._invoke_options(target, data, timeout, v)
+        return self._step("invoke", step_id, opts, (), None, None)
 
-    def _step(self, info: StepInfo, handler: Callable[..., Any] | None, output_type: object) -> Any:
+    def _step(
+        self,
+        kind: str,
+        step_id: str,
+        options: dict[str, Any] | None,
+        args: Sequence[Any],
+        handler: Callable[..., Any] | None,
+        output_type: object,
+    ) -> Any:
         self._check_not_nested()
         core, hooks = self._core, self._hooks
-        memo = core.take(info.hashed_id)
-        info.memoized = memo is not None
+        hashed, index = self._resolve(step_id)
+        memo = core.take(hashed)
+        if memo is not None and not hooks.step_hooks:
+            if core.memos_exhausted() and core.boundary_due():
+                _boundary_sync(hooks)
+            return self._memo_value(kind, memo, output_type)
+        info = self._make_info(kind, step_id, hashed, index, options, args, memo is not None)
         if hooks.has("transform_step_input"):
             hooks.call("transform_step_input", info)
         call = _Call()
@@ -494,7 +510,7 @@ class StepSync(_StepBase):
             if memo is not None:
                 if core.memos_exhausted() and core.boundary_due():
                     _boundary_sync(hooks)
-                return self._memo_value(info, memo, output_type)
+                return self._memo_value(info.kind, memo, output_type)
             if core.boundary_due():
                 _boundary_sync(hooks)
             decision = core.decide(info.hashed_id, info.kind, info.id)
