@@ -1,0 +1,61 @@
+"""The public surface: the names DESIGN.md promises, a sorted ``__all__``, no optional imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import inngest_mw
+
+DESIGN_NAMES = [
+    "Inngest",
+    "Context",
+    "ContextSync",
+    "Step",
+    "StepSync",
+    "Event",
+    "Function",
+    "TriggerEvent",
+    "TriggerCron",
+    "Batch",
+    "Cancel",
+    "Concurrency",
+    "Debounce",
+    "Priority",
+    "RateLimit",
+    "Throttle",
+    "Timeouts",
+    "Singleton",
+    "NonRetriableError",
+    "RetryAfterError",
+    "StepError",
+    "Middleware",
+    "MiddlewareSync",
+]
+
+
+def test_every_public_name_of_the_design_is_exported() -> None:
+    missing = [name for name in DESIGN_NAMES if name not in inngest_mw.__all__]
+    assert missing == []
+    for name in inngest_mw.__all__:
+        assert hasattr(inngest_mw, name), name
+
+
+def test_all_is_sorted() -> None:
+    assert list(inngest_mw.__all__) == sorted(inngest_mw.__all__)
+
+
+def test_importing_the_core_loads_no_optional_dependency() -> None:
+    optional = [
+        "starlette",
+        "uvicorn",
+        "opentelemetry",
+        "sentry_sdk",
+        "nacl",
+        "fastapi",
+        "flask",
+        "pytest",
+    ]
+    code = f"import sys, inngest_mw, inngest_mw.testing; print([m for m in {optional!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
