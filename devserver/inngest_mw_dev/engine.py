@@ -24,6 +24,7 @@ from inngest_mw_dev.store import QueueItem, Store
 __all__ = ["Engine"]
 
 log = logging.getLogger("inngest_mw_dev")
+_WORKERS_PER_CLIENT = 8
 
 
 class _Server(uvicorn.Server):
@@ -74,6 +75,7 @@ class Engine:
         self._store: Store | None = None
         self._machine: RunMachine | None = None
         self._http: httpx.AsyncClient | None = None
+        self._call_clients: list[httpx.AsyncClient] = []
         self._server: _Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: dict[int, asyncio.Task[None]] = {}
@@ -115,7 +117,14 @@ class Engine:
         self._machine = RunMachine(
             self._store, clock=self.clock, retry_base=self.retry_base, on_history=self.on_history
         )
-        self._http = httpx.AsyncClient(follow_redirects=False)
+        tls = httpx.create_ssl_context()  # loading CA certificates once, not per client
+        self._http = httpx.AsyncClient(follow_redirects=False, verify=tls)
+        # httpcore scans every pooled connection for each request it places, so one pool serving
+        # all workers costs O(workers^2) per burst; small pools keep that scan short.
+        self._call_clients = [
+            httpx.AsyncClient(follow_redirects=False, verify=tls)
+            for _ in range(max(1, -(-self.workers // _WORKERS_PER_CLIENT)))
+        ]
         # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto says
         # TCP, and without it every keep-alive response waits ~40 ms on Nagle + delayed ACK.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -154,8 +163,9 @@ class Engine:
         await asyncio.gather(*serving, return_exceptions=True)
         self._tasks.clear()
         self._inflight.clear()
-        if self._http is not None:
-            await self._http.aclose()
+        for client in [*self._call_clients, *([self._http] if self._http else [])]:
+            await client.aclose()
+        self._call_clients = []
         if self._store is not None:
             self._store.close()
         self._server = self._http = self._store = None
@@ -252,11 +262,12 @@ class Engine:
 
     async def _call(self, item: QueueItem) -> None:
         prepared = self.machine.prepare_call(item)
-        if prepared is None or self._http is None:
+        if prepared is None or not self._call_clients:
             return
         started = self.clock()
+        client = self._call_clients[item.id % len(self._call_clients)]
         outcome = await call_app(
-            self._http, app_url=prepared.app_url, fn_id=prepared.fn_id,
+            client, app_url=prepared.app_url, fn_id=prepared.fn_id,
             step_id=prepared.step_id, run_id=prepared.run_id, body=prepared.body,
             signing_key=self.signing_key, server_kind=self.server_kind,
             timeout=self.request_timeout, now=self.clock(),

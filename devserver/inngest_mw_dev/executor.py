@@ -13,9 +13,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
-import jcs
 
 from inngest_mw.signature import sign
+from inngest_mw_dev.canonical import canonical_json
 from inngest_mw_dev.limits import MAX_REQUEST_BODY
 from inngest_mw_dev.timing import parse_retry_after
 
@@ -111,8 +111,7 @@ def build_body(
             "version": 2,
             "use_api": use_api,
         }
-        encoded: bytes = jcs.canonicalize(body)
-        return encoded
+        return canonical_json(body)
 
     encoded = render(False)
     return render(True) if len(encoded) > MAX_REQUEST_BODY else encoded

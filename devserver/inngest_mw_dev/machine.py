@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -195,7 +196,8 @@ class RunMachine:
 
     def _sync_crons(self, fn: FunctionDef, now: float) -> None:
         """Keep one queued tick per cron trigger; unchanged schedules keep their next fire time."""
-        wanted = {t.cron for t in fn.triggers if t.cron}
+        jitters = {t.cron: t.jitter for t in fn.triggers if t.cron}
+        wanted = set(jitters)
         have: set[str] = set()
         for item in self.store.cron_items(fn.id):
             cron = item.payload.get("cron")
@@ -204,8 +206,9 @@ class RunMachine:
             else:
                 self.store.delete_item(item.id)
         for cron in sorted(wanted - have):
-            next_at = parse_cron(cron).next_after(now)
-            self.store.enqueue("cron", next_at, function_id=fn.id, payload={"cron": cron})
+            tick = parse_cron(cron).next_after(now)
+            self.store.enqueue("cron", _jittered(tick, jitters[cron]), function_id=fn.id,
+                               payload={"cron": cron, "tick": tick})  # fmt: skip
 
     # events
 
@@ -847,7 +850,13 @@ class RunMachine:
                      "ts": int(now * 1000)}  # fmt: skip
             self.store.insert_event(event, now)
             self._start_run(fn, [event])
-            self.store.reschedule(item.id, parse_cron(cron).next_after(now), 0)
+            jitter = max(t.jitter for t in fn.triggers if t.cron == cron)
+            # Continue from the tick just fired (its time before jitter), unless it is older than
+            # its jitter explains (the engine was down): then skip missed ticks, as without jitter.
+            fired = item.payload.get("tick")
+            after = fired if isinstance(fired, int | float) and now - fired <= jitter else now
+            tick = parse_cron(cron).next_after(after)
+            self.store.reschedule(item.id, _jittered(tick, jitter), 0, tick=tick)
 
     def drop_item(self, item: QueueItem) -> None:
         """Discard an item of a kind this engine does not know (e.g. from a newer version)."""
@@ -863,6 +872,11 @@ def _compiled(source: str) -> Expression | None:
     except ExpressionError as exc:
         log.warning("invalid expression %r: %s", source, exc)
         return None
+
+
+def _jittered(tick: float, jitter: float) -> float:
+    """When a cron tick fires: ``tick`` delayed by a random [0, ``jitter``] seconds."""
+    return tick + random.uniform(0, jitter) if jitter else tick
 
 
 def _missing_error(op: Op) -> dict[str, Any]:

@@ -46,6 +46,7 @@ class Trigger:
     event: str | None = None
     expression: str | None = None
     cron: str | None = None
+    jitter: float = 0.0  # cron only: each tick is delayed by a random [0, jitter] seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +246,7 @@ def _triggers(value: object, p: _Problems) -> list[Trigger]:
         jitter = p.duration(f"{where}.jitter", item.get("jitter"))
         if jitter is not None and jitter != 0 and not 1 <= jitter <= 300:
             p.add(f"{where}.jitter", "must be 0 or between 1s and 5m")
-        out.append(Trigger(cron=cron))
+        out.append(Trigger(cron=cron, jitter=jitter or 0.0))
     return out
 
 

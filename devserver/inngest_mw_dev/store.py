@@ -496,21 +496,31 @@ class Store:
         held by a flow-control limit never blocks unrelated work behind it.
         """
         taken: list[QueueItem] = []
+        # Read due items a page at a time (keyset on run_at, id) rather than all of them: under
+        # load thousands are due, and each lease used to fetch and decode every one.
+        page = max(limit, 64)
+        after: tuple[float, int] | None = None
         with self.tx():
-            rows = self._all(
-                "SELECT * FROM queue WHERE run_at <= ? AND (lease_until IS NULL"
-                " OR lease_until < ?) ORDER BY run_at, id" + ("" if admit else " LIMIT ?"),
-                now, now, *(() if admit else (limit,)),
-            )  # fmt: skip
-            for row in rows:
-                item = self._item(row)
-                if admit is not None and not admit(item):
-                    continue
-                self._exec("UPDATE queue SET lease_until = ? WHERE id = ?",
-                           now + lease_seconds, row["id"])  # fmt: skip
-                taken.append(item)
-                if len(taken) >= limit:
+            while len(taken) < limit:
+                rows = self._all(
+                    "SELECT * FROM queue WHERE run_at <= ? AND (lease_until IS NULL"
+                    " OR lease_until < ?)" + ("" if after is None else
+                    " AND (run_at > ? OR (run_at = ? AND id > ?))") + " ORDER BY run_at, id"
+                    " LIMIT ?",
+                    now, now, *(() if after is None else (after[0], after[0], after[1])), page,
+                )  # fmt: skip
+                for row in rows:
+                    item = self._item(row)
+                    if admit is not None and not admit(item):
+                        continue
+                    self._exec("UPDATE queue SET lease_until = ? WHERE id = ?",
+                               now + lease_seconds, row["id"])  # fmt: skip
+                    taken.append(item)
+                    if len(taken) >= limit:
+                        break
+                if len(rows) < page:
                     break
+                after = (rows[-1]["run_at"], rows[-1]["id"])
         return taken
 
     def next_due(self) -> float | None:
