@@ -329,6 +329,17 @@ def _async_twins(cls: type[object]) -> frozenset[str]:
     )
 
 
+@functools.cache
+def _plan(cls: type[object], async_path: bool) -> tuple[tuple[str, str, bool, str], ...]:
+    """Per class and path colour: (hook, attribute to bind, is async, label), worked out once."""
+    label = getattr(cls, "name", None) or cls.__name__
+    twins = _async_twins(cls) if async_path else frozenset()  # type: ignore[arg-type]
+    return tuple(
+        (hook, hook + "_async", True, label) if hook in twins else (hook, hook, is_async, label)
+        for hook, is_async in _overrides(cls)  # type: ignore[arg-type]
+    )
+
+
 Hook: TypeAlias = tuple[Callable[..., Any], bool, str]
 """A bound hook, whether it is async, and its label for error messages."""
 
@@ -347,16 +358,13 @@ class HookTable:
         self.instances = instances
         hooks: dict[str, list[Hook]] = {}
         for instance in instances:
-            cls = type(instance)
-            label = instance.name or cls.__name__
-            twins = _async_twins(cls) if async_path else ()  # type: ignore[arg-type]
-            for hook, is_async in _overrides(cls):  # type: ignore[arg-type]
-                if hook in twins:
-                    hooks.setdefault(hook, []).append(
-                        (getattr(instance, hook + "_async"), True, label)
-                    )
+            plan = _plan(type(instance), async_path)  # type: ignore[arg-type]
+            for hook, attribute, is_async, label in plan:
+                bound = (getattr(instance, attribute), is_async, label)
+                if hook in hooks:
+                    hooks[hook].append(bound)
                 else:
-                    hooks.setdefault(hook, []).append((getattr(instance, hook), is_async, label))
+                    hooks[hook] = [bound]
         for hook in REVERSED_HOOKS:
             if hook in hooks:
                 hooks[hook].reverse()
