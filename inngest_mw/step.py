@@ -110,13 +110,16 @@ class _StepBase:
             return self._op(info, Opcode.INVOKE, info.id, opts)
         raise AssertionError(f"unknown step kind {info.kind}")
 
+    def _announce(self, info: StepInfo, decision: Decision) -> Op:
+        """How a new step that does not run now is reported: its own op, or ``StepPlanned``."""
+        if decision is Decision.REPORT:
+            return self._report_op(info)
+        return self._op(info, Opcode.STEP_PLANNED, info.id, None)
+
     def _plan_or_report(self, info: StepInfo, decision: Decision) -> BaseException:
         if decision is Decision.SKIP:
             return SkipInterrupt()
-        if decision is Decision.PLAN:
-            self._core.add(self._op(info, Opcode.STEP_PLANNED, info.id, None))
-        else:
-            self._core.add(self._report_op(info))
+        self._core.add(self._announce(info, decision))
         return self._core.interrupt_for_new_step()
 
     def _memo_value(self, kind: str, memo: Memo, output_type: object) -> Any:
@@ -389,10 +392,7 @@ class Step(_StepBase):
         if len(core.gathered) == 1:
             return decision
         for other, other_decision in core.gathered:
-            if other_decision is Decision.REPORT:
-                core.add(self._report_op(other))
-            else:
-                core.add(self._op(other, Opcode.STEP_PLANNED, other.id, None))
+            core.add(self._announce(other, other_decision))
         raise ResponseInterrupt()
 
 

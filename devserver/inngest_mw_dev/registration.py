@@ -363,13 +363,9 @@ def _flow_control(raw: Mapping[str, object], p: _Problems) -> None:
                 timeout = p.duration("batchEvents.timeout", batch.get("timeout"), required=True)
                 if timeout is not None and timeout < 1:
                     p.add("batchEvents.timeout", "must be at least 1s")
-                for other, label in (
-                    ("cancel", "cancel"),
-                    ("debounce", "debounce"),
-                    ("singleton", "singleton"),
-                ):
+                for other in ("cancel", "debounce", "singleton"):
                     if raw.get(other):
-                        p.add("batchEvents", f"cannot be combined with {label}")
+                        p.add("batchEvents", f"cannot be combined with {other}")
                 priority = raw.get("priority")
                 if isinstance(priority, dict) and priority.get("run"):
                     p.add("batchEvents", "cannot be combined with priority.run")
