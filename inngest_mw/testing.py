@@ -25,7 +25,7 @@ from inngest_mw.event import Event
 from inngest_mw.execution import CallRequest, CallResult, RequestMeta, execute, execute_sync
 from inngest_mw.function import Function, Handler
 from inngest_mw.memo import Opcode, parse_memos, serialize_error
-from inngest_mw.pipeline import HookTable, Middleware, MiddlewareSync, StepInfo
+from inngest_mw.pipeline import HookTable, MiddlewareSync, StepInfo
 
 __all__ = ["TIMEOUT", "StepRecord", "TestRun", "UnmockedStepError", "run", "run_sync"]
 
@@ -127,66 +127,48 @@ class _State:
             self.trace.append(entry)
 
 
-def _recorder_classes(state: _State) -> tuple[type[Middleware], type[MiddlewareSync]]:
-    class Recorder(Middleware):
-        name = "inngest_mw.testing"
+class _Recorder(MiddlewareSync):
+    """Mocks and records, appended innermost. Sync hooks, with async twins of its wrap hooks so
+    async functions cross no thread boundary."""
 
-        async def wrap_step_handler(
-            self, call_next: Callable[[], Awaitable[Any]], info: StepInfo
-        ) -> Any:
-            mocked, value = state.mock_for(info)
-            return value if mocked else await call_next()
+    name = "inngest_mw.testing"
 
-        async def wrap_send(
-            self, call_next: Callable[[], Awaitable[list[str]]], events: list[Event]
-        ) -> list[str]:
-            return state.fake_send(events)
+    def __init__(self, client: Inngest, raw_request: object, state: _State) -> None:
+        super().__init__(client, raw_request)
+        self.state = state
 
-        async def on_step_start(self, info: StepInfo) -> None:
-            state.note(f"step start {info.id}")
+    def wrap_step_handler(self, call_next: Callable[[], Any], info: StepInfo) -> Any:
+        mocked, value = self.state.mock_for(info)
+        return value if mocked else call_next()
 
-        async def on_step_complete(self, info: StepInfo, output: Any) -> None:
-            state.note(f"step complete {info.id}")
+    async def wrap_step_handler_async(
+        self, call_next: Callable[[], Awaitable[Any]], info: StepInfo
+    ) -> Any:
+        mocked, value = self.state.mock_for(info)
+        return value if mocked else await call_next()
 
-        async def on_step_error(
-            self, info: StepInfo, error: BaseException, is_final_attempt: bool
-        ) -> None:
-            state.note(f"step error {info.id}{' (final)' if is_final_attempt else ''}")
+    def wrap_send(self, call_next: Callable[[], list[str]], events: list[Event]) -> list[str]:
+        return self.state.fake_send(events)
 
-        async def before_execution(self) -> None:
-            state.note("before_execution")
+    async def wrap_send_async(
+        self, call_next: Callable[[], Awaitable[list[str]]], events: list[Event]
+    ) -> list[str]:
+        return self.state.fake_send(events)
 
-        async def after_execution(self) -> None:
-            state.note("after_execution")
+    def on_step_start(self, info: StepInfo) -> None:
+        self.state.note(f"step start {info.id}")
 
-    class RecorderSync(MiddlewareSync):
-        name = "inngest_mw.testing"
+    def on_step_complete(self, info: StepInfo, output: Any) -> None:
+        self.state.note(f"step complete {info.id}")
 
-        def wrap_step_handler(self, call_next: Callable[[], Any], info: StepInfo) -> Any:
-            mocked, value = state.mock_for(info)
-            return value if mocked else call_next()
+    def on_step_error(self, info: StepInfo, error: BaseException, is_final_attempt: bool) -> None:
+        self.state.note(f"step error {info.id}{' (final)' if is_final_attempt else ''}")
 
-        def wrap_send(self, call_next: Callable[[], list[str]], events: list[Event]) -> list[str]:
-            return state.fake_send(events)
+    def before_execution(self) -> None:
+        self.state.note("before_execution")
 
-        def on_step_start(self, info: StepInfo) -> None:
-            state.note(f"step start {info.id}")
-
-        def on_step_complete(self, info: StepInfo, output: Any) -> None:
-            state.note(f"step complete {info.id}")
-
-        def on_step_error(
-            self, info: StepInfo, error: BaseException, is_final_attempt: bool
-        ) -> None:
-            state.note(f"step error {info.id}{' (final)' if is_final_attempt else ''}")
-
-        def before_execution(self) -> None:
-            state.note("before_execution")
-
-        def after_execution(self) -> None:
-            state.note("after_execution")
-
-    return Recorder, RecorderSync
+    def after_execution(self) -> None:
+        self.state.note("after_execution")
 
 
 class _Driver:
@@ -209,9 +191,8 @@ class _Driver:
         self.client = client
         self.max_attempts = max_attempts
         self.run_id = run_id
-        recorder, recorder_sync = _recorder_classes(state)
         spec = client.middleware + fn.middleware
-        self.factories = [*spec.factories, recorder if fn.is_async else recorder_sync]
+        self.factories = [*spec.factories, _Recorder.factory(state=state)]
         self.steps: dict[str, Any] = {}
         self.stack: list[str] = []
         self.pending: list[str] = []
