@@ -318,16 +318,16 @@ class Inngest:
     def _backoff(attempt: int) -> float:
         return float(0.1 * 2**attempt + random.uniform(0, 0.1))
 
-    def _check_key(self, url: str) -> None:
+    def _check_key(self) -> None:
         # Checked at the HTTP call, not before: a wrap_send that never sends needs no key.
-        if url.endswith("/e/"):
+        if not self.settings.event_key and not self.is_dev:
             raise SendEventsError(
                 "no event key: pass Inngest(event_key=...) or set INNGEST_EVENT_KEY"
             )
 
     async def _post_events(self, request: tuple[str, bytes, dict[str, str]]) -> list[str]:
         url, body, headers = request
-        self._check_key(url)
+        self._check_key()
         async with self.async_http() as http:
             last = "no attempt made"
             for attempt in range(_SEND_ATTEMPTS):
@@ -347,7 +347,7 @@ class Inngest:
 
     def _post_events_sync(self, request: tuple[str, bytes, dict[str, str]]) -> list[str]:
         url, body, headers = request
-        self._check_key(url)
+        self._check_key()
         http = self.sync_http()
         last = "no attempt made"
         for attempt in range(_SEND_ATTEMPTS):
