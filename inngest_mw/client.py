@@ -31,6 +31,7 @@ from inngest_mw._const import (
     SDK_HEADER,
     Header,
 )
+from inngest_mw._drive import Effect, Flow, adrive, drive
 from inngest_mw.config import (
     Batch,
     Cancel,
@@ -47,6 +48,7 @@ from inngest_mw.config import (
 from inngest_mw.errors import ConfigError, SendEventsError
 from inngest_mw.event import Event, SendEventsResult
 from inngest_mw.function import Function, Handler, validate_options
+from inngest_mw.hooks import HOOKS
 from inngest_mw.pipeline import HookTable, MiddlewareFactory, PipelineSpec
 from inngest_mw.serializer import Serializer
 from inngest_mw.settings import Settings, resolve
@@ -239,35 +241,31 @@ class Inngest:
         return self._send_with_sync(batch, hooks)
 
     async def _send_with(self, events: list[Event], hooks: HookTable) -> list[str]:
-        replaced = await hooks.acall("before_send_events", events)
-        batch: list[Event] = events if replaced is None else list(replaced)
+        return await adrive(self._send_flow(events, hooks))
+
+    def _send_with_sync(self, events: list[Event], hooks: HookTable) -> list[str]:
+        return drive(self._send_flow(events, hooks))
+
+    def _send_flow(self, events: list[Event], hooks: HookTable) -> Flow[list[str]]:
+        """before_send_events (each sees the previous one's list) -> wrap_send -> after_send_events."""
+        batch = events
+        if hooks.has(HOOKS.BEFORE_SEND_EVENTS):
+            replaced = yield from hooks.call(HOOKS.BEFORE_SEND_EVENTS, events)
+            batch = events if replaced is None else list(replaced)
         result = SendEventsResult()
         try:
             request = self._prepare_send(batch)
-            ids: list[str] = await hooks.awrap(
-                "wrap_send", lambda: self._post_events(request), batch
+            ids = yield from hooks.wrap(
+                HOOKS.WRAP_SEND, batch, functools.partial(self._post_flow, request)
             )
         except SendEventsError as exc:
             result.ids, result.error = exc.ids, exc.message
-            await hooks.acall("after_send_events", result)
+            if hooks.has(HOOKS.AFTER_SEND_EVENTS):
+                yield from hooks.call(HOOKS.AFTER_SEND_EVENTS, result)
             raise
         result.ids = ids
-        await hooks.acall("after_send_events", result)
-        return ids
-
-    def _send_with_sync(self, events: list[Event], hooks: HookTable) -> list[str]:
-        replaced = hooks.call("before_send_events", events)
-        batch: list[Event] = events if replaced is None else list(replaced)
-        result = SendEventsResult()
-        try:
-            request = self._prepare_send(batch)
-            ids: list[str] = hooks.wrap("wrap_send", lambda: self._post_events_sync(request), batch)
-        except SendEventsError as exc:
-            result.ids, result.error = exc.ids, exc.message
-            hooks.call("after_send_events", result)
-            raise
-        result.ids = ids
-        hooks.call("after_send_events", result)
+        if hooks.has(HOOKS.AFTER_SEND_EVENTS):
+            yield from hooks.call(HOOKS.AFTER_SEND_EVENTS, result)
         return ids
 
     def _prepare_send(self, events: list[Event]) -> tuple[str, bytes, dict[str, str]]:
@@ -325,36 +323,14 @@ class Inngest:
                 "no event key: pass Inngest(event_key=...) or set INNGEST_EVENT_KEY"
             )
 
-    async def _post_events(self, request: tuple[str, bytes, dict[str, str]]) -> list[str]:
+    def _post_flow(self, request: tuple[str, bytes, dict[str, str]]) -> Flow[list[str]]:
+        """POST the events, retrying transport errors and 5xx answers with backoff."""
         url, body, headers = request
         self._check_key()
-        async with self.async_http() as http:
-            last = "no attempt made"
-            for attempt in range(_SEND_ATTEMPTS):
-                try:
-                    response = await http.post(
-                        url, content=body, headers=headers, timeout=self.request_timeout
-                    )
-                    ids = self._send_outcome(response)
-                    if ids is not None:
-                        return ids
-                    last = f"event API answered {response.status_code}"
-                except httpx.HTTPError as exc:
-                    last = f"{type(exc).__name__}: {exc}"
-                if attempt + 1 < _SEND_ATTEMPTS:
-                    await asyncio.sleep(self._backoff(attempt))
-            raise SendEventsError(f"sending events failed after {_SEND_ATTEMPTS} attempts: {last}")
-
-    def _post_events_sync(self, request: tuple[str, bytes, dict[str, str]]) -> list[str]:
-        url, body, headers = request
-        self._check_key()
-        http = self.sync_http()
         last = "no attempt made"
         for attempt in range(_SEND_ATTEMPTS):
             try:
-                response = http.post(
-                    url, content=body, headers=headers, timeout=self.request_timeout
-                )
+                response = yield _Post(self, url, body, headers)
                 ids = self._send_outcome(response)
                 if ids is not None:
                     return ids
@@ -362,7 +338,7 @@ class Inngest:
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__}: {exc}"
             if attempt + 1 < _SEND_ATTEMPTS:
-                time.sleep(self._backoff(attempt))
+                yield _Sleep(self._backoff(attempt))
         raise SendEventsError(f"sending events failed after {_SEND_ATTEMPTS} attempts: {last}")
 
     # -- HTTP ----------------------------------------------------------------------------
@@ -382,3 +358,40 @@ class Inngest:
         if self._sync_http is None:
             self._sync_http = httpx.Client()
         return self._sync_http
+
+
+class _Post(Effect):
+    """One HTTP POST to the event API, with the client's sync or per-operation async client."""
+
+    __slots__ = ("body", "client", "headers", "url")
+
+    def __init__(self, client: Inngest, url: str, body: bytes, headers: dict[str, str]) -> None:
+        self.client, self.url, self.body, self.headers = client, url, body, headers
+
+    def run(self) -> httpx.Response:
+        http = self.client.sync_http()
+        return http.post(
+            self.url, content=self.body, headers=self.headers, timeout=self.client.request_timeout
+        )
+
+    async def arun(self) -> httpx.Response:
+        async with self.client.async_http() as http:
+            return await http.post(
+                self.url,
+                content=self.body,
+                headers=self.headers,
+                timeout=self.client.request_timeout,
+            )
+
+
+class _Sleep(Effect):
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def run(self) -> None:
+        time.sleep(self.seconds)
+
+    async def arun(self) -> None:
+        await asyncio.sleep(self.seconds)

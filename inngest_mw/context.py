@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+from inngest_mw.errors import is_last_attempt
 from inngest_mw.event import Event
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class _ContextBase:
 
     @property
     def is_final_attempt(self) -> bool:
-        return self.max_attempts is not None and self.attempt + 1 >= self.max_attempts
+        return is_last_attempt(self.attempt, self.max_attempts)
 
     def set(self, key: ContextKey[T], value: T) -> None:
         self._values[key] = value

@@ -19,6 +19,9 @@ __all__ = [
     "SignatureError",
     "SigningKeyMissingError",
     "StepError",
+    "is_final",
+    "is_last_attempt",
+    "is_retriable",
 ]
 
 
@@ -126,3 +129,21 @@ class StepError(Error):
         super().__init__(message)
         self.name = name
         self.stack = stack
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Whether the server may retry after ``exc``: any exception but an ``Error`` that says no.
+
+    The one rule for steps, the function body, the handler's status code and the testing toolkit.
+    """
+    return not isinstance(exc, Error) or exc.retriable
+
+
+def is_last_attempt(attempt: int, max_attempts: int | None) -> bool:
+    """Whether ``attempt`` (0-based) is the last the server makes; unknown counts as not last."""
+    return max_attempts is not None and attempt + 1 >= max_attempts
+
+
+def is_final(exc: BaseException, attempt: int, max_attempts: int | None) -> bool:
+    """Whether failing with ``exc`` on ``attempt`` ends the step or run for good."""
+    return not is_retriable(exc) or is_last_attempt(attempt, max_attempts)

@@ -1,12 +1,14 @@
 """One call request through the pipeline: build the context, run the handler, collect the outcome.
 
-``execute`` (async) and ``execute_sync`` drive the same sequence (DESIGN.md §2); everything that is
-not a hook call or the handler call is shared: parsing the call body, the end-of-request outcome.
+The sequence (docs/ARCHITECTURE.md) is one flow, ``request_flow``; ``execute`` awaits it and
+``execute_sync`` runs it. They differ only in the context they build (``Context`` with async step
+tools, or ``ContextSync``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -15,9 +17,12 @@ import pydantic
 
 from inngest_mw import serializer as _ser
 from inngest_mw._const import MAX_STEPS_PER_RUN, UNSPECIFIED_STEP_ID
+from inngest_mw._drive import Effect, Flow, adrive, drive
 from inngest_mw.context import Context, ContextSync
-from inngest_mw.errors import Error, NonRetriableError
+from inngest_mw.errors import Error, NonRetriableError, is_final
 from inngest_mw.event import Event
+from inngest_mw.gather import release
+from inngest_mw.hooks import HOOKS
 from inngest_mw.memo import (
     Memo,
     Op,
@@ -30,13 +35,21 @@ from inngest_mw.memo import (
     serialize_error,
 )
 from inngest_mw.pipeline import EMPTY, HookTable, OutputStep, TransformOutputResult
-from inngest_mw.step import Group, GroupSync, Step, StepSync, release_parked
+from inngest_mw.step import Group, GroupSync, Step, StepSync, _boundary
 
 if TYPE_CHECKING:
     from inngest_mw.client import Inngest
     from inngest_mw.function import Function, Handler, HandlerAsync, HandlerSync
 
-__all__ = ["BodyError", "CallRequest", "CallResult", "execute", "execute_sync", "parse_call"]
+__all__ = [
+    "BodyError",
+    "CallRequest",
+    "CallResult",
+    "execute",
+    "execute_sync",
+    "parse_call",
+    "request_flow",
+]
 
 
 class BodyError(Error):
@@ -217,10 +230,87 @@ def _encode_output(client: Inngest, fn: Function[Any], value: Any) -> Any:
         ) from exc
 
 
-def _final(call: CallRequest, exc: BaseException) -> bool:
-    if isinstance(exc, Error) and not exc.retriable:
-        return True
-    return call.max_attempts is not None and call.attempt + 1 >= call.max_attempts
+class _RunHandler(Effect):
+    """Call the user's handler. On the async face its task is the one ``asyncio.gather`` branches
+    are told apart from, and branches still parked when it ends are collected."""
+
+    __slots__ = ("core", "ctx", "handler")
+
+    def __init__(self, handler: Handler, ctx: Context | ContextSync, core: StepCore) -> None:
+        self.handler, self.ctx, self.core = handler, ctx, core
+
+    def run(self) -> Any:
+        return cast("HandlerSync", self.handler)(cast(ContextSync, self.ctx))
+
+    async def arun(self) -> Any:
+        core = self.core
+        core.main_task = asyncio.current_task()
+        try:
+            return await cast("HandlerAsync", self.handler)(cast(Context, self.ctx))
+        finally:
+            if core.gather is not None:
+                await release(core.gather)
+
+
+def _call_handler(handler: Handler, ctx: Context | ContextSync, core: StepCore) -> Flow[Any]:
+    return (yield _RunHandler(handler, ctx, core))
+
+
+def request_flow(
+    client: Inngest,
+    fn: Function[Any],
+    handler: Handler,
+    call: CallRequest,
+    hooks: HookTable,
+    meta: RequestMeta,
+    *,
+    async_path: bool,
+) -> Flow[CallResult]:
+    """The whole sequence of one call request, from ``transform_input`` to ``before_response``."""
+    core = _core(call, meta)
+    fields = _base_fields(client, fn, call, meta)
+    args = (client, core, hooks, call.attempt, call.max_attempts)
+    ctx: Context | ContextSync
+    if async_path:
+        ctx = Context(**fields, step=Step(*args), group=Group(core))
+    else:
+        ctx = ContextSync(**fields, step=StepSync(*args), group=GroupSync(core))
+    if hooks.has(HOOKS.TRANSFORM_INPUT):
+        yield from hooks.call(HOOKS.TRANSFORM_INPUT, ctx, fn, StepMemos(core.memos))
+    if not core.memos and core.boundary_due():
+        yield from _boundary(hooks)
+    if _is_first_request(call, core) and hooks.has(HOOKS.ON_RUN_START):
+        yield from hooks.observe(HOOKS.ON_RUN_START, ctx)
+    result = TransformOutputResult()
+    returned = False
+    try:
+        value = yield from hooks.wrap(
+            HOOKS.WRAP_FUNCTION, ctx, functools.partial(_call_handler, handler, ctx, core)
+        )
+        result.output = _encode_output(client, fn, value)
+        returned = True
+    except (ResponseInterrupt, SkipInterrupt, PlannedInterrupt):
+        pass
+    except Exception as exc:
+        result.error = exc
+    if core.boundary_due():
+        yield from _boundary(hooks)
+    if hooks.has(HOOKS.AFTER_EXECUTION):
+        yield from hooks.call(HOOKS.AFTER_EXECUTION)
+    out = _settle(core, result)
+    if len(out.ops) <= 1 and hooks.has(HOOKS.TRANSFORM_OUTPUT):
+        yield from hooks.call(HOOKS.TRANSFORM_OUTPUT, result)
+    out = _apply_output(result, out)
+    if returned and out.error is None:
+        if hooks.has(HOOKS.ON_RUN_COMPLETE):
+            yield from hooks.observe(HOOKS.ON_RUN_COMPLETE, ctx, out.output)
+    elif out.error is not None and not out.ops:
+        out.final_attempt = is_final(out.error, call.attempt, call.max_attempts)
+        if hooks.has(HOOKS.ON_RUN_ERROR):
+            yield from hooks.observe(HOOKS.ON_RUN_ERROR, ctx, out.error, out.final_attempt)
+    if hooks.has(HOOKS.BEFORE_RESPONSE):
+        yield from hooks.call(HOOKS.BEFORE_RESPONSE)
+    return out
 
 
 async def execute(
@@ -232,54 +322,7 @@ async def execute(
     meta: RequestMeta,
 ) -> CallResult:
     """Run an async handler for one call request."""
-    core = _core(call, meta)
-    ctx = Context(
-        **_base_fields(client, fn, call, meta),
-        step=Step(client, core, hooks, call.attempt, call.max_attempts),
-        group=Group(core),
-    )
-    await hooks.acall("transform_input", ctx, fn, StepMemos(core.memos))
-    if not core.memos and core.boundary_due():
-        await hooks.acall("after_memoization")
-        await hooks.acall("before_execution")
-    if _is_first_request(call, core):
-        await hooks.aobserve("on_run_start", ctx)
-    result = TransformOutputResult()
-    returned = False
-
-    async def run() -> Any:
-        core.main_task = asyncio.current_task()
-        try:
-            return await cast("HandlerAsync", handler)(ctx)
-        finally:
-            if core.parked:
-                await release_parked(core)
-
-    try:
-        value = await hooks.awrap("wrap_function", run, ctx)
-        result.output = _encode_output(client, fn, value)
-        returned = True
-    except ResponseInterrupt:
-        pass
-    except (SkipInterrupt, PlannedInterrupt):
-        pass
-    except Exception as exc:
-        result.error = exc
-    if core.boundary_due():
-        await hooks.acall("after_memoization")
-        await hooks.acall("before_execution")
-    await hooks.acall("after_execution")
-    out = _settle(core, result)
-    if len(out.ops) <= 1:
-        await hooks.acall("transform_output", result)
-    out = _apply_output(result, out)
-    if returned and out.error is None:
-        await hooks.aobserve("on_run_complete", ctx, out.output)
-    elif out.error is not None and not out.ops:
-        out.final_attempt = _final(call, out.error)
-        await hooks.aobserve("on_run_error", ctx, out.error, out.final_attempt)
-    await hooks.acall("before_response")
-    return out
+    return await adrive(request_flow(client, fn, handler, call, hooks, meta, async_path=True))
 
 
 def execute_sync(
@@ -290,44 +333,5 @@ def execute_sync(
     hooks: HookTable,
     meta: RequestMeta,
 ) -> CallResult:
-    """Run a sync handler for one call request (the same sequence as ``execute``)."""
-    core = _core(call, meta)
-    ctx = ContextSync(
-        **_base_fields(client, fn, call, meta),
-        step=StepSync(client, core, hooks, call.attempt, call.max_attempts),
-        group=GroupSync(core),
-    )
-    hooks.call("transform_input", ctx, fn, StepMemos(core.memos))
-    if not core.memos and core.boundary_due():
-        hooks.call("after_memoization")
-        hooks.call("before_execution")
-    if _is_first_request(call, core):
-        hooks.observe("on_run_start", ctx)
-    result = TransformOutputResult()
-    returned = False
-    try:
-        sync_handler = cast("HandlerSync", handler)
-        value = hooks.wrap("wrap_function", lambda: sync_handler(ctx), ctx)
-        result.output = _encode_output(client, fn, value)
-        returned = True
-    except ResponseInterrupt:
-        pass
-    except (SkipInterrupt, PlannedInterrupt):
-        pass
-    except Exception as exc:
-        result.error = exc
-    if core.boundary_due():
-        hooks.call("after_memoization")
-        hooks.call("before_execution")
-    hooks.call("after_execution")
-    out = _settle(core, result)
-    if len(out.ops) <= 1:
-        hooks.call("transform_output", result)
-    out = _apply_output(result, out)
-    if returned and out.error is None:
-        hooks.observe("on_run_complete", ctx, out.output)
-    elif out.error is not None and not out.ops:
-        out.final_attempt = _final(call, out.error)
-        hooks.observe("on_run_error", ctx, out.error, out.final_attempt)
-    hooks.call("before_response")
-    return out
+    """Run a sync handler for one call request."""
+    return drive(request_flow(client, fn, handler, call, hooks, meta, async_path=False))

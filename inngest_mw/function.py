@@ -232,7 +232,7 @@ class Function(Generic[T]):
                             "expression": f"event.data.function_id == '{self.id}'",
                         }
                     ],
-                    "steps": self._steps(self.on_failure_id, app_url, 1),
+                    "steps": self._steps(self.on_failure_id, app_url, 0),
                 }
             )
         return configs

@@ -15,11 +15,11 @@ import logging
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
-from inngest_mw import _bridge, signature
+from inngest_mw import signature
 from inngest_mw._const import (
     CAPABILITIES,
     DEFAULT_SERVE_PATH,
@@ -31,6 +31,7 @@ from inngest_mw._const import (
     VERSION,
     Header,
 )
+from inngest_mw._drive import Await, Flow, InThread, adrive, drive
 from inngest_mw.client import Inngest
 from inngest_mw.errors import (
     Error,
@@ -46,11 +47,11 @@ from inngest_mw.execution import (
     CallRequest,
     CallResult,
     RequestMeta,
-    execute,
-    execute_sync,
     parse_call,
+    request_flow,
 )
 from inngest_mw.function import Function, Handler
+from inngest_mw.hooks import HOOKS
 from inngest_mw.memo import Op, Opcode, parse_memos, serialize_error
 from inngest_mw.pipeline import PipelineSpec
 
@@ -133,31 +134,23 @@ class CommHandler:
 
     async def handle(self, request: CommRequest) -> CommResponse:
         """Answer one request (async frameworks); sync functions run in a worker thread."""
-        try:
-            method = request.method.upper()
-            if method == "POST":
-                return await self._post(request)
-            if method == "GET":
-                return self._get(request)
-            if method == "PUT":
-                return await self._put(request)
-            return self._respond(405, {"message": f"method {request.method} not allowed"})
-        except Exception as exc:  # the last line of defence: a JSON 500, never a traceback
-            _log.exception("inngest-mw: unhandled error while serving %s", request.method)
-            return self._respond(500, {"message": f"internal error: {type(exc).__name__}"})
+        return await adrive(self._serve(request, async_face=True))
 
     def handle_sync(self, request: CommRequest) -> CommResponse:
         """Answer one request (sync frameworks); async functions are refused with a clear error."""
+        return drive(self._serve(request, async_face=False))
+
+    def _serve(self, request: CommRequest, *, async_face: bool) -> Flow[CommResponse]:
         try:
             method = request.method.upper()
             if method == "POST":
-                return self._post_sync(request)
+                return (yield from self._post(request, async_face))
             if method == "GET":
                 return self._get(request)
             if method == "PUT":
-                return _bridge.run_coroutine(self._put(request))
+                return cast(CommResponse, (yield Await(self._put(request))))
             return self._respond(405, {"message": f"method {request.method} not allowed"})
-        except Exception as exc:
+        except Exception as exc:  # the last line of defence: a JSON 500, never a traceback
             _log.exception("inngest-mw: unhandled error while serving %s", request.method)
             return self._respond(500, {"message": f"internal error: {type(exc).__name__}"})
 
@@ -421,38 +414,12 @@ class CommHandler:
                 400, {"name": "BodyInvalidError", "message": exc.message}, {Header.NO_RETRY: "true"}
             )
 
-    async def _post(self, request: CommRequest) -> CommResponse:
+    def _post(self, request: CommRequest, async_face: bool) -> Flow[CommResponse]:
         prepared = self._prepare_post(request)
         if isinstance(prepared, CommResponse):
             return prepared
         key, fn, handler, body, meta = prepared
-        if not fn.is_async:
-            return await _bridge.run_in_thread(
-                self._run_sync, request, key, fn, handler, body, meta
-            )
-        call = self._call(body)
-        if isinstance(call, CommResponse):
-            return call
-        try:
-            hooks = self._pipeline(fn).build(self.client, request.raw)
-            if call.use_api:
-                await self._load_from_api(call)
-
-            async def run() -> CommResponse:
-                result = await execute(self.client, fn, handler, call, hooks, meta)
-                return self._call_response(result, key)
-
-            response: CommResponse = await hooks.awrap("wrap_request", run, request)
-            return response
-        except Error as exc:
-            return self._error_response(exc, key)
-
-    def _post_sync(self, request: CommRequest) -> CommResponse:
-        prepared = self._prepare_post(request)
-        if isinstance(prepared, CommResponse):
-            return prepared
-        key, fn, handler, body, meta = prepared
-        if fn.is_async:
+        if fn.is_async and not async_face:
             return self._respond(
                 500,
                 {
@@ -462,9 +429,12 @@ class CommHandler:
                 {Header.NO_RETRY: "true"},
                 sign_with=key,
             )
-        return self._run_sync(request, key, fn, handler, body, meta)
+        flow = self._call_flow(request, key, fn, handler, body, meta)
+        if fn.is_async:
+            return (yield from flow)
+        return cast(CommResponse, (yield InThread(flow)))
 
-    def _run_sync(
+    def _call_flow(
         self,
         request: CommRequest,
         key: str | None,
@@ -472,21 +442,23 @@ class CommHandler:
         handler: Handler,
         body: Any,
         meta: RequestMeta,
-    ) -> CommResponse:
+    ) -> Flow[CommResponse]:
+        """Parse the call, build the request's hooks, run the function inside ``wrap_request``."""
         call = self._call(body)
         if isinstance(call, CommResponse):
             return call
         try:
-            hooks = self._pipeline(fn).build(self.client, request.raw, async_path=False)
+            hooks = self._pipeline(fn).build(self.client, request.raw, async_path=fn.is_async)
             if call.use_api:
-                _bridge.run_coroutine(self._load_from_api(call))
+                yield Await(self._load_from_api(call))
 
-            def run() -> CommResponse:
-                result = execute_sync(self.client, fn, handler, call, hooks, meta)
-                return self._call_response(result, key)
+            def run() -> Flow[CommResponse]:
+                flow = request_flow(
+                    self.client, fn, handler, call, hooks, meta, async_path=fn.is_async
+                )
+                return self._call_response((yield from flow), key)
 
-            response: CommResponse = hooks.wrap("wrap_request", run, request)
-            return response
+            return (yield from hooks.wrap(HOOKS.WRAP_REQUEST, request, run))
         except Error as exc:
             return self._error_response(exc, key)
 

@@ -209,8 +209,8 @@ class StepCore:
     target_found: bool = False
     retry_after: str | None = None
     main_task: Any = None
-    gathered: list[Any] = field(default_factory=list)
-    parked: list[Any] = field(default_factory=list)
+    gather: Any = None
+    """The ``gather.GatherState`` of an async request with ``asyncio.gather``-ed steps."""
     _counts: dict[str, int] = field(default_factory=dict)
     _warned: bool = False
 

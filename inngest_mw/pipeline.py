@@ -1,9 +1,10 @@
 """The hook pipeline: middleware base classes and the compiled, per-request dispatch of their hooks.
 
-Ordering (DESIGN.md §2): built-in, then client, then function middleware, in list order.
+Ordering (docs/ARCHITECTURE.md): built-in, then client, then function middleware, in list order.
 Before/transform hooks run forward, after hooks in reverse, wrap hooks nest with the first
 registered outermost. Which hooks a middleware class overrides, and whether they are coroutines, is
-decided once per class; hooks left at the base no-op are never called.
+decided once per class; hooks left at the base no-op are never called. The hooks are declared in
+``hooks.py``; the chains and onions here are flows (``_drive``), one piece of code for both colours.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, ParamSpec, TypeAlias, TypeVar, cast
 
-from inngest_mw import _bridge
+from inngest_mw._drive import Await, CallWrap, Flow, OnPath
 from inngest_mw.errors import (
     ConfigError,
     MiddlewareError,
@@ -24,6 +25,7 @@ from inngest_mw.errors import (
     RetryAfterError,
     StepError,
 )
+from inngest_mw.hooks import ALL_HOOKS, HOOKS, TWIN_SUFFIX, HookKind, HookSpec, check_hook_names
 
 if TYPE_CHECKING:
     from inngest_mw.client import Inngest
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from inngest_mw.memo import StepMemos
 
 __all__ = [
+    "ALL_HOOKS",
     "HookTable",
     "Middleware",
     "MiddlewareFactory",
@@ -44,6 +47,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+A = TypeVar("A")
+P = ParamSpec("P")
+R = TypeVar("R")
 _log = logging.getLogger("inngest_mw")
 
 
@@ -101,6 +107,11 @@ class _MiddlewareBase:
 
     name: ClassVar[str | None] = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        methods = [name for name, value in vars(cls).items() if callable(value)]
+        check_hook_names(cls, methods, twins=not _is_async_base(cls))
+
     def __init__(self, client: Inngest, raw_request: object) -> None:
         self.client = client
         self.raw_request = raw_request
@@ -114,6 +125,12 @@ class _MiddlewareBase:
 
         make.__qualname__ = f"{cls.__qualname__}.factory"
         return make
+
+
+def _is_async_base(cls: type) -> bool:
+    return any(
+        base.__name__ == "Middleware" and base.__module__ == __name__ for base in cls.__mro__
+    )
 
 
 class Middleware(_MiddlewareBase):
@@ -279,167 +296,106 @@ class MiddlewareSync(_MiddlewareBase):
 MiddlewareFactory: TypeAlias = Callable[["Inngest", object], _MiddlewareBase]
 """A middleware class or any callable ``(client, raw_request) -> instance``."""
 
-FORWARD_HOOKS: Final = (
-    "transform_input",
-    "before_execution",
-    "before_response",
-    "transform_step_input",
-    "before_send_events",
-)
-REVERSED_HOOKS: Final = (
-    "after_memoization",
-    "after_execution",
-    "transform_output",
-    "after_send_events",
-)
-OBSERVER_HOOKS: Final = (
-    "on_run_start",
-    "on_run_complete",
-    "on_run_error",
-    "on_step_start",
-    "on_step_complete",
-    "on_step_error",
-)
-WRAP_HOOKS: Final = ("wrap_request", "wrap_function", "wrap_step", "wrap_step_handler", "wrap_send")
-ALL_HOOKS: Final = FORWARD_HOOKS + REVERSED_HOOKS + OBSERVER_HOOKS + WRAP_HOOKS
 _PASS_THROUGH = (NonRetriableError, RetryAfterError, StepError, MiddlewareError)
 
 
 @functools.cache
-def _overrides(cls: type[object]) -> tuple[tuple[str, bool], ...]:
+def _overrides(cls: type[object]) -> tuple[tuple[HookSpec[..., Any], bool], ...]:
     """The hooks ``cls`` overrides, each with whether it is a coroutine function."""
     base: type = Middleware if issubclass(cls, Middleware) else MiddlewareSync
     found = []
-    for hook in ALL_HOOKS:
-        impl = getattr(cls, hook, None)
-        if impl is not None and impl is not getattr(base, hook):
-            found.append((hook, inspect.iscoroutinefunction(impl)))
+    for spec in HOOKS.ALL:
+        impl = getattr(cls, spec.name, None)
+        if impl is not None and impl is not getattr(base, spec.name):
+            found.append((spec, inspect.iscoroutinefunction(impl)))
     return tuple(found)
 
 
 @functools.cache
-def _async_twins(cls: type[object]) -> frozenset[str]:
-    """Wrap hooks of a ``MiddlewareSync`` class that also have an ``async def <hook>_async`` twin."""
-    if not issubclass(cls, MiddlewareSync):
-        return frozenset()
-    return frozenset(
-        hook
-        for hook in WRAP_HOOKS
-        if inspect.iscoroutinefunction(getattr(cls, hook + "_async", None))
-    )
+def _plan(cls: type[object], async_path: bool) -> tuple[Planned, ...]:
+    """Per class and path colour: (hook, bound attribute, is async, label), worked out once.
 
-
-@functools.cache
-def _plan(cls: type[object], async_path: bool) -> tuple[tuple[str, str, bool, str], ...]:
-    """Per class and path colour: (hook, attribute to bind, is async, label), worked out once."""
+    On the async path a ``MiddlewareSync`` wrap hook with an ``async def <hook>_async`` twin uses
+    the twin, so a middleware meant for both colours crosses no thread boundary.
+    """
     label = getattr(cls, "name", None) or cls.__name__
-    twins = _async_twins(cls) if async_path else frozenset()  # type: ignore[arg-type]
-    return tuple(
-        (hook, hook + "_async", True, label) if hook in twins else (hook, hook, is_async, label)
-        for hook, is_async in _overrides(cls)  # type: ignore[arg-type]
-    )
+    plan = []
+    for spec, is_async in _overrides(cls):  # type: ignore[arg-type]
+        attribute = spec.name
+        twin = getattr(cls, spec.name + TWIN_SUFFIX, None)
+        if async_path and spec.kind is HookKind.WRAP and inspect.iscoroutinefunction(twin):
+            attribute, is_async = spec.name + TWIN_SUFFIX, True
+        plan.append((spec, attribute, is_async, label))
+    return tuple(plan)
 
 
+Planned: TypeAlias = tuple[HookSpec[..., Any], str, bool, str]
 Hook: TypeAlias = tuple[Callable[..., Any], bool, str]
 """A bound hook, whether it is async, and its label for error messages."""
 
 
 class HookTable:
-    """One request's middleware instances and, per hook name, the bound hooks to call in order.
+    """One request's middleware instances and, per hook, the bound hooks to call in order.
 
-    ``async_path`` says which colour of code drives this request. On the async path a
-    ``MiddlewareSync`` wrap hook with an ``async def <hook>_async`` twin uses the twin, so a
-    middleware meant for both colours crosses no thread boundary.
+    Every method returns a flow (see ``_drive``): the caller ``yield from``s it, so one chain or
+    onion serves both colours. Callers test ``has`` first where a hook is usually absent: an absent
+    hook then costs one dict lookup and no generator.
     """
 
-    __slots__ = ("hooks", "instances", "step_hooks")
+    __slots__ = ("async_path", "hooks", "instances", "step_hooks")
 
     def __init__(self, instances: list[_MiddlewareBase], *, async_path: bool = True) -> None:
         self.instances = instances
-        hooks: dict[str, list[Hook]] = {}
+        self.async_path = async_path
+        hooks: dict[HookSpec[..., Any], list[Hook]] = {}
         for instance in instances:
-            plan = _plan(type(instance), async_path)  # type: ignore[arg-type]
-            for hook, attribute, is_async, label in plan:
-                bound = (getattr(instance, attribute), is_async, label)
-                if hook in hooks:
-                    hooks[hook].append(bound)
-                else:
-                    hooks[hook] = [bound]
-        for hook in REVERSED_HOOKS:
-            if hook in hooks:
-                hooks[hook].reverse()
+            for spec, attribute, is_async, label in _plan(type(instance), async_path):  # type: ignore[arg-type]
+                hooks.setdefault(spec, []).append((getattr(instance, attribute), is_async, label))
+        for spec, chain in hooks.items():
+            if spec.kind is HookKind.REVERSED:
+                chain.reverse()
         self.hooks = hooks
-        self.step_hooks = "transform_step_input" in hooks or "wrap_step" in hooks
+        self.step_hooks = HOOKS.TRANSFORM_STEP_INPUT in hooks or HOOKS.WRAP_STEP in hooks
         """Whether a memoized step needs the hook path at all (else it is a plain memo lookup)."""
 
-    def has(self, hook: str) -> bool:
-        return hook in self.hooks
+    def has(self, spec: HookSpec[..., Any]) -> bool:
+        return spec in self.hooks
 
-    # -- async driver -----------------------------------------------------------------------
-
-    async def acall(self, hook: str, *args: Any) -> Any:
-        """Run a forward/reversed hook chain; the last non-None return value is returned."""
-        result = None
-        for fn, is_async, label in self.hooks.get(hook, ()):
+    def call(self, spec: HookSpec[P, R], *args: P.args, **kwargs: P.kwargs) -> Flow[R | None]:
+        """A forward/reversed chain; the last non-``None`` result is the chain's result."""
+        chain = self.hooks.get(spec, ())
+        result: Any = None
+        for fn, is_async, label in chain:
             try:
                 value = fn(*args)
                 if is_async:
-                    value = await value
+                    value = yield Await(value)
             except _PASS_THROUGH:
                 raise
             except Exception as exc:
-                raise _hook_error(label, hook, exc) from exc
+                raise _hook_error(label, spec.name, exc) from exc
             if value is not None:
                 result = value
-        return result
+                if spec.chains:
+                    args = (value, *args[1:])  # type: ignore[assignment]
+        return cast("R | None", result)
 
-    async def aobserve(self, hook: str, *args: Any) -> None:
-        for fn, is_async, label in self.hooks.get(hook, ()):
+    def observe(self, spec: HookSpec[P, None], *args: P.args, **kwargs: P.kwargs) -> Flow[None]:
+        """An observer chain: an exception is logged and never changes the run."""
+        for fn, is_async, label in self.hooks.get(spec, ()):
             try:
                 value = fn(*args)
                 if is_async:
-                    await value
+                    yield Await(value)
             except Exception:
-                _log.exception("inngest-mw: middleware %s.%s raised; ignored", label, hook)
+                _log.exception("inngest-mw: middleware %s.%s raised; ignored", label, spec.name)
 
-    async def awrap(self, hook: str, innermost: Callable[[], Awaitable[T]], arg: Any) -> T:
-        """Run ``innermost`` inside the onion of ``hook`` (first registered outermost)."""
-        hooks = self.hooks.get(hook)
-        if hooks is None:
-            return await innermost()
-        return await _arun(hooks, 0, hook, innermost, arg)
-
-    # -- sync driver ------------------------------------------------------------------------
-
-    def call(self, hook: str, *args: Any) -> Any:
-        result = None
-        for fn, is_async, label in self.hooks.get(hook, ()):
-            try:
-                value = _bridge.run_coroutine(fn(*args)) if is_async else fn(*args)
-            except _PASS_THROUGH:
-                raise
-            except Exception as exc:
-                raise _hook_error(label, hook, exc) from exc
-            if value is not None:
-                result = value
-        return result
-
-    def observe(self, hook: str, *args: Any) -> None:
-        for fn, is_async, label in self.hooks.get(hook, ()):
-            try:
-                if is_async:
-                    _bridge.run_coroutine(fn(*args))
-                else:
-                    fn(*args)
-            except Exception:
-                _log.exception("inngest-mw: middleware %s.%s raised; ignored", label, hook)
-
-    def wrap(self, hook: str, innermost: Callable[[], T], arg: Any) -> T:
-        """Sync ``awrap``."""
-        hooks = self.hooks.get(hook)
-        if hooks is None:
-            return innermost()
-        return _srun(hooks, 0, hook, innermost, arg)
+    def wrap(self, spec: HookSpec[[A], Any], arg: A, innermost: Callable[[], Flow[T]]) -> Flow[T]:
+        """Run ``innermost`` inside the onion of ``spec`` (first registered outermost)."""
+        chain = self.hooks.get(spec)
+        if chain is None:
+            return (yield from innermost())
+        return (yield from _layer(chain, 0, spec.name, arg, innermost, self.async_path))
 
 
 def _hook_error(label: str, hook: str, exc: Exception) -> MiddlewareError:
@@ -449,7 +405,7 @@ def _hook_error(label: str, hook: str, exc: Exception) -> MiddlewareError:
 _INNER = "_inngest_mw_inner"
 
 
-def _mark_inner(exc: BaseException) -> None:
+def mark_inner(exc: BaseException) -> None:
     """Tag an exception raised inside the onion, so layers it passes through let it go."""
     with contextlib.suppress(AttributeError, TypeError):
         setattr(exc, _INNER, True)
@@ -467,66 +423,27 @@ def _own_error(exc: Exception) -> bool:
     return cause is None or not getattr(cause, _INNER, False)
 
 
-def _segment_end(hooks: list[Hook], start: int, is_async: bool) -> int:
-    end = start
-    while end < len(hooks) and hooks[end][1] is is_async:
-        end += 1
-    return end
-
-
-async def _arun(
-    hooks: list[Hook], i: int, hook: str, innermost: Callable[[], Awaitable[T]], arg: Any
-) -> T:
-    """Layer ``i`` of an onion on the async path.
-
-    A run of sync hooks executes in one worker thread (their ``call_next`` comes back to this loop
-    for the layers inside), so a stack of sync middleware costs one thread hop, not one per layer.
-    """
-    if i == len(hooks):
+def _layer(
+    chain: list[Hook],
+    i: int,
+    hook: str,
+    arg: Any,
+    innermost: Callable[[], Flow[T]],
+    async_path: bool,
+) -> Flow[T]:
+    """Layer ``i`` of an onion: the hook gets a ``call_next`` that runs the layers inside it."""
+    if i == len(chain):
         try:
-            return await innermost()
+            value: T = yield OnPath(innermost(), async_path)
+            return value
         except BaseException as exc:
-            _mark_inner(exc)
+            mark_inner(exc)
             raise
-    fn, is_async, label = hooks[i]
-    if not is_async:
-        end = _segment_end(hooks, i, False)
-        rest = functools.partial(_arun, hooks, end, hook, innermost, arg)
-
-        def inner_sync() -> T:
-            return _bridge.run_coroutine(rest())
-
-        result: T = await _bridge.run_in_thread(_srun, hooks[i:end], 0, hook, inner_sync, arg)
+    fn, is_async, label = chain[i]
+    rest = functools.partial(_layer, chain, i + 1, hook, arg, innermost, async_path)
+    try:
+        result: T = yield CallWrap(fn, is_async, rest, arg)
         return result
-    try:
-        value: T = await fn(functools.partial(_arun, hooks, i + 1, hook, innermost, arg), arg)
-        return value
-    except Exception as exc:
-        if _own_error(exc):
-            raise _hook_error(label, hook, exc) from exc
-        raise
-
-
-def _srun(hooks: list[Hook], i: int, hook: str, innermost: Callable[[], T], arg: Any) -> T:
-    """Layer ``i`` of an onion on the sync path; a run of async hooks goes to the event loop."""
-    if i == len(hooks):
-        try:
-            return innermost()
-        except BaseException as exc:
-            _mark_inner(exc)
-            raise
-    fn, is_async, label = hooks[i]
-    if is_async:
-        end = _segment_end(hooks, i, True)
-        rest = functools.partial(_srun, hooks, end, hook, innermost, arg)
-
-        async def inner_async() -> T:
-            return await _bridge.run_in_thread(rest)
-
-        return _bridge.run_coroutine(_arun(hooks[i:end], 0, hook, inner_async, arg))
-    try:
-        value: T = fn(functools.partial(_srun, hooks, i + 1, hook, innermost, arg), arg)
-        return value
     except Exception as exc:
         if _own_error(exc):
             raise _hook_error(label, hook, exc) from exc

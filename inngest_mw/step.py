@@ -1,8 +1,9 @@
-"""Step tools: ``Step`` (async) and ``StepSync`` are thin faces over ``memo.StepCore``.
+"""Step tools: ``Step`` (async) and ``StepSync`` are thin faces over one step flow.
 
 Everything but awaiting lives in ``_StepBase``: building step info and opcodes, decoding memos,
-classifying step errors. Each face runs the same sequence per step: transform_step_input ->
-wrap_step( memo | skip | plan/report | on_step_start -> wrap_step_handler -> on_step_* ).
+and the sequence each step call runs, written once as a flow (``_drive``): transform_step_input ->
+wrap_step( memo | skip | plan/report | on_step_start -> wrap_step_handler -> on_step_* ). A replayed
+step with no step hooks never enters a flow: it is a hash, a dict pop and a return.
 """
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime as _dt
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from inngest_mw import serializer as _ser
+from inngest_mw._drive import Effect, Flow, Invoke, adrive, drive
 from inngest_mw.durations import DurationLike, format_duration, to_timedelta
-from inngest_mw.errors import NonRetriableError, RetryAfterError, StepError
+from inngest_mw.errors import NonRetriableError, RetryAfterError, StepError, is_final
 from inngest_mw.event import Event
+from inngest_mw.gather import Gate, GatherState
+from inngest_mw.hooks import HOOKS
 from inngest_mw.memo import (
     Decision,
     Memo,
@@ -39,6 +44,15 @@ __all__ = ["Group", "GroupSync", "Step", "StepSync"]
 
 T = TypeVar("T")
 _NONE = object()
+
+
+class _Replayed:
+    """A replayed step's value, returned without entering a flow."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class _Call:
@@ -148,7 +162,7 @@ class _StepBase:
         self._core.add(op)
         return ResponseInterrupt()
 
-    def _fail_new(self, info: StepInfo, exc: Exception) -> ResponseInterrupt:
+    def _fail_new(self, info: StepInfo, exc: BaseException) -> ResponseInterrupt:
         final = self._error_is_final(exc)
         op = self._op(info, Opcode.STEP_FAILED if final else Opcode.STEP_ERROR, info.id, None)
         op.error = serialize_error(exc)
@@ -158,11 +172,8 @@ class _StepBase:
             self._core.retry_after = exc.header_value()
         return ResponseInterrupt()
 
-    def _is_final_attempt(self) -> bool:
-        return self._max_attempts is not None and self.attempt + 1 >= self._max_attempts
-
     def _error_is_final(self, exc: BaseException) -> bool:
-        return isinstance(exc, NonRetriableError) or self._is_final_attempt()
+        return is_final(exc, self.attempt, self._max_attempts)
 
     @staticmethod
     def _sleep_options(duration: DurationLike) -> dict[str, Any]:
@@ -208,6 +219,88 @@ class _StepBase:
             raise ValueError("invoke needs a function or a function_id")
         app = app_id or self._client.app_id
         return (function_id if function_id.startswith(f"{app}-") else f"{app}-{function_id}"), None
+
+    def _begin(
+        self,
+        kind: str,
+        step_id: str,
+        options: dict[str, Any] | None,
+        args: Sequence[Any],
+        handler: Callable[..., Any] | None,
+        output_type: object,
+        gate: Gate | None = None,
+    ) -> _Replayed | Flow[Any]:
+        """A replayed step's value when no hook needs to see it, else the step's flow."""
+        self._check_not_nested()
+        core = self._core
+        hashed, index = self._resolve(step_id)
+        memo = core.take(hashed)
+        if memo is not None and not self._hooks.step_hooks and (core.memos or core.boundary_done):
+            return _Replayed(self._memo_value(kind, memo, output_type))
+        info = self._make_info(kind, step_id, hashed, index, options, args, memo is not None)
+        return self._flow(info, memo, handler, output_type, gate)
+
+    def _flow(
+        self,
+        info: StepInfo,
+        memo: Memo | None,
+        handler: Callable[..., Any] | None,
+        output_type: object,
+        gate: Gate | None,
+    ) -> Flow[Any]:
+        """One step call through its hooks; a new step ends the request with an interrupt."""
+        hooks = self._hooks
+        if hooks.has(HOOKS.TRANSFORM_STEP_INPUT):
+            yield from hooks.call(HOOKS.TRANSFORM_STEP_INPUT, info)
+        call = _Call()
+        inner = functools.partial(self._inner, info, memo, handler, output_type, call, gate)
+        try:
+            value = yield from hooks.wrap(HOOKS.WRAP_STEP, info, inner)
+        except Exception as exc:
+            if call.executed:
+                raise self._fail_new(info, exc) from None
+            raise
+        if call.executed:
+            raise self._finish_new(info, call)
+        return value
+
+    def _inner(
+        self,
+        info: StepInfo,
+        memo: Memo | None,
+        handler: Callable[..., Any] | None,
+        output_type: object,
+        call: _Call,
+        gate: Gate | None,
+    ) -> Flow[Any]:
+        """Inside ``wrap_step``: the memoized value, or the decision for a new step."""
+        core, hooks = self._core, self._hooks
+        if memo is not None:
+            if core.memos_exhausted() and core.boundary_due():
+                yield from _boundary(hooks)
+            return self._memo_value(info.kind, memo, output_type)
+        if core.boundary_due():
+            yield from _boundary(hooks)
+        decision = core.decide(info.hashed_id, info.kind, info.id)
+        if gate is not None:
+            decision = yield _Gathered(self, gate, info, decision)
+        if decision is not Decision.EXECUTE or handler is None:
+            raise self._plan_or_report(info, decision)
+        if hooks.has(HOOKS.ON_STEP_START):
+            yield from hooks.observe(HOOKS.ON_STEP_START, info)
+        call.executed = True
+        try:
+            out = yield from hooks.wrap(
+                HOOKS.WRAP_STEP_HANDLER, info, functools.partial(_run_handler, handler, info)
+            )
+        except Exception as exc:
+            if hooks.has(HOOKS.ON_STEP_ERROR):
+                yield from hooks.observe(HOOKS.ON_STEP_ERROR, info, exc, self._error_is_final(exc))
+            raise
+        call.output = out
+        if hooks.has(HOOKS.ON_STEP_COMPLETE):
+            yield from hooks.observe(HOOKS.ON_STEP_COMPLETE, info, out)
+        return out
 
     def _check_not_nested(self) -> None:
         if _in_handler.get():
@@ -312,110 +405,42 @@ class Step(_StepBase):
         handler: Callable[..., Any] | None,
         output_type: object,
     ) -> Any:
-        self._check_not_nested()
-        core, hooks = self._core, self._hooks
-        hashed, index = self._resolve(step_id)
-        memo = core.take(hashed)
-        if memo is not None and not hooks.step_hooks:
-            if core.memos_exhausted() and core.boundary_due():
-                await _boundary(hooks)
-            return self._memo_value(kind, memo, output_type)
-        info = self._make_info(kind, step_id, hashed, index, options, args, memo is not None)
-        if hooks.has("transform_step_input"):
-            await hooks.acall("transform_step_input", info)
-        call = _Call()
-        # Taken here, in the caller's task: wrap hooks may run the rest in another task.
-        branch = asyncio.current_task() is not core.main_task and not core.parallel_depth
-
-        async def inner() -> Any:
-            if memo is not None:
-                if core.memos_exhausted() and core.boundary_due():
-                    await _boundary(hooks)
-                return self._memo_value(info.kind, memo, output_type)
-            if core.boundary_due():
-                await _boundary(hooks)
-            decision = core.decide(info.hashed_id, info.kind, info.id)
-            if branch:
-                decision = await self._gathered(info, decision)
-            if decision is not Decision.EXECUTE or handler is None:
-                raise self._plan_or_report(info, decision)
-            await hooks.aobserve("on_step_start", info)
-            call.executed = True
-
-            async def run_handler() -> Any:
-                token = _in_handler.set(True)
-                try:
-                    result = handler(*info.input)
-                    if inspect.isawaitable(result):
-                        result = await result
-                    return result
-                finally:
-                    _in_handler.reset(token)
-
-            try:
-                out = await hooks.awrap("wrap_step_handler", run_handler, info)
-            except Exception as exc:
-                await hooks.aobserve("on_step_error", info, exc, self._error_is_final(exc))
-                raise
-            call.output = out
-            await hooks.aobserve("on_step_complete", info, out)
-            return out
-
-        try:
-            value = await hooks.awrap("wrap_step", inner, info)
-        except Exception as exc:
-            if call.executed:
-                raise self._fail_new(info, exc) from None
-            raise
-        if call.executed:
-            raise self._finish_new(info, call)
-        return value
-
-    async def _gathered(self, info: StepInfo, decision: Decision) -> Decision:
-        """A new step reached in a task other than the handler's (``asyncio.gather`` of steps).
-
-        Sibling tasks get a few loop turns to reach their steps too; then the first one speaks
-        for all of them: it runs its step alone, or plans every step found together (as
-        ``group.parallel`` does). The others, and non-targeted steps, park until the request ends.
-        """
         core = self._core
-        core.parked.append(asyncio.current_task())
-        if decision is Decision.SKIP:
-            await _park()
-        if core.target is not None:
-            return decision
-        core.gathered.append((info, decision))
-        for _ in range(_GATHER_TURNS):
-            await asyncio.sleep(0)
-        if core.gathered[0][0] is not info:
-            await _park()
-        if len(core.gathered) == 1:
-            return decision
-        for other, other_decision in core.gathered:
-            core.add(self._announce(other, other_decision))
-        raise ResponseInterrupt()
+        task = asyncio.current_task()
+        if task is core.main_task or core.main_task is None or core.parallel_depth:
+            flow = self._begin(kind, step_id, options, args, handler, output_type)
+            return flow.value if type(flow) is _Replayed else await adrive(cast("Flow[Any]", flow))
+        if core.gather is None:
+            core.gather = GatherState()
+        gate = Gate(core.gather, cast("asyncio.Task[Any]", task))
+        try:
+            flow = self._begin(kind, step_id, options, args, handler, output_type, gate)
+            return flow.value if type(flow) is _Replayed else await adrive(cast("Flow[Any]", flow))
+        finally:
+            gate.close()
 
 
-_GATHER_TURNS = 3
+class _Gathered(Effect):
+    """A gathered branch reached a new step: the async face decides with its siblings."""
+
+    __slots__ = ("decision", "gate", "info", "step")
+
+    def __init__(self, step: _StepBase, gate: Gate, info: StepInfo, decision: Decision) -> None:
+        self.step, self.gate, self.info, self.decision = step, gate, info, decision
+
+    def run(self) -> Any:
+        raise AssertionError("sync functions have no gathered branches")
+
+    async def arun(self) -> Any:
+        core = self.step._core
+        return await self.gate.decide(
+            self.info, self.decision, core.target is not None, self.step._announce, core.add
+        )
+
+
 _in_handler: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "inngest_mw_in_step", default=False
 )
-
-
-async def _park() -> NoReturn:
-    """Wait until the request ends (the handler's task cancels the branches)."""
-    await asyncio.get_running_loop().create_future()
-    raise AssertionError("a parked step branch was resumed")
-
-
-async def release_parked(core: StepCore) -> None:
-    """Cancel and collect the ``asyncio.gather`` branches still waiting when a request ends."""
-    branches, core.parked = core.parked, []
-    current = asyncio.current_task()
-    pending = [task for task in branches if task is not current and not task.done()]
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
 
 
 class StepSync(_StepBase):
@@ -493,67 +518,26 @@ class StepSync(_StepBase):
         handler: Callable[..., Any] | None,
         output_type: object,
     ) -> Any:
-        self._check_not_nested()
-        core, hooks = self._core, self._hooks
-        hashed, index = self._resolve(step_id)
-        memo = core.take(hashed)
-        if memo is not None and not hooks.step_hooks:
-            if core.memos_exhausted() and core.boundary_due():
-                _boundary_sync(hooks)
-            return self._memo_value(kind, memo, output_type)
-        info = self._make_info(kind, step_id, hashed, index, options, args, memo is not None)
-        if hooks.has("transform_step_input"):
-            hooks.call("transform_step_input", info)
-        call = _Call()
-
-        def inner() -> Any:
-            if memo is not None:
-                if core.memos_exhausted() and core.boundary_due():
-                    _boundary_sync(hooks)
-                return self._memo_value(info.kind, memo, output_type)
-            if core.boundary_due():
-                _boundary_sync(hooks)
-            decision = core.decide(info.hashed_id, info.kind, info.id)
-            if decision is not Decision.EXECUTE or handler is None:
-                raise self._plan_or_report(info, decision)
-            hooks.observe("on_step_start", info)
-            call.executed = True
-
-            def run_handler() -> Any:
-                token = _in_handler.set(True)
-                try:
-                    return handler(*info.input)
-                finally:
-                    _in_handler.reset(token)
-
-            try:
-                out = hooks.wrap("wrap_step_handler", run_handler, info)
-            except Exception as exc:
-                hooks.observe("on_step_error", info, exc, self._error_is_final(exc))
-                raise
-            call.output = out
-            hooks.observe("on_step_complete", info, out)
-            return out
-
-        try:
-            value = hooks.wrap("wrap_step", inner, info)
-        except Exception as exc:
-            if call.executed:
-                raise self._fail_new(info, exc) from None
-            raise
-        if call.executed:
-            raise self._finish_new(info, call)
-        return value
+        flow = self._begin(kind, step_id, options, args, handler, output_type)
+        if type(flow) is _Replayed:
+            return flow.value
+        return drive(cast("Flow[Any]", flow))
 
 
-async def _boundary(hooks: HookTable) -> None:
-    await hooks.acall("after_memoization")
-    await hooks.acall("before_execution")
+def _boundary(hooks: HookTable) -> Flow[None]:
+    """``after_memoization`` then ``before_execution``: once per request, at the boundary."""
+    if hooks.has(HOOKS.AFTER_MEMOIZATION):
+        yield from hooks.call(HOOKS.AFTER_MEMOIZATION)
+    if hooks.has(HOOKS.BEFORE_EXECUTION):
+        yield from hooks.call(HOOKS.BEFORE_EXECUTION)
 
 
-def _boundary_sync(hooks: HookTable) -> None:
-    hooks.call("after_memoization")
-    hooks.call("before_execution")
+def _run_handler(handler: Callable[..., Any], info: StepInfo) -> Flow[Any]:
+    token = _in_handler.set(True)
+    try:
+        return (yield Invoke(handler, info.input))
+    finally:
+        _in_handler.reset(token)
 
 
 class _GroupBase:
@@ -562,15 +546,25 @@ class _GroupBase:
     def __init__(self, core: StepCore) -> None:
         self._core = core
 
-    def _settle(self, pending: bool) -> None:
-        """After all branches ran: respond with the collected ops, or keep skipping upwards."""
+    def _parallel(self, callables: Sequence[Callable[[], Any]]) -> Flow[tuple[Any, ...]]:
+        """Each branch runs until its first new step, which is planned; then all are reported."""
         core = self._core
-        core.parallel_depth -= 1
-        if not pending:
-            return
-        if core.ops:
-            raise PlannedInterrupt() if core.parallel_depth else ResponseInterrupt()
-        raise SkipInterrupt()
+        results: list[Any] = []
+        pending = False
+        core.parallel_depth += 1
+        try:
+            for branch in callables:
+                try:
+                    results.append((yield Invoke(branch)))
+                except (PlannedInterrupt, SkipInterrupt):
+                    pending = True
+        finally:
+            core.parallel_depth -= 1
+        if pending:
+            if core.ops:
+                raise PlannedInterrupt() if core.parallel_depth else ResponseInterrupt()
+            raise SkipInterrupt()
+        return tuple(results)
 
 
 class Group(_GroupBase):
@@ -579,20 +573,7 @@ class Group(_GroupBase):
     __slots__ = ()
 
     async def parallel(self, callables: Sequence[Callable[[], Awaitable[T]]]) -> tuple[T, ...]:
-        results: list[T] = []
-        pending = False
-        self._core.parallel_depth += 1
-        try:
-            for branch in callables:
-                try:
-                    results.append(await branch())
-                except (PlannedInterrupt, SkipInterrupt):
-                    pending = True
-        except BaseException:
-            self._core.parallel_depth -= 1
-            raise
-        self._settle(pending)
-        return tuple(results)
+        return await adrive(self._parallel(callables))
 
 
 class GroupSync(_GroupBase):
@@ -601,17 +582,4 @@ class GroupSync(_GroupBase):
     __slots__ = ()
 
     def parallel(self, callables: Sequence[Callable[[], T]]) -> tuple[T, ...]:
-        results: list[T] = []
-        pending = False
-        self._core.parallel_depth += 1
-        try:
-            for branch in callables:
-                try:
-                    results.append(branch())
-                except (PlannedInterrupt, SkipInterrupt):
-                    pending = True
-        except BaseException:
-            self._core.parallel_depth -= 1
-            raise
-        self._settle(pending)
-        return tuple(results)
+        return drive(self._parallel(callables))

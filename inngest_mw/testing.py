@@ -25,7 +25,7 @@ from inngest_mw.event import Event
 from inngest_mw.execution import CallRequest, CallResult, RequestMeta, execute, execute_sync
 from inngest_mw.function import Function, Handler
 from inngest_mw.memo import Opcode, parse_memos, serialize_error
-from inngest_mw.pipeline import HookTable, MiddlewareSync, StepInfo
+from inngest_mw.pipeline import HookTable, MiddlewareSync, StepInfo, mark_inner
 
 __all__ = ["TIMEOUT", "StepRecord", "TestRun", "UnmockedStepError", "run", "run_sync"]
 
@@ -114,7 +114,9 @@ class _State:
         rec.mocked = True
         mock = self.mocks[info.id]
         if isinstance(mock, BaseException):
-            raise mock
+            # Raised as the step's own error (not the recorder's), fresh on every attempt.
+            mark_inner(mock)
+            raise mock.with_traceback(None)
         return True, mock
 
     def fake_send(self, events: list[Event]) -> list[str]:
@@ -227,8 +229,14 @@ class _Driver:
         self.stack.append(hashed)
 
     def settle(self, out: CallResult, attempt: int) -> bool:
-        """Apply one response like the executor; True when the run is over."""
-        target = self.pending.pop(0) if self.pending else None
+        """Apply one response like the executor; True when the run is over.
+
+        A retriable step error retries that step with the next attempt number (each step counts
+        its own attempts, as the server does); the SDK itself reports the last one as failed for
+        good, using the same finality rule as in production.
+        """
+        if self.pending:
+            self.pending.pop(0)
         if out.step_not_found is not None:
             self.result.error = {
                 "name": "StepNotFound",
@@ -252,8 +260,6 @@ class _Driver:
             self._apply(
                 op.op, op.hashed_id, op.user_id, op.data if op.has_data else None, op.error, attempt
             )
-        if target is not None and target in self.pending:
-            self.pending.remove(target)
         return False
 
     def _apply(
@@ -442,7 +448,10 @@ def run_sync(
     )
     try:
         asyncio.get_running_loop()
+        running = True
     except RuntimeError:
+        running = False
+    if not running:  # outside the except block, so errors carry no "no running loop" context
         return asyncio.run(coro)
     box: list[TestRun] = []
     failure: list[BaseException] = []

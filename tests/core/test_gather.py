@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import json
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -93,3 +95,73 @@ async def test_gather_leaves_no_pending_or_unretrieved_tasks(
     assert pending == []
     assert "never retrieved" not in caplog.text
     assert "destroyed but it is pending" not in caplog.text
+
+
+class _SyncWrapStep(inngest_mw.MiddlewareSync):
+    """A sync ``wrap_step`` with no async twin: every step of an async function crosses threads."""
+
+    def wrap_step(self, call_next: Callable[[], Any], info: inngest_mw.StepInfo) -> Any:
+        return call_next()
+
+
+class _AsyncWrapStep(inngest_mw.Middleware):
+    async def wrap_step(
+        self, call_next: Callable[[], Awaitable[Any]], info: inngest_mw.StepInfo
+    ) -> Any:
+        await asyncio.sleep(0)
+        return await call_next()
+
+
+async def _late(ctx: Context) -> int:
+    """A branch that awaits several times before it reaches its step."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return await ctx.step.run("b", lambda: 2)
+
+
+MIXES: dict[str, list[Any]] = {
+    "none": [],
+    "sync-wrap-step": [_SyncWrapStep],
+    "async-wrap-step": [_AsyncWrapStep],
+    "sync-then-async": [_SyncWrapStep, _AsyncWrapStep],
+}
+
+
+@pytest.mark.parametrize("mix", list(MIXES))
+@pytest.mark.parametrize("memoized", [(), ("a",), ("a", "c")])
+async def test_a_three_way_gather_gives_one_request_shape_and_leaves_no_task(
+    mix: str, memoized: tuple[str, ...]
+) -> None:
+    mw_client = inngest_mw.Inngest(app_id="app", is_production=False, middleware=MIXES[mix])
+
+    @mw_client.create_function(fn_id="three", trigger=TRIGGER)
+    async def three(ctx: Context) -> Any:
+        a, b, c = await asyncio.gather(
+            ctx.step.run("a", lambda: 1), _late(ctx), ctx.step.run("c", lambda: 3)
+        )
+        return a + b + c
+
+    handler = inngest_mw.CommHandler(mw_client, [three])
+    body = call_body(steps={hash_step_id(s): {"data": 0} for s in memoized})
+    request = inngest_mw.CommRequest(
+        "POST",
+        "http://127.0.0.1/api/inngest?fnId=app-three&stepId=step",
+        {},
+        json.dumps(body).encode(),
+    )
+    shapes: Counter[bytes] = Counter()
+    for _ in range(300):
+        response = await handler.handle(request)
+        assert response.status == 206, response.body
+        shapes[response.body] += 1
+        assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    [(shape, _count)] = shapes.items()
+    # Branches are reported in the order they first called a step: "b" awaits before its step.
+    expected = [s for s in ("a", "c", "b") if s not in memoized]
+    ops = json.loads(shape)
+    if len(expected) == 1:
+        assert [(op["op"], op["displayName"]) for op in ops] == [("StepRun", expected[0])]
+    else:
+        assert [(op["op"], op["displayName"]) for op in ops] == [
+            ("StepPlanned", s) for s in expected
+        ]

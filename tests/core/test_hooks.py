@@ -1,0 +1,123 @@
+"""The hook set is declared once: dispatch by spec, chained sends, and misspelt hooks refused."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support import EventSink, serve_asgi
+
+import inngest_mw
+from inngest_mw import Event, Middleware, MiddlewareSync
+from inngest_mw.errors import ConfigError
+from inngest_mw.hooks import ALL_HOOKS, HOOKS, HookKind
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[EventSink, str]]:
+    events = EventSink()
+    with serve_asgi(events) as url:
+        yield events, url
+
+
+def _tagger(tag: str, colour: str) -> type[Middleware] | type[MiddlewareSync]:
+    """A middleware whose ``before_send_events`` returns a new list with ``tag`` appended."""
+
+    def tagged(events: list[Event]) -> list[Event]:
+        return [
+            Event(name=e.name, data={**e.data, "tags": [*e.data.get("tags", []), tag]})
+            for e in events
+        ]
+
+    if colour == "async":
+
+        class TagAsync(Middleware):
+            async def before_send_events(self, events: list[Event]) -> list[Event] | None:
+                return tagged(events)
+
+        return TagAsync
+
+    class TagSync(MiddlewareSync):
+        def before_send_events(self, events: list[Event]) -> list[Event] | None:
+            return tagged(events)
+
+    return TagSync
+
+
+@pytest.mark.parametrize("count", [2, 3])
+@pytest.mark.parametrize("colours", ["async", "sync", "mixed"])
+@pytest.mark.parametrize("send_colour", ["async", "sync"])
+async def test_chained_before_send_events_each_see_the_previous_ones_output(
+    sink: tuple[EventSink, str], count: int, colours: str, send_colour: str
+) -> None:
+    events, url = sink
+    names = "abc"[:count]
+    middleware = [
+        _tagger(tag, colours if colours != "mixed" else ("async", "sync")[i % 2])
+        for i, tag in enumerate(names)
+    ]
+    client = inngest_mw.Inngest(
+        app_id="chain",
+        is_production=False,
+        event_api_base_url=url,
+        middleware=middleware,
+    )
+    event = Event(name="t/chain", data={"n": 1})
+    if send_colour == "async":
+        await client.send(event)
+    else:
+        await asyncio.to_thread(client.send_sync, event)
+    [received] = events.received
+    assert received["data"] == {"n": 1, "tags": list(names)}
+
+
+def test_a_misspelt_hook_is_refused_when_the_class_is_created_naming_the_nearest() -> None:
+    with pytest.raises(ConfigError, match=r"on_step_strat .*did you mean 'on_step_start'"):
+
+        class Typo(MiddlewareSync):
+            def on_step_strat(self, info: Any) -> None: ...
+
+    with pytest.raises(ConfigError, match=r"tranform_input .*did you mean 'transform_input'"):
+
+        class Typo2(Middleware):
+            async def tranform_input(self, ctx: Any, fn: Any, steps: Any) -> None: ...
+
+
+def test_a_hook_like_name_with_no_near_hook_is_refused_and_helpers_are_allowed() -> None:
+    with pytest.raises(ConfigError, match=r"on_payment looks like a hook but is not one"):
+
+        class Unknown(Middleware):
+            def on_payment(self) -> None: ...
+
+    class Fine(MiddlewareSync):
+        def wrap_step_async(self, call_next: Any, info: Any) -> Any: ...
+        def _on_helper(self) -> None: ...
+        def record(self) -> None: ...
+
+    assert Fine.record is not None
+
+
+def test_an_async_twin_of_a_non_wrap_hook_is_refused() -> None:
+    with pytest.raises(ConfigError, match="on_step_start_async"):
+
+        class Twin(MiddlewareSync):
+            async def on_step_start_async(self, info: Any) -> None: ...
+
+
+@pytest.mark.parametrize("base", [Middleware, MiddlewareSync])
+def test_every_declared_hook_is_a_method_of_both_bases_and_nothing_else_is(base: type) -> None:
+    methods = {
+        name
+        for name, value in vars(base).items()
+        if inspect.isfunction(value) and not name.startswith("_")
+    }
+    assert methods == set(ALL_HOOKS)
+    for spec in HOOKS.ALL:
+        params = list(inspect.signature(getattr(base, spec.name)).parameters)
+        if spec.kind is HookKind.WRAP:
+            assert params[1] == "call_next", spec.name
+        is_async = inspect.iscoroutinefunction(getattr(base, spec.name))
+        assert is_async is (base is Middleware), spec.name
