@@ -23,8 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inngest_mw.signature import hash_signing_key, strip_key_prefix
-from inngest_mw_dev.ids import new_ulid, ulid_from_seed
-from inngest_mw_dev.limits import MAX_EVENT_BYTES, MAX_EVENTS, json_bytes
+from inngest_mw_dev.ingest import normalize_events
 from inngest_mw_dev.registration import RegistrationError, parse_registration
 from inngest_mw_dev.store import RunRow, Store
 
@@ -32,9 +31,6 @@ if TYPE_CHECKING:
     from inngest_mw_dev.engine import Engine
 
 __all__ = ["create_app", "normalize_events", "run_json"]
-
-_MIN_TS_MS = 315_532_800_000  # 1980-01-01
-_MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -47,48 +43,6 @@ def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
-
-
-def normalize_events(body: object, *, seed: str | None, now_ms: int) -> list[dict[str, Any]]:
-    """Validate an ingest body (one event or a list) and fill ``id``, ``ts``, ``data``, ``user``.
-
-    Raises ValueError with a message naming the offending event.
-    """
-    raw_events = body if isinstance(body, list) else [body]
-    if not raw_events:
-        raise ValueError("no events given")
-    if len(raw_events) > MAX_EVENTS:
-        raise ValueError(f"too many events: {len(raw_events)} (max {MAX_EVENTS})")
-    events: list[dict[str, Any]] = []
-    for index, raw in enumerate(raw_events):
-        where = f"event #{index}"
-        if not isinstance(raw, dict):
-            raise ValueError(f"{where}: must be a JSON object")
-        if json_bytes(raw) > MAX_EVENT_BYTES:
-            raise ValueError(f"{where}: larger than {MAX_EVENT_BYTES // 1024} KiB")
-        name = raw.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"{where}: name must be a non-empty string")
-        data = raw.get("data")
-        data = {} if data is None else data
-        if not isinstance(data, dict):
-            raise ValueError(f"{where}: data must be a JSON object")
-        user = raw.get("user")
-        user = {} if user is None else user
-        if not isinstance(user, dict):
-            raise ValueError(f"{where}: user must be a JSON object")
-        ts = raw.get("ts") or 0
-        if isinstance(ts, bool) or not isinstance(ts, int | float):
-            raise ValueError(f"{where}: ts must be milliseconds since the epoch")
-        if ts and not _MIN_TS_MS <= ts <= _MAX_TS_MS:
-            raise ValueError(f"{where}: ts must be between 1980 and 2100 (in milliseconds)")
-        event_id = raw.get("id")
-        if not isinstance(event_id, str) or not event_id:
-            event_id = (ulid_from_seed(seed, index) if seed else None) or new_ulid(now_ms)
-        event = {**raw, "id": event_id, "name": name, "data": data, "user": user,
-                 "ts": int(ts) or now_ms}  # fmt: skip
-        events.append(event)
-    return events
 
 
 def run_json(store: Store, run: RunRow, *, detail: bool = True) -> dict[str, Any]:
@@ -213,6 +167,7 @@ class _Api:
             return _error(400, str(exc))
         self.engine.machine.ingest(events)
         self.engine.wake()
+        self.engine.feed.publish("event", ids=[e["id"] for e in events])
         return JSONResponse({"ids": [e["id"] for e in events], "status": 200})
 
     async def register(self, request: Request) -> Response:
@@ -225,6 +180,7 @@ class _Api:
         except RegistrationError as exc:
             return _error(400, str(exc))
         reply = self.engine.machine.register(registration)
+        self.engine.registered(registration, reply)
         self.engine.wake()
         return JSONResponse(reply)
 
@@ -273,31 +229,6 @@ class _Api:
             return _error(404, "event not found")
         return self._envelope(event)
 
-    async def runs(self, request: Request) -> Response:
-        try:
-            limit = int(request.query_params.get("limit", "20"))
-        except ValueError:
-            return _error(400, "limit must be an integer")
-        limit = max(1, min(limit, 500))
-        store = self.engine.store
-        return self._envelope([run_json(store, r, detail=False) for r in store.recent_runs(limit)])
-
-    async def run(self, request: Request) -> Response:
-        store = self.engine.store
-        run = store.get_run(request.path_params["run_id"])
-        if run is None:
-            return _error(404, "run not found")
-        return self._envelope(run_json(store, run))
-
-    async def cancel(self, request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        if self.engine.store.get_run(run_id) is None:
-            return _error(404, "run not found")
-        if not self.engine.machine.cancel(run_id, "cancelled via the API"):
-            return _error(400, "run has already ended")
-        self.engine.wake()
-        return self._envelope({"run_id": run_id, "status": "Cancelled"})
-
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
@@ -307,6 +238,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(engine: Engine) -> ASGIApp:
     """The ASGI app serving ``engine``."""
+    from inngest_mw_dev.control_api import ApiData, control_routes
+
     api = _Api(engine)
     authed = api.authed
     routes = [
@@ -316,12 +249,9 @@ def create_app(engine: Engine) -> ASGIApp:
         Route("/fn/sync", authed(api.sync), methods=["POST"]),
         Route("/v0/runs/{run_id}/batch", authed(api.batch), methods=["GET"]),
         Route("/v0/runs/{run_id}/actions", authed(api.actions), methods=["GET"]),
-        Route("/v0/runs/{run_id}", authed(api.cancel), methods=["DELETE"]),
         Route("/v1/events/{event_id}/runs", authed(api.event_runs), methods=["GET"]),
         Route("/v1/events/{event_id}", authed(api.event), methods=["GET"]),
-        Route("/v1/runs", authed(api.runs), methods=["GET"]),
-        Route("/v1/runs/{run_id}", authed(api.run), methods=["GET"]),
-        Route("/v1/runs/{run_id}", authed(api.cancel), methods=["DELETE"]),
+        *control_routes(ApiData(engine), authed),
     ]
     app = Starlette(
         routes=routes,

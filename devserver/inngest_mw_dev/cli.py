@@ -1,6 +1,6 @@
-"""The ``inngest-mw`` command line: run the engine (``dev``) and inspect runs (``runs``, ``run``).
+"""The ``inngest-mw`` command line: run the engine (``dev``), send and invoke, inspect and control runs.
 
-Subcommands register themselves in ``build_parser``; add new ones (e.g. ``demo``) there.
+Each subcommand is declared in ``build_parser`` with a description, and its defaults shown in --help.
 """
 
 from __future__ import annotations
@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -21,8 +23,9 @@ from inngest_mw.signature import hash_signing_key
 from inngest_mw_dev.engine import Engine
 from inngest_mw_dev.machine import HistoryNote
 from inngest_mw_dev.render import describe, format_ms, preview
+from inngest_mw_dev.stacks import error_lines, read_error
 
-__all__ = ["build_parser", "main", "print_run"]
+__all__ = ["ApiError", "build_parser", "main", "print_run"]
 
 DEFAULT_URL = "http://127.0.0.1:8288"
 DEFAULT_DB = os.path.join(".inngest-mw", "engine.db")
@@ -40,6 +43,10 @@ def _short(iso: str | None, *, ms: bool = False) -> str:
     return local.strftime("%H:%M:%S.%f")[:-3] if ms else local.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _print_notice(line: str) -> None:
+    print(f"{_clock(dt.datetime.now().timestamp())}  {line}", flush=True)
+
+
 def _print_note(note: HistoryNote) -> None:
     line = describe(note.kind, note.step, note.detail)
     print(f"{_clock(note.ts)}  {note.function_id:<32} {note.run_id}  {line}", flush=True)
@@ -49,7 +56,7 @@ async def _serve(args: argparse.Namespace) -> int:
     engine = Engine(
         args.db, host=args.host, port=args.port, signing_key=args.signing_key,
         event_keys=args.event_key, app_urls=args.url, poll_interval=args.poll_interval,
-        retry_base=args.retry_base, on_history=_print_note,
+        retry_base=args.retry_base, on_history=_print_note, on_notice=_print_notice,
     )  # fmt: skip
     try:
         await engine.start()
@@ -58,6 +65,7 @@ async def _serve(args: argparse.Namespace) -> int:
         return 1
     print(f"inngest-mw engine ({engine.server_kind}) listening on {engine.url}, db {args.db}",
           flush=True)  # fmt: skip
+    print(f"apps reach this engine with INNGEST_DEV={engine.url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -74,31 +82,117 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(args))
 
 
-def _get(args: argparse.Namespace, path: str) -> Any:
+class ApiError(Exception):
+    """The engine refused a request; the message is its reason, ready to print."""
+
+
+def _request(args: argparse.Namespace, method: str, path: str, body: object = None) -> Any:
     headers = {}
     if args.signing_key:
         headers["Authorization"] = f"Bearer {hash_signing_key(args.signing_key)}"
-    response = httpx.get(args.api.rstrip("/") + path, headers=headers, timeout=10)
+    response = httpx.request(method, args.api.rstrip("/") + path, headers=headers, timeout=10,
+                             json=body)  # fmt: skip
     if response.status_code != 200:
-        raise SystemExit(f"error: {path} answered {response.status_code}: {response.text[:300]}")
+        try:
+            reason = response.json().get("error")
+        except ValueError:
+            reason = None
+        raise ApiError(reason or f"the engine answered {response.status_code} to {path}")
     return response.json()["data"]
 
 
+def _get(args: argparse.Namespace, path: str) -> Any:
+    return _request(args, "GET", path)
+
+
+def _json_arg(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ApiError(
+            f"{what} is not valid JSON ({exc}); quote it, e.g. --data '{{\"id\": 1}}'"
+        ) from None
+
+
+def _filter_query(args: argparse.Namespace) -> dict[str, str]:
+    query = {"function": args.function, "since": args.since, "until": args.until}
+    if getattr(args, "status", None):
+        query["status"] = ",".join(args.status)
+    return {k: v for k, v in query.items() if v}
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
-    runs = _get(args, f"/v1/runs?limit={args.limit}")
+    query = {**_filter_query(args), "limit": str(args.limit)}
+    runs = _get(args, "/v1/runs?" + urlencode(query))
     if not runs:
-        print("no runs yet")
+        print("no runs match" if len(query) > 1 else "no runs yet")
         return 0
     print(f"{'RUN ID':<28}{'FUNCTION':<36}{'STATUS':<11}{'STARTED':<21}OUTPUT")
     for run in runs:
-        result = run["error"] if run["status"] != "Completed" else run["output"]
+        if run["status"] == "Completed":
+            result = preview(run["output"], 40)
+        else:
+            result = read_error(run["error"]).headline[:40] if run["error"] else "-"
         print(f"{run['run_id']:<28}{run['function_id']:<36}{run['status']:<11}"
-              f"{_short(run['run_started_at']):<21}{preview(result, 40)}")  # fmt: skip
+              f"{_short(run['run_started_at']):<21}{result}")  # fmt: skip
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    print_run(_get(args, f"/v1/runs/{args.run_id}"))
+    print_run(_get(args, f"/v1/runs/{quote(args.run_id, safe='')}"))
+    return 0
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    data = _json_arg(args.data, "--data")
+    key = quote(args.event_key, safe="")
+    headers = {}
+    if args.signing_key:
+        headers["Authorization"] = f"Bearer {hash_signing_key(args.signing_key)}"
+    response = httpx.post(f"{args.api.rstrip('/')}/e/{key}", json={"name": args.name, "data": data},
+                          headers=headers, timeout=10)  # fmt: skip
+    body = (
+        response.json()
+        if response.headers.get("content-type", "").startswith("application/json")
+        else {}
+    )
+    if response.status_code != 200:
+        raise ApiError(body.get("error") or f"the engine answered {response.status_code}")
+    for event_id in body["ids"]:
+        print(f"sent {args.name}  event {event_id}")
+    return 0
+
+
+def _cmd_invoke(args: argparse.Namespace) -> int:
+    data = _json_arg(args.data, "--data")
+    started = _request(args, "POST", f"/v1/functions/{quote(args.function, safe='')}/invoke",
+                       {"data": data})  # fmt: skip
+    print(f"invoked {args.function}  run {started['run_id']}  event {started['event_id']}")
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    if args.run_id:
+        if args.function or args.since or args.until:
+            raise ApiError("give either a run ID or --function with --since/--until, not both")
+        done = _request(args, "POST", f"/v1/runs/{quote(args.run_id, safe='')}/cancel")
+        print(f"cancelled run {done['run_id']}")
+        return 0
+    if not args.function:
+        raise ApiError("give a run ID, or --function (with --since/--until) to cancel in bulk")
+    cancelled = _request(args, "POST", "/v1/runs/cancel", _filter_query(args))["cancelled"]
+    print(f"cancelled {len(cancelled)} running run(s) of {args.function}")
+    for run_id in cancelled:
+        print(f"  {run_id}")
+    return 0
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    body = {"from_step": args.from_step} if args.from_step else {}
+    started = _request(args, "POST", f"/v1/runs/{quote(args.run_id, safe='')}/rerun", body)
+    replayed = started["replayed"]
+    extra = f" ({len(replayed)} earlier step(s) replayed from memory)" if args.from_step else ""
+    print(f"rerun started: run {started['run_id']}{extra}")
     return 0
 
 
@@ -107,13 +201,20 @@ def print_run(run: dict[str, Any]) -> None:
     print(f"run {run['run_id']}  {run['function_id']}  {run['status']}")
     print(f"  event {run['event_id']}  started {_short(run['run_started_at'])}"
           f"  ended {_short(run['ended_at'])}")  # fmt: skip
+    if run.get("rerun_of"):
+        source = run["rerun_of"]
+        frm = f" from step {source['from_step']}" if source.get("from_step") else ""
+        print(f"  rerun of {source['run_id']}{frm}")
     if run["steps"]:
         print("steps:")
         for step in run["steps"]:
-            result = step.get("error", step.get("output"))
+            if "error" in step:
+                result = read_error(step["error"]).headline
+            else:
+                result = preview(step.get("output"), 50)
             print(f"  {step['name']:<28}{step['op']:<16}{step['status']:<11}"
                   f"x{step['attempts']:<3}{format_ms(step['duration_ms']):>9}  "
-                  f"{preview(result, 50)}")  # fmt: skip
+                  f"{result[:60]}")  # fmt: skip
     print("timeline:")
     for entry in run["history"]:
         detail = {k: v for k, v in entry.items() if k not in ("at", "type", "step")}
@@ -121,46 +222,136 @@ def print_run(run: dict[str, Any]) -> None:
     if run["status"] == "Completed":
         print(f"output: {preview(run['output'], 400)}")
     elif run["error"] is not None:
-        print(f"error: {preview(run['error'], 400)}")
+        lines = error_lines(run["error"])
+        print(f"error: {lines[0]}")
+        for line in lines[1:]:
+            print(line)
 
 
-def _add_client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", dest="api", default=DEFAULT_URL, help="engine URL")
-    parser.add_argument("--signing-key", default=os.environ.get("INNGEST_SIGNING_KEY"),
-                        help="signing key when the engine requires one")  # fmt: skip
+def _client_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--url", dest="api", default=DEFAULT_URL, help="engine URL")
+    parent.add_argument("--signing-key", default=os.environ.get("INNGEST_SIGNING_KEY"),
+                        help="signing key when the engine requires one (env INNGEST_SIGNING_KEY)")  # fmt: skip
+    return parent
+
+
+def _filter_options(parser: argparse.ArgumentParser, *, status: bool) -> None:
+    parser.add_argument("--function", default=None, metavar="FN",
+                        help="only runs of this function (full ID, ID within its app, or name)")  # fmt: skip
+    parser.add_argument("--since", default=None, metavar="TIME",
+                        help="queued at or after TIME: ISO 8601, epoch, or an age like 15m, 2h, 7d")  # fmt: skip
+    parser.add_argument("--until", default=None, metavar="TIME", help="queued before TIME")
+    if status:
+        parser.add_argument("--status", action="append", default=None,
+                            choices=["running", "completed", "failed", "cancelled", "skipped"],
+                            help="only runs in this status (repeatable)")  # fmt: skip
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 500:
+        raise argparse.ArgumentTypeError(f"give a number of runs from 1 to 500, not {value}")
+    return value
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, except empty ones and keys (never print a secret)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        empty = action.default in (None, False, [], argparse.SUPPRESS)
+        if empty or "key" in action.dest or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="inngest-mw", description="Run the inngest-mw engine and inspect its runs."
+        prog="inngest-mw",
+        description="Run the inngest-mw engine, send events, and inspect and control its runs.",
+        epilog="Run IDs may be shortened to any unique prefix.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    client = _client_options()
+    fmt = _HelpFormatter
 
-    dev = commands.add_parser("dev", help="run the engine in the foreground")
+    def command(name: str, summary: str, description: str, *, remote: bool = True) -> Any:
+        return commands.add_parser(name, help=summary, description=description,
+                                   parents=[client] if remote else [], formatter_class=fmt)  # fmt: skip
+
+    dev = command(
+        "dev",
+        "run the engine in the foreground",
+        "Run the engine: its API and a live log of every run and sync, on one port.",
+        remote=False,
+    )
     dev.add_argument("-u", "--url", action="append", default=[], metavar="APP_URL",
                      help="app serve URL to sync at start (repeatable)")  # fmt: skip
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8288)
-    dev.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default {DEFAULT_DB})")
+    dev.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    dev.add_argument("--port", type=int, default=8288, help="port for the API and the web UI")
+    dev.add_argument("--db", default=DEFAULT_DB, help="SQLite file (history survives restarts)")
     dev.add_argument("--signing-key", default=None, help="hex signing key: sign calls, auth API")
-    dev.add_argument("--event-key", action="append", default=[], help="accepted event key")
+    dev.add_argument("--event-key", action="append", default=[],
+                     help="accepted event key (repeatable; none means any key)")  # fmt: skip
     dev.add_argument("--poll-interval", type=float, default=None,
                      help="re-sync the -u apps every N seconds")  # fmt: skip
     dev.add_argument("--retry-base", type=float, default=1.0,
                      help="first retry delay in seconds (doubles per attempt)")  # fmt: skip
     dev.set_defaults(handler=_cmd_dev)
 
-    runs = commands.add_parser("runs", help="list recent runs")
-    _add_client_options(runs)
-    runs.add_argument("--limit", type=int, default=20)
+    runs = command("runs", "list recent runs, newest first",
+                   "List runs, newest first, optionally filtered by status, function and time.")  # fmt: skip
+    runs.add_argument("--limit", type=_positive, default=20, help="how many runs to show (1-500)")
+    _filter_options(runs, status=True)
     runs.set_defaults(handler=_cmd_runs)
 
-    run = commands.add_parser("run", help="show one run's steps and timeline")
-    _add_client_options(run)
-    run.add_argument("run_id")
+    run = command("run", "show one run's steps, timeline and error",
+                  "Show one run: its steps with durations, its timeline, and its output or error"
+                  " (with the stack, your own frame first).")  # fmt: skip
+    run.add_argument("run_id", metavar="RUN", help="run ID or a unique prefix of it")
     run.set_defaults(handler=_cmd_run)
 
-    demo = commands.add_parser("demo", help="engine + example app + an event -> a finished run")
+    send = command("send", "send an event",
+                   "Send one event to the engine, as an app's client.send() would; every function"
+                   " it triggers starts a run.")  # fmt: skip
+    send.add_argument("name", metavar="NAME", help="event name, e.g. shop/checkout")
+    send.add_argument("--data", default="{}", help="event data as a JSON object")
+    send.add_argument("--event-key", default=os.environ.get("INNGEST_EVENT_KEY") or "NO_EVENT_KEY_SET",
+                      help="event key (env INNGEST_EVENT_KEY)")  # fmt: skip
+    send.set_defaults(handler=_cmd_send)
+
+    invoke = command("invoke", "start a run of a function directly",
+                     "Start a run of one function now with the given data, whatever its"
+                     " triggers (flow control other than concurrency is bypassed).")  # fmt: skip
+    invoke.add_argument(
+        "function", metavar="FN", help="function: full ID, ID within its app, or name"
+    )
+    invoke.add_argument("--data", default="{}", help="the run's event data as a JSON object")
+    invoke.set_defaults(handler=_cmd_invoke)
+
+    cancel = command("cancel", "cancel a run, or a function's runs in a time range",
+                     "Cancel one running run, or with --function every running run of that"
+                     " function (narrowed by --since/--until).")  # fmt: skip
+    cancel.add_argument("run_id", metavar="RUN", nargs="?", default=None,
+                        help="run ID or a unique prefix of it")  # fmt: skip
+    _filter_options(cancel, status=False)
+    cancel.set_defaults(handler=_cmd_cancel)
+
+    rerun = command("rerun", "start a new run with the same event(s)",
+                    "Start a new run of the run's function with the same event(s). With"
+                    " --from-step, the steps that finished before that step are replayed from the"
+                    " original run's outputs (their code is not called again).")  # fmt: skip
+    rerun.add_argument("run_id", metavar="RUN", help="run ID or a unique prefix of it")
+    rerun.add_argument("--from-step", default=None, metavar="STEP",
+                       help="step name or ID to restart from (default: from the beginning)")  # fmt: skip
+    rerun.set_defaults(handler=_cmd_rerun)
+
+    demo = command("demo", "engine + example app + an event -> a finished run",
+                   "Start the engine and the example shop app on free ports, send one"
+                   " shop/checkout event and print the finished run.", remote=False)  # fmt: skip
     demo.add_argument("--db", default=None, help="SQLite file (default: a temporary file)")
     demo.set_defaults(handler=_cmd_demo)
     return parser
@@ -176,7 +367,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except httpx.HTTPError as exc:
-        print(f"error: cannot reach the engine: {exc}", file=sys.stderr)
+        where = getattr(args, "api", DEFAULT_URL)
+        print(f"error: cannot reach the engine at {where} ({exc}); is `inngest-mw dev` running?",
+              file=sys.stderr)  # fmt: skip
         return 1
     return code

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -18,8 +19,11 @@ import httpx
 import uvicorn
 
 from inngest_mw_dev.executor import call_app
+from inngest_mw_dev.live import LiveFeed
 from inngest_mw_dev.machine import HistoryNote, RunMachine
+from inngest_mw_dev.registration import Registration
 from inngest_mw_dev.store import QueueItem, Store
+from inngest_mw_dev.syncs import SyncLog, SyncStatus
 
 __all__ = ["Engine"]
 
@@ -58,6 +62,7 @@ class Engine:
         workers: int = 100,
         clock: Callable[[], float] = time.time,
         on_history: Callable[[HistoryNote], None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self.db_path = Path(db_path)
         self.host, self.port = host, port
@@ -71,7 +76,11 @@ class Engine:
         self.workers = workers
         self.clock = clock
         self.on_history = on_history
+        self.on_notice = on_notice
+        self.feed = LiveFeed()
         self.url = ""
+        self._syncs: SyncLog | None = None
+        self._registrations: Counter[str] = Counter()  # per app URL
         self._store: Store | None = None
         self._machine: RunMachine | None = None
         self._http: httpx.AsyncClient | None = None
@@ -96,6 +105,25 @@ class Engine:
     def store(self) -> Store:
         return self.machine.store
 
+    @property
+    def syncs(self) -> SyncLog:
+        if self._syncs is None:
+            raise RuntimeError("the engine is not started")
+        return self._syncs
+
+    def notice(self, line: str) -> None:
+        """One line for the live log (``inngest-mw dev``) and the UI's live feed."""
+        self.feed.publish("notice", line=line)
+        log.info("%s", line)
+        if self.on_notice is not None:
+            self.on_notice(line)
+
+    def _on_history(self, note: HistoryNote) -> None:
+        self.feed.publish("history", run_id=note.run_id, function_id=note.function_id,
+                          type=note.kind, step=note.step)  # fmt: skip
+        if self.on_history is not None:
+            self.on_history(note)
+
     # lifecycle
 
     async def start(self) -> None:
@@ -114,8 +142,9 @@ class Engine:
         recovered = self._store.release_all_leases()
         if recovered:
             log.info("re-queued %d item(s) interrupted by the previous shutdown", recovered)
+        self._syncs = SyncLog(self._store)
         self._machine = RunMachine(
-            self._store, clock=self.clock, retry_base=self.retry_base, on_history=self.on_history
+            self._store, clock=self.clock, retry_base=self.retry_base, on_history=self._on_history
         )
         tls = httpx.create_ssl_context()  # loading CA certificates once, not per client
         self._http = httpx.AsyncClient(follow_redirects=False, verify=tls)
@@ -168,7 +197,7 @@ class Engine:
         self._call_clients = []
         if self._store is not None:
             self._store.close()
-        self._server = self._http = self._store = None
+        self._server = self._http = self._store = self._syncs = None
 
     def wake(self) -> None:
         """Tell the scheduler new work is due now (instead of at the next tick)."""
@@ -177,27 +206,67 @@ class Engine:
     # app syncing
 
     async def sync_app(self, url: str) -> tuple[int, str]:
-        """Ask the app at ``url`` to register (``PUT``); return its status and body text."""
+        """Ask the app at ``url`` to register (``PUT``); return its status and body text.
+
+        The outcome is recorded (``syncs``) and told in the live log once per change: a failure
+        with the app's reason, or an app that answered but registered with another server.
+        """
         if self._http is None:
             raise RuntimeError("the engine is not started")
-        response = await self._http.put(
-            url, headers={"X-Inngest-Server-Kind": self.server_kind}, timeout=30
-        )
+        registrations = self._registrations[url.rstrip("/")]
+        try:
+            response = await self._http.put(
+                url, headers={"X-Inngest-Server-Kind": self.server_kind}, timeout=30
+            )
+        except httpx.HTTPError as exc:
+            self._sync_failed(url, f"cannot reach the app ({type(exc).__name__}: {exc})")
+            raise
+        if response.status_code != 200:
+            reason = f"HTTP {response.status_code}: {_reason(response)}"
+            if self._registrations[url.rstrip("/")] == registrations:
+                reason += (f" (the app did not register here: if it targets another server, start"
+                           f" it with INNGEST_DEV={self.url})")  # fmt: skip
+            self._sync_failed(url, reason)
+        elif self._registrations[url.rstrip("/")] == registrations:
+            # The SDK registers with its configured base URL, which the sync request cannot
+            # change for an out-of-band sync: say how to point it here.
+            reason = (f"the app answered but registered with another server; start it with"
+                      f" INNGEST_DEV={self.url} (or INNGEST_BASE_URL={self.url})")  # fmt: skip
+            if self.syncs.record(url, SyncStatus.ELSEWHERE, self.clock(), error=reason):
+                self.notice(f"sync of {url}: {reason}")
         return response.status_code, response.text
+
+    def _sync_failed(self, url: str, reason: str) -> None:
+        if self.syncs.record(url, SyncStatus.FAILED, self.clock(), error=reason):
+            self.notice(f"sync of {url} failed: {reason}")
+        self.feed.publish("sync", url=url)
+
+    def registered(self, registration: Registration, reply: dict[str, object]) -> None:
+        """An app registered here (``/fn/register``): record it and tell the live log."""
+        self._registrations[registration.url.rstrip("/")] += 1
+        count = len(registration.functions)
+        if self.syncs.record(registration.url, SyncStatus.SYNCED, self.clock(),
+                             app_name=registration.app_name, functions=count) or reply.get(
+            "modified"
+        ):  # fmt: skip
+            plural = "" if count == 1 else "s"
+            self.notice(f"app {registration.app_name} synced from {registration.url}:"
+                        f" {count} function{plural}")  # fmt: skip
+        self.feed.publish("sync", url=registration.url)
 
     async def _initial_sync(self, url: str) -> None:
         """Sync an ``app_urls`` entry, retrying for a while in case the app starts later."""
         for attempt in range(30):
             try:
-                status, text = await self.sync_app(url)
+                status, _ = await self.sync_app(url)
             except httpx.HTTPError as exc:
                 log.debug("sync of %s failed (attempt %d): %s", url, attempt + 1, exc)
             else:
                 if status == 200:
                     return
-                log.warning("sync of %s answered %d: %s", url, status, text[:300])
             await asyncio.sleep(1)
-        log.warning("giving up syncing %s", url)
+        self.notice(f"giving up syncing {url} after 30 attempts; once the app is up, resync it"
+                    " from the UI's Apps page or with POST /fn/sync")  # fmt: skip
 
     async def _poll(self, interval: float) -> None:
         while True:
@@ -246,6 +315,7 @@ class Engine:
             await self._call(item)
         elif item.kind == "event":
             machine.process_event(item)
+            self._tell_unmatched(item)
         elif item.kind == "sleep":
             machine.wake(item)
         elif item.kind in ("wait_timeout", "invoke_timeout"):
@@ -260,6 +330,16 @@ class Engine:
             log.warning("dropping queue item %d of unknown kind %r", item.id, item.kind)
             machine.drop_item(item)
 
+    def _tell_unmatched(self, item: QueueItem) -> None:
+        """Say in the live log when a user's event starts nothing (a typo in its name, often)."""
+        if self.on_notice is None:
+            return
+        event = self.store.get_event(str(item.payload.get("event_id")))
+        if event is None or str(event.get("name", "")).startswith("inngest/"):
+            return
+        if not self.machine.triggered_by(event):
+            self.notice(f"event {event.get('name')} ({event.get('id')}) matched no function")
+
     async def _call(self, item: QueueItem) -> None:
         prepared = self.machine.prepare_call(item)
         if prepared is None or not self._call_clients:
@@ -273,3 +353,14 @@ class Engine:
             timeout=self.request_timeout, now=self.clock(),
         )  # fmt: skip
         self.machine.apply_outcome(item, outcome, started)
+
+
+def _reason(response: httpx.Response) -> str:
+    """The app's own message from a failed sync answer, else the start of its body."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    return response.text[:300] or "no body"

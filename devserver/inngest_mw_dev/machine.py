@@ -259,6 +259,10 @@ class RunMachine:
                 if self._triggered(fn, event):
                     self._schedule(fn, event)
 
+    def triggered_by(self, event: dict[str, Any]) -> list[str]:
+        """IDs of the functions whose triggers match ``event`` (for "matched no function")."""
+        return [fn.id for fn in self.functions.values() if self._triggered(fn, event)]
+
     def _triggered(self, fn: FunctionDef, event: dict[str, Any]) -> bool:
         name = str(event.get("name", ""))
         return any(
@@ -384,6 +388,25 @@ class RunMachine:
         if fn.flow.start_timeout is not None:
             self._enqueue_run_timeout(run, "start", fn.flow.start_timeout, now)
         return run
+
+    def create_run(
+        self, fn_id: str, events: list[dict[str, Any]], *, note: str = "",
+        prepare: Callable[[RunRow], None] | None = None,
+    ) -> RunRow | None:  # fmt: skip
+        """Start a run of ``fn_id`` now, past debounce, batching, rate limit and idempotency.
+
+        For run control (invoke from the UI or CLI, rerun). ``prepare`` runs in the same
+        transaction, before the run's first call can be leased (e.g. to seed memoized steps).
+        None when the function is not registered.
+        """
+        with self._tx():
+            fn = self.functions.get(fn_id)
+            if fn is None:
+                return None
+            run = self._create_run(fn, events, note=note)
+            if prepare is not None:
+                prepare(run)
+            return run
 
     def _enqueue_run_timeout(self, run: RunRow, which: str, seconds: float, now: float) -> None:
         self.store.enqueue("run_timeout", now + seconds, run_id=run.id,

@@ -246,6 +246,14 @@ class Store:
     def _exec(self, sql: str, *args: object) -> int:
         return self._db.execute(sql, args).rowcount
 
+    def read(self, sql: str, *args: object) -> list[sqlite3.Row]:
+        """Rows of a read-only query, for modules that keep their own queries (UI, run control)."""
+        return self._all(sql, *args)
+
+    def write(self, sql: str, *args: object) -> int:
+        """Run one statement (DDL or a write) for modules that keep their own tables."""
+        return self._exec(sql, *args)
+
     # apps and functions
 
     def get_app(self, app_id: str) -> AppRow | None:

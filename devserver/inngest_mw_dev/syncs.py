@@ -1,0 +1,72 @@
+"""What happened at each app URL's last sync: synced (with its function count) or why not.
+
+Kept in the engine database (``app_syncs``), so the UI shows an app's sync status and last error
+after a restart too. ``record`` says whether the outcome changed, so the live log reports each
+new state once instead of on every poll.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from inngest_mw_dev.store import Store
+
+__all__ = ["AppSync", "SyncLog", "SyncStatus"]
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS app_syncs (url TEXT PRIMARY KEY, status TEXT NOT NULL,"
+    " error TEXT, app_name TEXT, functions INTEGER, attempted_at REAL NOT NULL)"
+)
+
+
+class SyncStatus(StrEnum):
+    SYNCED = "synced"
+    FAILED = "failed"
+    ELSEWHERE = "registered elsewhere"  # the app answered, but registered with another server
+
+
+@dataclass(frozen=True, slots=True)
+class AppSync:
+    url: str
+    status: SyncStatus
+    error: str | None
+    app_name: str | None
+    functions: int | None
+    attempted_at: float
+
+
+class SyncLog:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        store.write(_SCHEMA)
+
+    def get(self, url: str) -> AppSync | None:
+        rows = self.store.read("SELECT * FROM app_syncs WHERE url = ?", url)
+        return _row(rows[0]) if rows else None
+
+    def all(self) -> list[AppSync]:
+        return [_row(r) for r in self.store.read("SELECT * FROM app_syncs ORDER BY url")]
+
+    def record(
+        self, url: str, status: SyncStatus, now: float, *, error: str | None = None,
+        app_name: str | None = None, functions: int | None = None,
+    ) -> bool:  # fmt: skip
+        """Store the outcome of a sync of ``url``; True when it differs from the last one."""
+        last = self.get(url)
+        if status is not SyncStatus.SYNCED and last is not None:
+            app_name = app_name or last.app_name
+            functions = functions if functions is not None else last.functions
+        self.store.write("INSERT OR REPLACE INTO app_syncs VALUES (?,?,?,?,?,?)",
+                         url, status.value, error, app_name, functions, now)  # fmt: skip
+        return last is None or (last.status, last.error, last.functions) != (
+            status,
+            error,
+            functions,
+        )
+
+
+def _row(row: object) -> AppSync:
+    data = dict(row)  # type: ignore[call-overload]
+    return AppSync(data["url"], SyncStatus(data["status"]), data["error"], data["app_name"],
+                   data["functions"], data["attempted_at"])  # fmt: skip
