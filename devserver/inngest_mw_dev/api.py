@@ -239,8 +239,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(engine: Engine) -> ASGIApp:
     """The ASGI app serving ``engine``."""
     from inngest_mw_dev.control_api import ApiData, control_routes
+    from inngest_mw_dev.ui import ui_routes
 
     api = _Api(engine)
+    data = ApiData(engine)
     authed = api.authed
     routes = [
         Route("/health", api.health, methods=["GET"]),
@@ -251,7 +253,8 @@ def create_app(engine: Engine) -> ASGIApp:
         Route("/v0/runs/{run_id}/actions", authed(api.actions), methods=["GET"]),
         Route("/v1/events/{event_id}/runs", authed(api.event_runs), methods=["GET"]),
         Route("/v1/events/{event_id}", authed(api.event), methods=["GET"]),
-        *control_routes(ApiData(engine), authed),
+        *control_routes(data, authed),
+        *ui_routes(data, authed),
     ]
     app = Starlette(
         routes=routes,

@@ -65,7 +65,8 @@ async def _serve(args: argparse.Namespace) -> int:
         return 1
     print(f"inngest-mw engine ({engine.server_kind}) listening on {engine.url}, db {args.db}",
           flush=True)  # fmt: skip
-    print(f"apps reach this engine with INNGEST_DEV={engine.url}", flush=True)
+    print(f"web UI: {engine.url}/   apps reach this engine with INNGEST_DEV={engine.url}",
+          flush=True)  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -272,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="inngest-mw",
         description="Run the inngest-mw engine, send events, and inspect and control its runs.",
-        epilog="Run IDs may be shortened to any unique prefix.",
+        epilog="Run IDs may be shortened to any unique prefix. The web UI is at the engine URL.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     client = _client_options()
@@ -285,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev = command(
         "dev",
         "run the engine in the foreground",
-        "Run the engine: its API and a live log of every run and sync, on one port.",
+        "Run the engine: its API, its web UI (open the URL in a browser) and a live log of"
+        " every run and sync, all on one port.",
         remote=False,
     )
     dev.add_argument("-u", "--url", action="append", default=[], metavar="APP_URL",

@@ -30,14 +30,14 @@ from inngest_mw_dev.queries import (
     parse_time,
     resolve_run_id,
 )
-from inngest_mw_dev.stacks import read_error
+from inngest_mw_dev.stacks import marked_lines, read_error
 from inngest_mw_dev.store import RunRow
 from inngest_mw_dev.timeline import waterfall
 
 if TYPE_CHECKING:
     from inngest_mw_dev.engine import Engine
 
-__all__ = ["ApiData", "ParamError", "control_routes"]
+__all__ = ["ApiData", "Handler", "ParamError", "control_routes"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 _FLOW_KEYS = ("concurrency", "throttle", "rateLimit", "debounce", "batchEvents", "idempotency",
@@ -66,6 +66,7 @@ def error_view(error: object) -> dict[str, Any] | None:
         "user_frame": None if frame is None else {"where": frame.where, "code": frame.code},
         "frames": [{"where": f.where, "code": f.code, "user": f.user} for f in readable.frames],
         "stack": readable.stack,
+        "lines": [{"text": text, "user": mine} for text, mine in marked_lines(readable)],
     }
 
 

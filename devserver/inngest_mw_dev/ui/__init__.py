@@ -1,0 +1,153 @@
+"""The engine's web UI at ``/``: server-rendered Jinja2 pages and a little plain JavaScript.
+
+Every page renders the dictionaries the JSON API returns (``ApiData``), and every action
+(send, invoke, cancel, rerun, resync) is a ``fetch`` of that API from the browser, so the UI can
+see and do exactly what a script can. Templates and assets ship inside this package: the UI works
+with no network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from inngest_mw_dev.control_api import ApiData, Handler, ParamError
+from inngest_mw_dev.queries import RUN_STATUSES, RefError
+from inngest_mw_dev.render import describe, format_ms, preview
+from inngest_mw_dev.stacks import read_error
+
+__all__ = ["ui_routes"]
+
+_HERE = Path(__file__).resolve().parent
+_RANGES = [("", "any time"), ("15m", "last 15 minutes"), ("1h", "last hour"),
+           ("24h", "last 24 hours"), ("7d", "last 7 days")]  # fmt: skip
+_EXAMPLE_EVENT = ("shop/checkout", {"id": "A-1002", "sku": "tea-earl-grey", "qty": 1, "price": 4.5,
+                                    "email": "ada@example.com"})  # fmt: skip
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_HERE / "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
+    env.filters["compact"] = lambda v: preview(v, 120)
+    env.filters["duration"] = format_ms
+    env.filters["headline"] = lambda e: read_error(e).headline
+    return env
+
+
+def _clock(iso: str | None) -> str:
+    if not iso:
+        return ""
+    return dt.datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S.%f")[:-3]
+
+
+class _Pages:
+    def __init__(self, data: ApiData) -> None:
+        self.data = data
+        self.env = _environment()
+
+    def render(self, template: str, page: str, status_code: int = 200, **context: Any) -> Response:
+        html = self.env.get_template(template).render(page=page, **context)
+        return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
+
+    def guard(self, handler: Handler) -> Handler:
+        """A page whose reference or parameters cannot be used says so, as a page (4xx)."""
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RefError as exc:
+                return self.render("error.html", "error", exc.status, heading="Not found",
+                                   message=exc.message)  # fmt: skip
+            except (ParamError, ValueError) as exc:
+                return self.render("error.html", "error", 400, heading="Cannot show that",
+                                   message=str(exc))  # fmt: skip
+
+        return guarded
+
+    async def runs(self, request: Request) -> Response:
+        params = {k: v for k, v in request.query_params.items() if v}
+        params.setdefault("limit", "50")
+        body = self.data.runs(params)
+
+        def query(**changes: str | None) -> str:
+            merged = {k: v for k, v in {**params, **changes}.items() if v and k != "limit"}
+            return urlencode(merged)
+
+        return self.render(
+            "runs.html", "runs", runs=body["data"], next_cursor=body["metadata"]["next_cursor"],
+            params={"status": params.get("status", ""), "function": params.get("function", ""),
+                    "since": params.get("since", ""), "cursor": params.get("cursor", "")},
+            statuses=RUN_STATUSES, functions=sorted(self.data.engine.machine.functions),
+            ranges=_RANGES, query=query,
+        )  # fmt: skip
+
+    async def run(self, request: Request) -> Response:
+        run = self.data.run(request.path_params["run_id"])["data"]
+        history = []
+        for entry in run["history"]:
+            detail = {k: v for k, v in entry.items() if k not in ("at", "type", "step")}
+            history.append({"at": _clock(entry["at"]),
+                            "text": describe(entry["type"], entry["step"], detail)})  # fmt: skip
+        lineage = run["rerun_of"]
+        return self.render(
+            "run.html", "run", run=run, history=history,
+            replayed=set(lineage["replayed"]) if lineage else set(),
+            step_names={s["id"]: s["name"] for s in run["steps"]},
+        )  # fmt: skip
+
+    async def events(self, request: Request) -> Response:
+        params = dict(request.query_params)
+        body = self.data.events(params)
+        name, data = _EXAMPLE_EVENT
+        return self.render(
+            "events.html", "events", events=body["data"], next_cursor=body["metadata"]["next_cursor"],
+            internal=bool(params.get("internal")), cursor_given=bool(params.get("cursor")),
+            example_name=name, example_data=json.dumps(data, indent=2),
+        )  # fmt: skip
+
+    async def apps(self, request: Request) -> Response:
+        return self.render("apps.html", "apps", apps=self.data.apps()["data"])
+
+    async def functions(self, request: Request) -> Response:
+        return self.render("functions.html", "functions", functions=self.data.functions()["data"])
+
+    async def function(self, request: Request) -> Response:
+        fn = self.data.function(request.path_params["fn_id"])["data"]
+        return self.render("function.html", "function", fn=fn)
+
+
+def ui_routes(data: ApiData, authed: Any) -> list[BaseRoute]:
+    """The UI's pages and its static assets (``/static/...``)."""
+    pages = _Pages(data)
+
+    def page(path: str, handler: Handler) -> Route:
+        return Route(path, authed(pages.guard(handler)), methods=["GET"])
+
+    async def runs_alias(request: Request) -> Response:
+        return RedirectResponse("/" + (f"?{request.url.query}" if request.url.query else ""))
+
+    return [
+        page("/", pages.runs),
+        Route("/runs", runs_alias, methods=["GET"]),
+        page("/runs/{run_id}", pages.run),
+        page("/events", pages.events),
+        page("/apps", pages.apps),
+        page("/functions", pages.functions),
+        page("/functions/{fn_id}", pages.function),
+        Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
+    ]
