@@ -314,8 +314,10 @@ class Engine:
         if item.kind == "call":
             await self._call(item)
         elif item.kind == "event":
+            unmatched = self._unmatched(item)
             machine.process_event(item)
-            self._tell_unmatched(item)
+            if unmatched is not None:
+                self.notice(unmatched)
         elif item.kind == "sleep":
             machine.wake(item)
         elif item.kind in ("wait_timeout", "invoke_timeout"):
@@ -330,15 +332,20 @@ class Engine:
             log.warning("dropping queue item %d of unknown kind %r", item.id, item.kind)
             machine.drop_item(item)
 
-    def _tell_unmatched(self, item: QueueItem) -> None:
-        """Say in the live log when a user's event starts nothing (a typo in its name, often)."""
+    def _unmatched(self, item: QueueItem) -> str | None:
+        """The live-log line for a user's event that no function and no waiting step will take
+        (often a typo in its name); None otherwise, or when nobody reads the log."""
         if self.on_notice is None:
-            return
+            return None
         event = self.store.get_event(str(item.payload.get("event_id")))
-        if event is None or str(event.get("name", "")).startswith("inngest/"):
-            return
-        if not self.machine.triggered_by(event):
-            self.notice(f"event {event.get('name')} ({event.get('id')}) matched no function")
+        if event is None:
+            return None
+        name = str(event.get("name", ""))
+        if name.startswith("inngest/") or self.machine.triggered_by(event):
+            return None
+        if self.store.pauses_for_event(name, self.clock()):
+            return None
+        return f"event {name} ({event.get('id')}) matched no function"
 
     async def _call(self, item: QueueItem) -> None:
         prepared = self.machine.prepare_call(item)
