@@ -1,5 +1,5 @@
 """An app for the run-control tests (CLI and browser): steps that count their calls, a step that
-fails on demand, and a long sleep to cancel.
+fails on demand, a long sleep to cancel, and a wait for an event.
 
 Counts are per run and step, so a test can prove a replayed step's code was not called again.
 """
@@ -70,4 +70,9 @@ def build_app(engine_url: str, calls: Calls) -> Any:
         await ctx.step.sleep("long-nap", "1h")
         return "awake"
 
-    return serve(client, [order, nap])
+    @client.create_function(fn_id="hold", trigger=TriggerEvent(event="ctl/hold"))
+    async def hold(ctx: Context) -> bool:
+        released = await ctx.step.wait_for_event("release", event="ctl/release", timeout="1h")
+        return released is not None
+
+    return serve(client, [order, nap, hold])

@@ -92,7 +92,7 @@ def test_invoke_of_an_unknown_function_names_the_known_ones(
 ) -> None:
     code, _, err = shop.cli(capsys, "invoke", "nope")
     assert code == 1
-    assert err == "error: no function nope (known: ctl-nap, ctl-order)\n"
+    assert err == "error: no function nope (known: ctl-hold, ctl-nap, ctl-order)\n"
 
 
 def test_cancel_by_id_prefix_stops_a_sleeping_run(
@@ -284,7 +284,7 @@ class _Lines:
         raise AssertionError(f"no line with {text!r} in: {''.join(self.seen)}")
 
 
-def test_the_live_log_tells_syncs_sync_failures_and_unmatched_events(tmp_path: Path) -> None:
+def test_the_live_log_tells_syncs_sync_failures_and_events_nothing_took(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     dead = f"http://127.0.0.1:{free_port()}"
@@ -302,13 +302,21 @@ def test_the_live_log_tells_syncs_sync_failures_and_unmatched_events(tmp_path: P
             lines = _Lines(process)
             lines.wait_for(f"apps reach this engine with INNGEST_DEV={url}")
             synced = lines.wait_for(f"synced from {here.url}")
-            assert synced.rstrip().endswith("app ctl synced from " + here.url + ": 2 functions")
+            assert synced.rstrip().endswith("app ctl synced from " + here.url + ": 3 functions")
             lines.wait_for(f"sync of {elsewhere.url}: the app answered but registered with"
                            f" another server; start it with INNGEST_DEV={url}")  # fmt: skip
             failed = lines.wait_for(f"sync of {unreachable.url} failed: HTTP 500")
             assert f"start it with INNGEST_DEV={url}" in failed
+            [held] = send(url, {"name": "ctl/hold"})
+            (run,) = poll(lambda: httpx.get(f"{url}/v1/events/{held}/runs").json()["data"], bool,
+                          what="the hold run")  # fmt: skip
+            poll(lambda: get_run(url, run["run_id"])["steps"], lambda steps: bool(steps)
+                 and steps[0]["status"] == "Waiting", what="the run to wait")  # fmt: skip
+            send(url, {"name": "ctl/release"})
+            assert wait_run(url, run["run_id"])["output"] is True
             send(url, {"name": "nobody/listens"})
             lines.wait_for("event nobody/listens (")
+            assert not [line for line in lines.seen if "event ctl/release" in line]
         finally:
             process.terminate()
             process.wait(10)

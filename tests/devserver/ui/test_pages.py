@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -80,3 +81,17 @@ def test_the_runs_page_pages_with_a_cursor(synced: str) -> None:
     listed = re.findall(r'<tr data-run="([0-9A-Z]{26})"', first + second)
     assert sorted(listed) == sorted(ids)
     assert len(set(listed)) == 3
+
+
+def test_an_app_whose_sync_failed_shows_the_reason_on_the_apps_page(engine: EngineThread) -> None:
+    dead = "http://127.0.0.1:9/api/inngest"
+    assert httpx.post(engine.url + "/fn/sync", params={"url": dead}).status_code == 502
+    (app,) = httpx.get(engine.url + "/v1/apps").json()["data"]
+    assert app["url"] == dead
+    assert app["status"] == "failed"
+    assert app["error"].startswith("cannot reach the app (ConnectError")
+    page = httpx.get(engine.url + "/apps").text
+    assert "cannot reach the app (ConnectError" in page
+    resync = re.search(r'data-post="/fn/sync\?url=([^"]+)"', page)
+    assert resync is not None
+    assert unquote(resync.group(1)) == dead
