@@ -10,20 +10,22 @@ by calling; ``adrive`` by awaiting. Neither holds any logic of its own (the sans
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeAlias, TypeVar
 
 from inngest_mw import _bridge
 
 __all__ = [
     "Await",
-    "CallWrap",
     "Effect",
     "Flow",
     "InThread",
     "Invoke",
     "OnPath",
+    "Resume",
     "adrive",
     "drive",
 ]
@@ -96,6 +98,39 @@ class Await(Effect):
         return await self.coro
 
 
+class Resume(Effect):
+    """The rest of a coroutine that was started eagerly and is waiting on ``pending``.
+
+    Async face only (see ``pipeline._eager``): the awaiting task waits for what the coroutine
+    waits for and resumes it, as the task running it would have.
+    """
+
+    __slots__ = ("coro", "pending")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
+        self.coro = coro
+        self.pending = pending
+
+    def run(self) -> Any:
+        raise AssertionError("an eagerly started coroutine is resumed on the event loop only")
+
+    async def arun(self) -> Any:
+        coro, pending = self.coro, self.pending
+        while True:
+            if pending is None:
+                await asyncio.sleep(0)  # a bare yield: give the loop one turn
+            elif isinstance(pending, asyncio.Future):
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await pending  # its outcome is read by the coroutine itself
+            else:
+                coro.close()
+                raise RuntimeError(f"an async hook awaited {pending!r}, which is not asyncio's")
+            try:
+                pending = coro.send(None)
+            except StopIteration as stop:
+                return stop.value
+
+
 class Invoke(Effect):
     """Call user code (a handler, a step's function, a parallel branch) that may return an awaitable."""
 
@@ -128,39 +163,6 @@ class InThread(Effect):
 
     async def arun(self) -> Any:
         return await _bridge.run_in_thread(drive, self.flow)
-
-
-class CallWrap(Effect):
-    """Call one wrap hook ``fn(call_next, arg)``; ``call_next`` runs the flow of the layers inside.
-
-    A hook of the other colour is bridged once, and the layers inside it stay on its side: a sync
-    hook on the async face runs in a worker thread and drives the rest from there (a stack of sync
-    hooks shares one thread); an async hook on the sync face runs on the loop. ``OnPath`` brings
-    the innermost flow back to the colour of the function.
-    """
-
-    __slots__ = ("arg", "fn", "is_async", "rest")
-
-    def __init__(
-        self, fn: Callable[..., Any], is_async: bool, rest: Callable[[], Flow[Any]], arg: Any
-    ) -> None:
-        self.fn = fn
-        self.is_async = is_async
-        self.rest = rest
-        self.arg = arg
-
-    def run(self) -> Any:
-        rest = self.rest
-        if not self.is_async:
-            return self.fn(lambda: drive(rest()), self.arg)
-        return _bridge.run_coroutine(self.fn(lambda: adrive(rest()), self.arg))
-
-    async def arun(self) -> Any:
-        rest = self.rest
-        if self.is_async:
-            result: Awaitable[Any] = self.fn(lambda: adrive(rest()), self.arg)
-            return await result
-        return await _bridge.run_in_thread(self.fn, lambda: drive(rest()), self.arg)
 
 
 class OnPath(Effect):

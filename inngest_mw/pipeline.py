@@ -15,9 +15,20 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Final, ParamSpec, TypeAlias, TypeVar, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Final,
+    NoReturn,
+    ParamSpec,
+    TypeAlias,
+    TypeVar,
+    cast,
+)
 
-from inngest_mw._drive import Await, CallWrap, Flow, OnPath
+from inngest_mw import _bridge
+from inngest_mw._drive import Await, Effect, Flow, OnPath, Resume
 from inngest_mw.errors import (
     ConfigError,
     MiddlewareError,
@@ -362,40 +373,117 @@ class HookTable:
         return spec in self.hooks
 
     def call(self, spec: HookSpec[P, R], *args: P.args, **kwargs: P.kwargs) -> Flow[R | None]:
-        """A forward/reversed chain; the last non-``None`` result is the chain's result."""
-        chain = self.hooks.get(spec, ())
-        result: Any = None
-        for fn, is_async, label in chain:
-            try:
-                value = fn(*args)
-                if is_async:
-                    value = yield Await(value)
-            except _PASS_THROUGH:
-                raise
-            except Exception as exc:
-                raise _hook_error(label, spec.name, exc) from exc
-            if value is not None:
-                result = value
-                if spec.chains:
-                    args = (value, *args[1:])  # type: ignore[assignment]
-        return cast("R | None", result)
+        """A forward/reversed chain; the last non-``None`` result is the chain's result.
+
+        Hooks that finish without waiting run right here, so a chain of them yields no effect;
+        the flow is entered only at the first hook that must wait.
+        """
+        return self._chain(spec, self.hooks.get(spec, ()), 0, args, None, False)
 
     def observe(self, spec: HookSpec[P, None], *args: P.args, **kwargs: P.kwargs) -> Flow[None]:
         """An observer chain: an exception is logged and never changes the run."""
-        for fn, is_async, label in self.hooks.get(spec, ()):
+        return self._chain(spec, self.hooks.get(spec, ()), 0, args, None, True)
+
+    def _chain(
+        self,
+        spec: HookSpec[..., Any],
+        chain: Sequence[Hook],
+        start: int,
+        args: tuple[Any, ...],
+        result: Any,
+        observer: bool,
+    ) -> Flow[Any]:
+        for i in range(start, len(chain)):
+            fn, is_async, label = chain[i]
             try:
                 value = fn(*args)
                 if is_async:
-                    yield Await(value)
-            except Exception:
-                _log.exception("inngest-mw: middleware %s.%s raised; ignored", label, spec.name)
+                    value, waiting = _eager(value, self.async_path)
+                    if waiting is not _DONE:
+                        return self._waiting(spec, chain, i, args, result, observer, waiting)
+            except Exception as exc:
+                _failed(spec, label, exc, observer)
+                continue
+            if value is not None and not observer:
+                result = value
+                if spec.chains:
+                    args = (value, *args[1:])
+        return cast("Flow[Any]", _Result(result))
+
+    def _waiting(
+        self,
+        spec: HookSpec[..., Any],
+        chain: Sequence[Hook],
+        i: int,
+        args: tuple[Any, ...],
+        result: Any,
+        observer: bool,
+        waiting: Effect,
+    ) -> Flow[Any]:
+        """The rest of a chain whose hook ``i`` must wait: wait for it, then carry on."""
+        try:
+            value = yield waiting
+        except Exception as exc:
+            _failed(spec, chain[i][2], exc, observer)
+            value = None
+        if value is not None and not observer:
+            result = value
+            if spec.chains:
+                args = (value, *args[1:])
+        return (yield from self._chain(spec, chain, i + 1, args, result, observer))
 
     def wrap(self, spec: HookSpec[[A], Any], arg: A, innermost: Callable[[], Flow[T]]) -> Flow[T]:
         """Run ``innermost`` inside the onion of ``spec`` (first registered outermost)."""
         chain = self.hooks.get(spec)
         if chain is None:
             return (yield from innermost())
-        return (yield from _layer(chain, 0, spec.name, arg, innermost, self.async_path))
+        value: T = yield _Onion(chain, spec.name, arg, innermost, self.async_path)
+        return value
+
+
+def _failed(spec: HookSpec[..., Any], label: str, exc: Exception, observer: bool) -> None:
+    """An observer's exception is logged and ignored; any other hook's fails the chain."""
+    if observer:
+        _log.exception("inngest-mw: middleware %s.%s raised; ignored", label, spec.name)
+        return
+    if isinstance(exc, _PASS_THROUGH):
+        raise exc
+    raise _hook_error(label, spec.name, exc) from exc
+
+
+class _Result:
+    """A flow that is already over: ``yield from`` it gives ``value`` without yielding."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __iter__(self) -> _Result:
+        return self
+
+    def __next__(self) -> NoReturn:
+        raise StopIteration(self.value)
+
+
+_DONE: Final = object()
+
+
+def _eager(coro: Any, async_path: bool) -> tuple[Any, Any]:
+    """Start an async hook's coroutine; ``(result, _DONE)`` if it finished without waiting, else
+    ``(None, effect)`` with the effect that waits for the rest of it.
+
+    Only on the async path, whose chains always run on the event loop's thread: there the first
+    steps of the coroutine run as they would in the awaiting task. On the sync path the coroutine
+    goes to the loop whole.
+    """
+    if not async_path:
+        return None, Await(coro)
+    try:
+        pending = coro.send(None)
+    except StopIteration as stop:
+        return stop.value, _DONE
+    return None, Resume(coro, pending)
 
 
 def _hook_error(label: str, hook: str, exc: Exception) -> MiddlewareError:
@@ -423,31 +511,67 @@ def _own_error(exc: Exception) -> bool:
     return cause is None or not getattr(cause, _INNER, False)
 
 
-def _layer(
-    chain: list[Hook],
-    i: int,
-    hook: str,
-    arg: Any,
-    innermost: Callable[[], Flow[T]],
-    async_path: bool,
-) -> Flow[T]:
-    """Layer ``i`` of an onion: the hook gets a ``call_next`` that runs the layers inside it."""
-    if i == len(chain):
+class _Onion(Effect):
+    """A wrap hook's chain around the innermost flow, run by whichever face reaches it.
+
+    Layers of the face's colour call each other directly (``call_next`` is the next layer); a layer
+    of the other colour is bridged once (a sync hook on the async face runs in a worker thread, an
+    async hook on the sync face on the loop) and the layers inside it continue on its side. The
+    innermost flow then runs on the face of the function's colour (``OnPath``).
+    """
+
+    __slots__ = ("arg", "async_path", "chain", "hook", "innermost")
+
+    def __init__(
+        self,
+        chain: list[Hook],
+        hook: str,
+        arg: Any,
+        innermost: Callable[[], Flow[Any]],
+        async_path: bool,
+    ) -> None:
+        self.chain, self.hook, self.arg = chain, hook, arg
+        self.innermost, self.async_path = innermost, async_path
+
+    def run(self) -> Any:
+        return self._sync(0)
+
+    async def arun(self) -> Any:
+        return await self._async(0)
+
+    def _sync(self, i: int) -> Any:
+        if i == len(self.chain):
+            try:
+                return OnPath(self.innermost(), self.async_path).run()
+            except BaseException as exc:
+                mark_inner(exc)
+                raise
+        fn, is_async, label = self.chain[i]
+        if is_async:
+            return _bridge.run_coroutine(self._async(i))
         try:
-            value: T = yield OnPath(innermost(), async_path)
-            return value
-        except BaseException as exc:
-            mark_inner(exc)
+            return fn(functools.partial(self._sync, i + 1), self.arg)
+        except Exception as exc:
+            if _own_error(exc):
+                raise _hook_error(label, self.hook, exc) from exc
             raise
-    fn, is_async, label = chain[i]
-    rest = functools.partial(_layer, chain, i + 1, hook, arg, innermost, async_path)
-    try:
-        result: T = yield CallWrap(fn, is_async, rest, arg)
-        return result
-    except Exception as exc:
-        if _own_error(exc):
-            raise _hook_error(label, hook, exc) from exc
-        raise
+
+    async def _async(self, i: int) -> Any:
+        if i == len(self.chain):
+            try:
+                return await OnPath(self.innermost(), self.async_path).arun()
+            except BaseException as exc:
+                mark_inner(exc)
+                raise
+        fn, is_async, label = self.chain[i]
+        if not is_async:
+            return await _bridge.run_in_thread(self._sync, i)
+        try:
+            return await fn(functools.partial(self._async, i + 1), self.arg)
+        except Exception as exc:
+            if _own_error(exc):
+                raise _hook_error(label, self.hook, exc) from exc
+            raise
 
 
 class PipelineSpec:

@@ -226,19 +226,16 @@ class _StepBase:
         step_id: str,
         options: dict[str, Any] | None,
         args: Sequence[Any],
-        handler: Callable[..., Any] | None,
         output_type: object,
-        gate: Gate | None = None,
-    ) -> _Replayed | Flow[Any]:
-        """A replayed step's value when no hook needs to see it, else the step's flow."""
+    ) -> _Replayed | tuple[StepInfo, Memo | None]:
+        """A replayed step's value when no hook needs to see it, else what its flow needs."""
         self._check_not_nested()
         core = self._core
         hashed, index = self._resolve(step_id)
         memo = core.take(hashed)
         if memo is not None and not self._hooks.step_hooks and (core.memos or core.boundary_done):
             return _Replayed(self._memo_value(kind, memo, output_type))
-        info = self._make_info(kind, step_id, hashed, index, options, args, memo is not None)
-        return self._flow(info, memo, handler, output_type, gate)
+        return self._make_info(kind, step_id, hashed, index, options, args, memo is not None), memo
 
     def _flow(
         self,
@@ -405,17 +402,19 @@ class Step(_StepBase):
         handler: Callable[..., Any] | None,
         output_type: object,
     ) -> Any:
+        begun = self._begin(kind, step_id, options, args, output_type)
+        if type(begun) is _Replayed:
+            return begun.value
+        info, memo = cast("tuple[StepInfo, Memo | None]", begun)
         core = self._core
         task = asyncio.current_task()
         if task is core.main_task or core.main_task is None or core.parallel_depth:
-            flow = self._begin(kind, step_id, options, args, handler, output_type)
-            return flow.value if type(flow) is _Replayed else await adrive(cast("Flow[Any]", flow))
+            return await adrive(self._flow(info, memo, handler, output_type, None))
         if core.gather is None:
             core.gather = GatherState()
         gate = Gate(core.gather, cast("asyncio.Task[Any]", task))
         try:
-            flow = self._begin(kind, step_id, options, args, handler, output_type, gate)
-            return flow.value if type(flow) is _Replayed else await adrive(cast("Flow[Any]", flow))
+            return await adrive(self._flow(info, memo, handler, output_type, gate))
         finally:
             gate.close()
 
@@ -518,10 +517,11 @@ class StepSync(_StepBase):
         handler: Callable[..., Any] | None,
         output_type: object,
     ) -> Any:
-        flow = self._begin(kind, step_id, options, args, handler, output_type)
-        if type(flow) is _Replayed:
-            return flow.value
-        return drive(cast("Flow[Any]", flow))
+        begun = self._begin(kind, step_id, options, args, output_type)
+        if type(begun) is _Replayed:
+            return begun.value
+        info, memo = cast("tuple[StepInfo, Memo | None]", begun)
+        return drive(self._flow(info, memo, handler, output_type, None))
 
 
 def _boundary(hooks: HookTable) -> Flow[None]:
