@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 
 from inngest_mw import _bridge
 
@@ -49,38 +49,53 @@ Flow: TypeAlias = Generator[Effect, Any, T]
 """A piece of control flow: yields effects, receives their results, returns its value."""
 
 
+class _Cursor:
+    """Where a flow stands: what to send into it next (a value or an exception) and its result."""
+
+    __slots__ = ("error", "flow", "result", "value")
+
+    def __init__(self, flow: Flow[Any]) -> None:
+        self.flow = flow
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.result: Any = None
+
+    def next(self) -> Effect | None:
+        """The flow's next effect, or ``None`` once it has returned (its value in ``result``)."""
+        try:
+            if self.error is None:
+                return self.flow.send(self.value)
+            return self.flow.throw(self.error)
+        except StopIteration as stop:
+            self.result = stop.value
+            return None
+        finally:
+            self.error = None  # no frame -> exception -> traceback -> frame cycle
+
+    def fail(self, exc: BaseException) -> None:
+        self.value, self.error = None, exc
+
+
 def drive(flow: Flow[T]) -> T:
     """Run ``flow`` to its end from sync code."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
+    cursor = _Cursor(flow)
+    while (effect := cursor.next()) is not None:
         try:
-            effect = flow.send(value) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        finally:
-            error = None  # no frame -> exception -> traceback -> frame cycle
-        try:
-            value = effect.run()
+            cursor.value = effect.run()
         except BaseException as exc:
-            value, error = None, exc
+            cursor.fail(exc)
+    return cast(T, cursor.result)
 
 
 async def adrive(flow: Flow[T]) -> T:
-    """Run ``flow`` to its end from async code (the same loop as ``drive``, awaiting effects)."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
+    """Run ``flow`` to its end from async code: the same loop, awaiting each effect."""
+    cursor = _Cursor(flow)
+    while (effect := cursor.next()) is not None:
         try:
-            effect = flow.send(value) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        finally:
-            error = None
-        try:
-            value = await effect.arun()
+            cursor.value = await effect.arun()
         except BaseException as exc:
-            value, error = None, exc
+            cursor.fail(exc)
+    return cast(T, cursor.result)
 
 
 class Await(Effect):

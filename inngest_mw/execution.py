@@ -1,8 +1,8 @@
 """One call request through the pipeline: build the context, run the handler, collect the outcome.
 
-The sequence (docs/ARCHITECTURE.md) is one flow, ``request_flow``; ``execute`` awaits it and
-``execute_sync`` runs it. They differ only in the context they build (``Context`` with async step
-tools, or ``ContextSync``).
+The sequence (docs/ARCHITECTURE.md) is one flow, ``request_flow``, that the handler and the testing
+toolkit run with ``_drive.drive`` (sync functions) or ``_drive.adrive`` (async functions); the colour
+only picks the context it builds (``Context`` with async step tools, or ``ContextSync``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pydantic
 
 from inngest_mw import serializer as _ser
 from inngest_mw._const import MAX_STEPS_PER_RUN, UNSPECIFIED_STEP_ID
-from inngest_mw._drive import Effect, Flow, adrive, drive
+from inngest_mw._drive import Effect, Flow
 from inngest_mw.context import Context, ContextSync
 from inngest_mw.errors import Error, NonRetriableError, is_final
 from inngest_mw.event import Event
@@ -45,8 +45,6 @@ __all__ = [
     "BodyError",
     "CallRequest",
     "CallResult",
-    "execute",
-    "execute_sync",
     "parse_call",
     "request_flow",
 ]
@@ -311,27 +309,3 @@ def request_flow(
     if hooks.has(HOOKS.BEFORE_RESPONSE):
         yield from hooks.call(HOOKS.BEFORE_RESPONSE)
     return out
-
-
-async def execute(
-    client: Inngest,
-    fn: Function[Any],
-    handler: Handler,
-    call: CallRequest,
-    hooks: HookTable,
-    meta: RequestMeta,
-) -> CallResult:
-    """Run an async handler for one call request."""
-    return await adrive(request_flow(client, fn, handler, call, hooks, meta, async_path=True))
-
-
-def execute_sync(
-    client: Inngest,
-    fn: Function[Any],
-    handler: Handler,
-    call: CallRequest,
-    hooks: HookTable,
-    meta: RequestMeta,
-) -> CallResult:
-    """Run a sync handler for one call request."""
-    return drive(request_flow(client, fn, handler, call, hooks, meta, async_path=False))

@@ -17,17 +17,26 @@ import itertools
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 
+from inngest_mw._drive import adrive, drive
 from inngest_mw.client import Inngest
 from inngest_mw.errors import Error
 from inngest_mw.event import Event
-from inngest_mw.execution import CallRequest, CallResult, RequestMeta, execute, execute_sync
+from inngest_mw.execution import CallRequest, CallResult, RequestMeta, request_flow
 from inngest_mw.function import Function, Handler
 from inngest_mw.memo import Opcode, parse_memos, serialize_error
 from inngest_mw.pipeline import HookTable, MiddlewareSync, StepInfo, mark_inner
 
-__all__ = ["TIMEOUT", "StepRecord", "TestRun", "UnmockedStepError", "run", "run_sync"]
+__all__ = [
+    "TIMEOUT",
+    "RunOptions",
+    "StepRecord",
+    "TestRun",
+    "UnmockedStepError",
+    "run",
+    "run_sync",
+]
 
 
 class _Timeout:
@@ -417,10 +426,11 @@ async def _run(
     driver = _Driver(fn, handler, batch, state, client, max_attempts, run_id)
     while True:
         call, hooks, meta, attempt = driver.request()
+        flow = request_flow(client, fn, handler, call, hooks, meta, async_path=fn.is_async)
         if fn.is_async:
-            out = await execute(client, fn, handler, call, hooks, meta)
+            out = await adrive(flow)
         else:
-            out = await asyncio.to_thread(execute_sync, client, fn, handler, call, hooks, meta)
+            out = await asyncio.to_thread(drive, flow)
         if driver.settle(out, attempt):
             break
     result = driver.finish()
@@ -432,20 +442,20 @@ async def _run(
     return result
 
 
-def run_sync(
-    fn: Function[Any],
-    *,
-    event: Event | Mapping[str, Any] | None = None,
-    events: Sequence[Event | Mapping[str, Any]] | None = None,
-    mocks: Mapping[str, object] | None = None,
-    attempts: int | None = None,
-    client: Inngest | None = None,
-    run_id: str = "01TESTRUN0000000000000000",
-) -> TestRun:
-    """Blocking ``run``; usable from plain (non-async) tests, even while a loop is running."""
-    coro = run(
-        fn, event=event, events=events, mocks=mocks, attempts=attempts, client=client, run_id=run_id
-    )
+class RunOptions(TypedDict, total=False):
+    """The keyword arguments of ``run``, which ``run_sync`` takes too."""
+
+    event: Event | Mapping[str, Any] | None
+    events: Sequence[Event | Mapping[str, Any]] | None
+    mocks: Mapping[str, object] | None
+    attempts: int | None
+    client: Inngest | None
+    run_id: str
+
+
+def run_sync(fn: Function[Any], **options: Unpack[RunOptions]) -> TestRun:
+    """Blocking ``run`` (same arguments); usable from plain tests, even while a loop is running."""
+    coro = run(fn, **options)
     try:
         asyncio.get_running_loop()
         running = True

@@ -312,10 +312,12 @@ def test_missing_injected_value_names_the_key() -> None:
     def k(ctx: ContextSync) -> Any:
         return ctx.get(ctx_key, 7)
 
-    from inngest_mw.execution import RequestMeta, execute_sync, parse_call
+    from inngest_mw._drive import drive
+    from inngest_mw.execution import RequestMeta, parse_call, request_flow
     from inngest_mw.pipeline import HookTable
 
-    out = execute_sync(client, k, k.handler, parse_call(call_body()), HookTable([]), RequestMeta())
+    call, meta = parse_call(call_body()), RequestMeta()
+    out = drive(request_flow(client, k, k.handler, call, HookTable([]), meta, async_path=False))
     assert out.output == 7
     ctx = inngest_mw.ContextSync(
         event=Event(name="e"),
