@@ -23,19 +23,28 @@ from inngest_mw.config import (
     TriggerEvent,
 )
 from inngest_mw.context import Context, ContextKey, ContextSync
-from inngest_mw.errors import NonRetriableError, RetryAfterError, SendEventsError, StepError
+from inngest_mw.errors import (
+    ConfigError,
+    Error,
+    NonRetriableError,
+    RetryAfterError,
+    SendEventsError,
+    StepError,
+)
 from inngest_mw.event import Event, SendEventsResult
 from inngest_mw.function import Function
 from inngest_mw.handler import CommHandler, CommRequest, CommResponse, resolve_serve_path
-from inngest_mw.memo import StepMemos
+from inngest_mw.memo import Memo, StepMemos
 from inngest_mw.pipeline import (
     Middleware,
+    MiddlewareFactory,
     MiddlewareSync,
     StepInfo,
     TransformOutputResult,
 )
 from inngest_mw.serializer import PydanticSerializer, Serializer
 from inngest_mw.step import Group, GroupSync, Step, StepSync
+from inngest_mw.wire import Opcode
 
 __version__ = VERSION
 
@@ -49,18 +58,23 @@ __all__ = [
     "CommRequest",
     "CommResponse",
     "Concurrency",
+    "ConfigError",
     "Context",
     "ContextKey",
     "ContextSync",
     "Debounce",
+    "Error",
     "Event",
     "Function",
     "Group",
     "GroupSync",
     "Inngest",
+    "Memo",
     "Middleware",
+    "MiddlewareFactory",
     "MiddlewareSync",
     "NonRetriableError",
+    "Opcode",
     "Priority",
     "PydanticSerializer",
     "RateLimit",

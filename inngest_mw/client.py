@@ -22,6 +22,7 @@ from typing import Any, TypeVar, overload
 
 import httpx
 
+from inngest_mw import serializer as _ser
 from inngest_mw import signature
 from inngest_mw._const import (
     DEV_EVENT_KEY,
@@ -137,6 +138,10 @@ class Inngest:
     @property
     def env(self) -> str | None:
         return self.settings.env
+
+    def serialize(self, value: object) -> object:
+        """``value`` in the JSON-ready form this client's serializer gives step outputs."""
+        return _ser.encode(self, value)
 
     def add_middleware(self, middleware: MiddlewareFactory) -> None:
         self.middleware = self.middleware + PipelineSpec([middleware])

@@ -23,19 +23,11 @@ from inngest_mw.errors import Error, NonRetriableError, is_final
 from inngest_mw.event import Event
 from inngest_mw.gather import release
 from inngest_mw.hooks import HOOKS
-from inngest_mw.memo import (
-    Memo,
-    Op,
-    PlannedInterrupt,
-    ResponseInterrupt,
-    SkipInterrupt,
-    StepCore,
-    StepMemos,
-    parse_memos,
-    serialize_error,
-)
+from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt, SkipInterrupt
+from inngest_mw.memo import Memo, StepCore, StepMemos, parse_memos
 from inngest_mw.pipeline import EMPTY, HookTable, OutputStep, TransformOutputResult
 from inngest_mw.step import Group, GroupSync, Step, StepSync, _boundary
+from inngest_mw.wire import Op, serialize_error
 
 if TYPE_CHECKING:
     from inngest_mw.client import Inngest

@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from inngest_mw.memo import Decision, ResponseInterrupt
+from inngest_mw.interrupts import ResponseInterrupt
+from inngest_mw.memo import Decision
 
 if TYPE_CHECKING:
-    from inngest_mw.memo import Op
     from inngest_mw.pipeline import StepInfo
+    from inngest_mw.wire import Op
 
 __all__ = ["Gate", "GatherState", "release"]
 

@@ -1,8 +1,9 @@
-"""The I/O-free step engine shared by the async and sync step faces (the sans-I/O pattern of h11).
+"""One request's memoized steps and the decision for each step call (no I/O, no colour).
 
-It owns one request's memo table (keyed by hashed step ID; O(1) lookup and consume), the counter
-that suffixes repeated IDs, and the decision for each step call: return the memoized value, run
-the step now, plan it, report its opcode, or skip it because another step is targeted.
+It owns the memo table (keyed by hashed step ID; O(1) lookup and consume), the counter that
+suffixes repeated IDs, and the decision for each step call: return the memoized value, run the
+step now, plan it, report its opcode, or skip it because another step is targeted. The opcodes a
+response carries are in ``wire.py``, the interrupts that end a handler early in ``interrupts.py``.
 """
 
 from __future__ import annotations
@@ -11,61 +12,32 @@ import enum
 import functools
 import hashlib
 import logging
-import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt
+from inngest_mw.wire import Op
+
 __all__ = [
     "Decision",
     "Memo",
-    "Op",
-    "Opcode",
-    "PlannedInterrupt",
-    "ResponseInterrupt",
-    "SkipInterrupt",
     "StepCore",
     "StepMemos",
     "hash_step_id",
     "parse_memos",
-    "serialize_error",
 ]
 
 _log = logging.getLogger("inngest_mw")
 
 
-class Opcode:
-    STEP_RUN: Final = "StepRun"
-    STEP_ERROR: Final = "StepError"
-    STEP_FAILED: Final = "StepFailed"
-    STEP_PLANNED: Final = "StepPlanned"
-    SLEEP: Final = "Sleep"
-    WAIT_FOR_EVENT: Final = "WaitForEvent"
-    INVOKE: Final = "InvokeFunction"
-
-
 RUN_KINDS: Final = frozenset({"run", "send_event"})
-_NO_DATA: Final = object()
 
 
 @functools.lru_cache(maxsize=8192)
 def hash_step_id(step_id: str) -> str:
     """Lowercase hex SHA-1 of the user-facing step ID, identical across Inngest SDKs."""
     return hashlib.sha1(step_id.encode()).hexdigest()
-
-
-def serialize_error(exc: BaseException) -> dict[str, Any]:
-    """``{name, message, stack}`` as the protocol carries errors."""
-    name = getattr(exc, "name", None)
-    if not isinstance(name, str) or not name:
-        name = type(exc).__name__
-    message = getattr(exc, "message", None)
-    if not isinstance(message, str):
-        message = str(exc)
-    stack = getattr(exc, "stack", None)
-    if not isinstance(stack, str):
-        stack = "".join(traceback.format_exception(exc)).rstrip()
-    return {"name": name, "message": message, "stack": stack}
 
 
 @dataclass(slots=True)
@@ -128,63 +100,6 @@ def parse_memos(raw: object) -> dict[str, Memo]:
                 continue
         table[key] = Memo(data=value)
     return table
-
-
-@dataclass(slots=True)
-class Op:
-    """One opcode of a 206 response."""
-
-    op: str
-    hashed_id: str
-    user_id: str
-    index: int
-    name: str
-    display_name: str
-    opts: dict[str, Any] | None = None
-    data: Any = _NO_DATA
-    error: dict[str, Any] | None = None
-    exception: BaseException | None = None
-
-    @property
-    def has_data(self) -> bool:
-        return self.data is not _NO_DATA
-
-    def fail(self, error: dict[str, Any]) -> None:
-        """Report this step as failed for good instead (e.g. its output broke a protocol limit)."""
-        self.op, self.data, self.error = Opcode.STEP_FAILED, _NO_DATA, error
-
-    def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.hashed_id,
-            "op": self.op,
-            "name": self.name,
-            "displayName": self.display_name,
-            "userland": {"id": self.user_id, "index": self.index},
-        }
-        if self.opts is not None:
-            out["opts"] = self.opts
-        if self.data is not _NO_DATA:
-            out["data"] = self.data
-        if self.error is not None:
-            out["error"] = self.error
-        return out
-
-
-class _Interrupt(BaseException):
-    """Control flow of the step engine; derives from BaseException so ``except Exception`` in user
-    code cannot swallow it."""
-
-
-class ResponseInterrupt(_Interrupt):
-    """The request is over: respond with the ops collected on the ``StepCore``."""
-
-
-class PlannedInterrupt(_Interrupt):
-    """A parallel branch reached a new step; the group collects it and moves to the next branch."""
-
-
-class SkipInterrupt(_Interrupt):
-    """A new step that is not the targeted one; the branch stops here."""
 
 
 class Decision(enum.Enum):
@@ -258,6 +173,6 @@ class StepCore:
     def add(self, op: Op) -> None:
         self.ops.append(op)
 
-    def interrupt_for_new_step(self) -> _Interrupt:
+    def interrupt_for_new_step(self) -> PlannedInterrupt | ResponseInterrupt:
         """The interrupt to raise after planning/reporting a step: collected inside parallel."""
         return PlannedInterrupt() if self.parallel_depth else ResponseInterrupt()

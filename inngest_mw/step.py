@@ -23,18 +23,10 @@ from inngest_mw.errors import NonRetriableError, RetryAfterError, StepError, is_
 from inngest_mw.event import Event
 from inngest_mw.gather import Gate, GatherState
 from inngest_mw.hooks import HOOKS
-from inngest_mw.memo import (
-    Decision,
-    Memo,
-    Op,
-    Opcode,
-    PlannedInterrupt,
-    ResponseInterrupt,
-    SkipInterrupt,
-    StepCore,
-    serialize_error,
-)
+from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt, SkipInterrupt
+from inngest_mw.memo import Decision, Memo, StepCore
 from inngest_mw.pipeline import HookTable, StepInfo
+from inngest_mw.wire import Op, Opcode, serialize_error
 
 if TYPE_CHECKING:
     from inngest_mw.client import Inngest
@@ -102,7 +94,7 @@ class _StepBase:
             step_id, hashed, kind, index, step_id, options or {}, list(args), self.attempt, memoized
         )
 
-    def _op(self, info: StepInfo, op: str, name: str, opts: dict[str, Any] | None) -> Op:
+    def _op(self, info: StepInfo, op: Opcode, name: str, opts: dict[str, Any] | None) -> Op:
         return Op(
             op=op,
             hashed_id=info.hashed_id,

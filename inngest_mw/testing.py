@@ -25,8 +25,9 @@ from inngest_mw.errors import Error
 from inngest_mw.event import Event
 from inngest_mw.execution import CallRequest, CallResult, RequestMeta, request_flow
 from inngest_mw.function import Function, Handler
-from inngest_mw.memo import Opcode, parse_memos, serialize_error
+from inngest_mw.memo import parse_memos
 from inngest_mw.pipeline import HookTable, MiddlewareSync, StepInfo, mark_inner
+from inngest_mw.wire import Opcode, serialize_error
 
 __all__ = [
     "TIMEOUT",
@@ -273,7 +274,7 @@ class _Driver:
 
     def _apply(
         self,
-        kind: str,
+        kind: Opcode,
         hashed: str,
         user_id: str,
         data: Any,
@@ -299,7 +300,7 @@ class _Driver:
         else:
             self._resolve_external(kind, hashed, user_id)
 
-    def _resolve_external(self, kind: str, hashed: str, user_id: str) -> None:
+    def _resolve_external(self, kind: Opcode, hashed: str, user_id: str) -> None:
         """Sleeps, waits and invokes: what the server would have done, from the mocks."""
         step_kind = {
             Opcode.SLEEP: "sleep",

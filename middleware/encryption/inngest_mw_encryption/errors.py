@@ -4,7 +4,7 @@ server as a run's error."""
 
 from __future__ import annotations
 
-from inngest_mw.errors import Error
+from inngest_mw import Error
 
 __all__ = ["DecryptionError", "EncryptionError"]
 

@@ -13,18 +13,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from inngest_mw import MiddlewareSync, serializer
-from inngest_mw.errors import ConfigError
-from inngest_mw.memo import Opcode
+from inngest_mw import ConfigError, MiddlewareSync, Opcode
 from inngest_mw_encryption import _marker
 from inngest_mw_encryption._codec import Codec
 from inngest_mw_encryption.errors import DecryptionError
 from inngest_mw_encryption.strategy import EncryptionStrategy, LibsodiumStrategy
 
 if TYPE_CHECKING:
-    from inngest_mw import Context, ContextSync, Event, Function, Inngest
-    from inngest_mw.memo import Memo, StepMemos
-    from inngest_mw.pipeline import MiddlewareFactory, StepInfo, TransformOutputResult
+    from inngest_mw import (
+        Context,
+        ContextSync,
+        Event,
+        Function,
+        Inngest,
+        Memo,
+        MiddlewareFactory,
+        StepInfo,
+        StepMemos,
+        TransformOutputResult,
+    )
 
 __all__ = ["EncryptionMiddleware", "EncryptionSettings"]
 
@@ -182,7 +189,7 @@ class EncryptionMiddleware(MiddlewareSync):
 
     def _seal(self, value: object, what: str) -> object:
         try:
-            ready = serializer.encode(self.client, value)
+            ready = self.client.serialize(value)
         except Exception:
             # Not JSON-serializable: the SDK reports that itself, naming the step or function.
             return value

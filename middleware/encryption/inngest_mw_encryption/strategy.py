@@ -18,7 +18,7 @@ import nacl.exceptions
 import nacl.hash
 import nacl.secret
 
-from inngest_mw.errors import ConfigError
+from inngest_mw import ConfigError
 from inngest_mw_encryption.errors import DecryptionError
 
 __all__ = ["EncryptionStrategy", "LibsodiumStrategy", "derive_key"]

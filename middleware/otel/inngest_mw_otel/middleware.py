@@ -35,11 +35,11 @@ if TYPE_CHECKING:
         Event,
         Function,
         Inngest,
+        MiddlewareFactory,
         StepInfo,
         StepMemos,
         TransformOutputResult,
     )
-    from inngest_mw.pipeline import MiddlewareFactory
 
 __all__ = ["OTelMiddleware"]
 
