@@ -12,8 +12,7 @@ data the test applies, never silent:
   to every reply; each case names the others it expects, and the test checks that each named
   difference is still present (so the list cannot go stale).
 
-Section numbers in the reasons refer to the protocol report (shared/reference/inngest-protocol.md);
-the official SDK's behaviour is described in shared/reference/inngest-python-sdk.md §3.7-3.9.
+The reasons state the Inngest server's behaviour that makes each difference safe.
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ UNKNOWN_STEP = "0" * 40
 
 def reply_of(res: httpx.Response) -> Reply:
     """``Retry-After`` is reduced to its presence: its format is each SDK's own (an ISO date from
-    the official SDK, delta-seconds from us; the server reads both, §1.9), checked separately."""
+    the official SDK, delta-seconds from us; the server reads both), checked separately."""
     return {
         "status": res.status_code,
         "no_retry": res.headers.get("x-inngest-no-retry"),
@@ -88,7 +87,7 @@ def _drop_stacks(reply: Reply) -> Reply:
 NORMALIZE: dict[str, tuple[str, Transform]] = {
     "error-stack": (
         "An error's stack is the traceback through each SDK's own frames; the protocol only "
-        "requires name and message to match (protocol §1.14), so stacks are dropped on both sides.",
+        "requires name and message to match, so stacks are dropped on both sides.",
         _drop_stacks,
     ),
 }
@@ -256,7 +255,7 @@ DIFFERENCES: dict[str, Difference] = {
     ),
     "official-error-code": Difference(
         "Official error objects carry the SDK-internal `code`; ours are "
-        "`{name, message, stack}` as the protocol defines (§1.9, §1.14).",
+        "`{name, message, stack}` as the protocol defines.",
         _official_error_code,
     ),
     "userland-index": Difference(
@@ -266,20 +265,20 @@ DIFFERENCES: dict[str, Difference] = {
     ),
     "explicit-no-retry-false": Difference(
         "The official SDK omits `x-inngest-no-retry` unless it is true; we always send it on 206 "
-        "and error responses (protocol §1.4: MUST be true/false on error responses). Same meaning: "
-        "the server retries when the header is absent or not 'true' (§1.9 ShouldRetry).",
+        "and error responses (MUST be true/false on error responses). Same meaning: "
+        "the server retries when the header is absent or not 'true' (its retry rule).",
         _explicit_no_retry,
     ),
     # -- named by cases ----------------------------------------------------------------------------
     "sleep-name-is-duration": Difference(
         "Official Sleep `name` is the ISO-8601 wake-up time computed from the SDK "
         "host's clock; we send the duration ('1h'), as the JS SDK does, so the op does not depend "
-        "on the host clock (the server reads either, §1.10 Sleep).",
+        "on the host clock (the server reads either).",
         _sleep_name_is_duration("1h"),
     ),
     "wait-opts-carry-event": Difference(
         "We also put the event name in `opts.event` (the server prefers it and falls "
-        "back to `name`, §1.10 WaitForEvent); the rest of opts is equal.",
+        "back to `name`); the rest of opts is equal.",
         _wait_opts_carry_event,
     ),
     "timeout-compound-format": Difference(
@@ -294,7 +293,7 @@ DIFFERENCES: dict[str, Difference] = {
     ),
     "non-retriable-is-400": Difference(
         "A NonRetriableError or an uncaught memoized StepError at function level: "
-        "official 500 + no-retry true, ours 400 + no-retry true (protocol §1.9: 4xx + no-retry "
+        "official 500 + no-retry true, ours 400 + no-retry true (4xx + no-retry "
         "for non-retriable failures, as the JS SDK answers). Retry headers are equal.",
         _non_retriable_is_400,
     ),
@@ -302,7 +301,7 @@ DIFFERENCES: dict[str, Difference] = {
         "StepFailed (a step's final attempt failed) carries `x-inngest-no-retry: true` from us, "
         "as from the JS SDK (final step failure is not retriable); the official SDK omits the "
         "header because a generic exception counts as retriable. The server ends the step either "
-        "way (StepFailed is not retried, §1.10).",
+        "way (StepFailed is not retried).",
         _step_failed_is_no_retry,
     ),
     "non-retriable-in-step-fails-the-step": Difference(
@@ -314,19 +313,19 @@ DIFFERENCES: dict[str, Difference] = {
     "retry-after-in-step-is-a-step-error": Difference(
         "RetryAfterError raised inside step.run: the official SDK re-raises it at function level "
         "(500 + Retry-After); we report a retriable StepError with Retry-After, so only the step "
-        "is retried at that time, as the JS SDK does (protocol §1.10.1 example).",
+        "is retried at that time, as the JS SDK does (example).",
         _kept_at_step_level("api", "StepError", "false"),
     ),
     "step-not-found-body": Difference(
         "A targeted step that is never reached: both answer a retriable 500. The official body is "
         "its StepUnexpectedError naming the first other step found; ours is the JS SDK's "
-        "step-not-found body `{error, requestedStep, foundSteps}` (protocol §1.10 StepNotFound).",
+        "step-not-found body `{error, requestedStep, foundSteps}` (StepNotFound).",
         _step_not_found_body(UNKNOWN_STEP),
     ),
     "handler-error-wording": Difference(
         "Errors raised by the serve handler itself (not by the function) are worded by each SDK; "
         "the values are not compared, but the keys are: the protocol's error body is "
-        "`{name, message, stack?}` (§1.9, §1.14).",
+        "`{name, message, stack?}`.",
         _handler_error_wording,
     ),
 }
@@ -671,7 +670,7 @@ def test_official_nulls_that_we_omit_are_on_the_raw_wire(pair: Pair) -> None:
 
 
 def test_retry_after_values_differ_only_in_format(pair: Pair) -> None:
-    """Official Retry-After is an ISO date, ours delta-seconds; the server reads both (§1.9)."""
+    """Official Retry-After is an ISO date, ours delta-seconds; the server reads both."""
     raw = json.dumps(call_body()).encode()
     params = {"fnId": f"{APP_ID}-retry-after-in-step", "stepId": "step"}
     theirs = pair.http.post(pair.official, params=params, content=raw).headers["retry-after"]

@@ -1,4 +1,4 @@
-"""The public surface: the names DESIGN.md promises, a sorted ``__all__``, no optional imports."""
+"""The public surface: the names the README and the architecture promise, a sorted ``__all__``, no optional imports."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import inngest_mw
 
-DESIGN_NAMES = [
+PROMISED_NAMES = [
     "Inngest",
     "Context",
     "ContextSync",
@@ -35,7 +35,7 @@ DESIGN_NAMES = [
 
 
 def test_every_public_name_of_the_design_is_exported() -> None:
-    missing = [name for name in DESIGN_NAMES if name not in inngest_mw.__all__]
+    missing = [name for name in PROMISED_NAMES if name not in inngest_mw.__all__]
     assert missing == []
     for name in inngest_mw.__all__:
         assert hasattr(inngest_mw, name), name
