@@ -116,7 +116,7 @@ class Await(Effect):
 class Resume(Effect):
     """The rest of a coroutine that was started eagerly and is waiting on ``pending``.
 
-    Async face only (see ``pipeline._eager``): the awaiting task waits for what the coroutine
+    Async face only (see ``HookTable._chain``): the awaiting task waits for what the coroutine
     waits for and resumes it, as the task running it would have.
     """
 
@@ -135,6 +135,8 @@ class Resume(Effect):
             if pending is None:
                 await asyncio.sleep(0)  # a bare yield: give the loop one turn
             elif isinstance(pending, asyncio.Future):
+                # The coroutine marked the future as awaited; as a task would, take the mark over.
+                pending._asyncio_future_blocking = False
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await pending  # its outcome is read by the coroutine itself
             else:

@@ -398,8 +398,17 @@ class HookTable:
             try:
                 value = fn(*args)
                 if is_async:
-                    value, waiting = _eager(value, self.async_path)
-                    if waiting is not _DONE:
+                    # On the async path chains run on the loop's thread, so the coroutine's first
+                    # steps run here as they would in the awaiting task; only a hook that really
+                    # waits leaves the chain for an effect. On the sync path it goes to the loop.
+                    if not self.async_path:
+                        return self._waiting(spec, chain, i, args, result, observer, Await(value))
+                    try:
+                        pending = value.send(None)
+                    except StopIteration as stop:
+                        value = stop.value
+                    else:
+                        waiting = Resume(value, pending)
                         return self._waiting(spec, chain, i, args, result, observer, waiting)
             except Exception as exc:
                 _failed(spec, label, exc, observer)
@@ -464,26 +473,6 @@ class _Result:
 
     def __next__(self) -> NoReturn:
         raise StopIteration(self.value)
-
-
-_DONE: Final = object()
-
-
-def _eager(coro: Any, async_path: bool) -> tuple[Any, Any]:
-    """Start an async hook's coroutine; ``(result, _DONE)`` if it finished without waiting, else
-    ``(None, effect)`` with the effect that waits for the rest of it.
-
-    Only on the async path, whose chains always run on the event loop's thread: there the first
-    steps of the coroutine run as they would in the awaiting task. On the sync path the coroutine
-    goes to the loop whole.
-    """
-    if not async_path:
-        return None, Await(coro)
-    try:
-        pending = coro.send(None)
-    except StopIteration as stop:
-        return stop.value, _DONE
-    return None, Resume(coro, pending)
 
 
 def _hook_error(label: str, hook: str, exc: Exception) -> MiddlewareError:

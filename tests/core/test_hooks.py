@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import EventSink, serve_asgi
+from support import EventSink, call_body, serve_asgi
 
 import inngest_mw
 from inngest_mw import Event, Middleware, MiddlewareSync
@@ -121,3 +122,54 @@ def test_every_declared_hook_is_a_method_of_both_bases_and_nothing_else_is(base:
             assert params[1] == "call_next", spec.name
         is_async = inspect.iscoroutinefunction(getattr(base, spec.name))
         assert is_async is (base is Middleware), spec.name
+
+
+async def test_async_hooks_that_really_wait_are_resumed_and_their_errors_named() -> None:
+    from inngest_mw import Context, ContextKey, TriggerEvent
+    from inngest_mw.testing import run
+
+    key: ContextKey[str] = ContextKey("waited")
+    seen: list[str] = []
+
+    class Waits(Middleware):
+        async def transform_input(self, ctx: Any, function: Any, steps: Any) -> None:
+            loop = asyncio.get_running_loop()
+            ready: asyncio.Future[str] = loop.create_future()
+            loop.call_later(0.01, ready.set_result, "after a real wait")
+            ctx.set(key, await ready)
+
+        async def on_step_start(self, info: Any) -> None:
+            await asyncio.sleep(0.001)
+            seen.append(info.id)
+
+    class FailsAfterWaiting(Middleware):
+        async def after_execution(self) -> None:
+            await asyncio.sleep(0.001)
+            raise LookupError("gone")
+
+    client = inngest_mw.Inngest(app_id="w", is_production=False)
+
+    @client.create_function(
+        fn_id="waits", trigger=TriggerEvent(event="t/w"), middleware=[Waits], retries=0
+    )
+    async def waits(ctx: Context) -> str:
+        return await ctx.step.run("s", lambda: ctx[key])
+
+    result = await run(waits)
+    assert (result.output, seen) == ("after a real wait", ["s"])
+
+    @client.create_function(
+        fn_id="fails", trigger=TriggerEvent(event="t/f"), middleware=[FailsAfterWaiting], retries=0
+    )
+    async def fails(ctx: Context) -> str:
+        return "never returned"
+
+    handler = inngest_mw.CommHandler(client, [fails])
+    url = "http://127.0.0.1/api/inngest?fnId=w-fails&stepId=step"
+    body = json.dumps(call_body()).encode()
+    response = await handler.handle(inngest_mw.CommRequest("POST", url, {}, body))
+    assert response.status == 500
+    assert response.json()["name"] == "MiddlewareError"
+    assert (
+        "FailsAfterWaiting.after_execution raised LookupError: gone" in response.json()["message"]
+    )
