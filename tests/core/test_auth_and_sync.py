@@ -250,3 +250,5 @@ def test_on_failure_registers_a_failure_function() -> None:
     assert failure["triggers"] == [
         {"event": "inngest/function.failed", "expression": "event.data.function_id == 'app-f'"}
     ]
+    # Like the official SDK: the failure handler is not retried.
+    assert failure["steps"]["step"]["retries"] == {"attempts": 0}
