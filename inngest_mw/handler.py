@@ -195,7 +195,7 @@ class CommHandler:
         return syncing.registration(self, url)
 
     async def _put(self, request: CommRequest) -> CommResponse:
-        if request.headers.get(Header.SYNC_KIND) == "in_band" and not self.client.is_dev:
+        if request.headers.get(Header.SYNC_KIND) == "in_band":  # answered in-band whenever asked
             return syncing.in_band(self, request)
         return await syncing.out_of_band(self, request)
 
@@ -235,10 +235,11 @@ class CommHandler:
             )
         try:
             body = json.loads(request.body)
-        except ValueError:
+        except (ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else "not valid JSON"
             return respond(
                 400,
-                {"name": "BodyInvalidError", "message": "call body is not valid JSON"},
+                {"name": "BodyInvalidError", "message": f"call body is {reason}"},
                 {Header.NO_RETRY: "true"},
                 sign_with=key,
             )

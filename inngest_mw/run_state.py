@@ -17,7 +17,13 @@ __all__ = ["keys_or_none", "load_from_api"]
 
 
 class _ApiError(Error):
+    """Fetching run state failed; its stack is its message, not the SDK's own frames and paths."""
+
     code = "api_fetch_failed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.stack = f"ApiFetchError: {message}"
 
 
 async def load_from_api(client: Inngest, call: CallRequest) -> None:

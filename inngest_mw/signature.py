@@ -11,6 +11,7 @@ import hmac
 import re
 import time
 from collections.abc import Sequence
+from typing import Final
 
 from inngest_mw.errors import SignatureError
 
@@ -62,6 +63,10 @@ def hash_event_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+_TS: Final = re.compile(r"[0-9]{1,12}")
+_MAC: Final = re.compile(r"[0-9a-fA-F]{1,128}")
+
+
 def _parse_header(header: str) -> tuple[str, str]:
     fields: dict[str, str] = {}
     for part in header.split("&"):
@@ -69,7 +74,9 @@ def _parse_header(header: str) -> tuple[str, str]:
         if sep:
             fields[name.strip()] = value.strip()
     ts, mac = fields.get("t", ""), fields.get("s", "")
-    if not ts.isdigit() or not mac:
+    # ASCII digits of a plausible Unix time and a hex digest only: ``str.isdigit`` also accepts
+    # "²", ``int`` of 400 digits overflows the window check, and non-ASCII breaks compare_digest.
+    if not _TS.fullmatch(ts) or not _MAC.fullmatch(mac):
         raise SignatureError(
             "malformed X-Inngest-Signature header: expected t=<unix seconds>&s=<hex>"
         )

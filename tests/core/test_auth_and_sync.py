@@ -252,3 +252,32 @@ def test_on_failure_registers_a_failure_function() -> None:
     ]
     # Like the official SDK: the failure handler is not retried.
     assert failure["steps"]["step"]["retries"] == {"attempts": 0}
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_dev_mode_answers_an_in_band_sync_in_band_and_registers_nothing(keyed: bool) -> None:
+    registry = RegisterPeer()
+    body = json.dumps({"url": "http://127.0.0.1:9/api/inngest"}).encode()
+    with serve_asgi(registry) as api:
+        client = inngest_mw.Inngest(
+            app_id="app", is_production=False, api_base_url=api, signing_key=KEY if keyed else None
+        )
+        with serve_asgi(serve(client, [make_fn(client)])) as url:
+            headers = {"x-inngest-sync-kind": "in_band"}
+            if keyed:
+                forged = httpx.put(
+                    url + "/api/inngest",
+                    content=body,
+                    headers={**headers, "x-inngest-signature": signature.sign(body, KEY + "0")},
+                )
+                assert forged.status_code == 401
+                headers["x-inngest-signature"] = signature.sign(body, KEY)
+            res = httpx.put(url + "/api/inngest", content=body, headers=headers)
+    assert res.status_code == 200
+    assert res.headers["x-inngest-sync-kind"] == "in_band"
+    reply = res.json()
+    assert reply["url"] == "http://127.0.0.1:9/api/inngest"
+    assert reply["functions"][0]["id"] == "app-f"
+    assert registry.requests == []
+    if keyed:
+        assert signature.verify(res.content, res.headers["x-inngest-signature"], [KEY])

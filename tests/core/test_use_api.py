@@ -87,3 +87,4 @@ def test_use_api_failure_is_a_retriable_500(setup: tuple[Caller, RunStateApi]) -
     assert res.status_code == 500
     assert res.headers["x-inngest-no-retry"] == "false"
     assert "404" in res.json()["message"]
+    assert ".py" not in res.json()["stack"]  # no SDK frames or file paths leak
