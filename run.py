@@ -88,7 +88,12 @@ def main() -> int:
             "integrations",
             "devserver",
             "middleware/encryption",
+            "middleware/otel",
+            "middleware/sentry",
+            "middleware/logging",
             "benchmarks",
+            "examples",
+            "tests",
             "run.py",
         ),
     ):

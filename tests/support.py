@@ -141,6 +141,7 @@ class EventSink:
             if not message.get("more_body"):
                 break
         self.calls += 1
+        payload: dict[str, object]
         if self.calls <= self.fail_first:
             status, payload = self.status, {"error": "try again"}
         else:

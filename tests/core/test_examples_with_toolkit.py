@@ -18,6 +18,7 @@ PAID = Event(name="shop/payment.confirmed", data={"order": "o-7"})
 @pytest.fixture(params=[async_functions, sync_functions], ids=["async", "sync"])
 def checkout(request: pytest.FixtureRequest) -> inngest_mw.Function[Any]:
     client = inngest_mw.Inngest(app_id="shop", is_production=False)
+    fn: inngest_mw.Function[Any]
     [fn] = request.param(client)
     return fn
 

@@ -133,7 +133,12 @@ def _request(
         transport = httpx.ASGITransport(app=APPS[mode])
         async with httpx.AsyncClient(transport=transport, base_url="http://fuzz") as http:
             return await http.request(
-                method, "/api/inngest", params=query, content=body, headers=headers
+                method,
+                "/api/inngest",
+                params=query,
+                content=body,
+                # httpx takes str or bytes values in one mapping; its HeaderTypes alias does not say so
+                headers=headers,  # type: ignore[arg-type]
             )
 
     return asyncio.run(go())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from inngest_mw_asgi import serve
@@ -287,7 +287,9 @@ def test_passing_a_middleware_instance_is_a_clear_error() -> None:
     with pytest.raises(
         ConfigError, match="got an instance of Inject; pass the class Inject itself"
     ):
-        inngest_mw.Inngest(app_id="app", is_production=False, middleware=[Inject(client, None)])
+        inngest_mw.Inngest(
+            app_id="app", is_production=False, middleware=[cast(Any, Inject(client, None))]
+        )
 
 
 def test_factory_binds_constructor_arguments() -> None:

@@ -28,6 +28,7 @@ class RunStateApi:
             return
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.auth.append(headers.get("authorization", ""))
+        body: object
         status, body = 404, {"error": "not found"}
         if headers.get("authorization") != "Bearer " + signature.hash_signing_key(KEY):
             status, body = 401, {"error": "unauthorized"}

@@ -56,7 +56,7 @@ def test_key_order_follows_utf16_not_code_points() -> None:
 
 
 def test_call_body_shape_is_identical() -> None:
-    body = {
+    body: dict[str, Any] = {
         "event": {"name": "shop/checkout", "data": {"n": 3, "price": 4.5, "tags": ["x"]}, "ts": 1},
         "steps": {"abc": {"data": {"ok": True, "note": "é\n"}}, "def": {"data": None}},
         "ctx": {"run_id": "01J", "attempt": 0, "stack": {"stack": ["abc", "def"], "current": 2}},

@@ -49,15 +49,15 @@ class Record:
 def build_functions(client: inngest.Inngest, record: Record) -> list[Any]:
     @client.create_function(fn_id="steps", trigger=inngest.TriggerEvent(event="test/steps"))
     async def steps(ctx: inngest.Context) -> dict[str, Any]:
-        a = await ctx.step.run("a", lambda: record.hit(f"{ctx.run_id}:a") and 1)
-        b = await ctx.step.run("b", lambda: record.hit(f"{ctx.run_id}:b") and a + 1)
-        c = await ctx.step.run("c", lambda: record.hit(f"{ctx.run_id}:c") and b + 1)
+        a: int = await ctx.step.run("a", lambda: record.hit(f"{ctx.run_id}:a") and 1)  # type: ignore[arg-type, return-value]  # inngest types handlers async-only; sync ones run too
+        b: int = await ctx.step.run("b", lambda: record.hit(f"{ctx.run_id}:b") and a + 1)  # type: ignore[arg-type, return-value]  # inngest types handlers async-only; sync ones run too
+        c: int = await ctx.step.run("c", lambda: record.hit(f"{ctx.run_id}:c") and b + 1)  # type: ignore[arg-type, return-value]  # inngest types handlers async-only; sync ones run too
         return {"sum": a + b + c, "input": ctx.event.data.get("n")}
 
     @client.create_function(fn_id="sleeper", trigger=inngest.TriggerEvent(event="test/sleep"))
     async def sleeper(ctx: inngest.Context) -> str:
         await ctx.step.sleep("nap", dt.timedelta(seconds=1))
-        return await ctx.step.run("after", lambda: "awake")
+        return await ctx.step.run("after", lambda: "awake")  # type: ignore[arg-type, return-value]  # inngest types handlers async-only; sync ones run too
 
     @client.create_function(fn_id="waiter", trigger=inngest.TriggerEvent(event="test/wait"))
     async def waiter(ctx: inngest.Context) -> Any:
@@ -77,7 +77,7 @@ def build_functions(client: inngest.Inngest, record: Record) -> list[Any]:
             raise inngest.NonRetriableError("child refuses")
         value = ctx.event.data["value"]
         assert isinstance(value, int)
-        return await ctx.step.run("double", lambda: value * 2)
+        return await ctx.step.run("double", lambda: value * 2)  # type: ignore[arg-type, return-value]  # inngest types handlers async-only; sync ones run too
 
     @client.create_function(fn_id="parent", trigger=inngest.TriggerEvent(event="test/parent"))
     async def parent(ctx: inngest.Context) -> Any:
@@ -90,12 +90,12 @@ def build_functions(client: inngest.Inngest, record: Record) -> list[Any]:
     async def fanout(ctx: inngest.Context) -> Any:
         def branch(name: str) -> Any:
             async def go() -> str:
-                return await ctx.step.run(name, lambda: record.hit(f"{ctx.run_id}:{name}") and name)
+                return await ctx.step.run(name, lambda: record.hit(f"{ctx.run_id}:{name}") and name)  # type: ignore[arg-type, return-value]  # inngest types handlers async-only; sync ones run too
 
             return go
 
         results = await ctx.group.parallel((branch("p1"), branch("p2"), branch("p3")))
-        joined = await ctx.step.run("join", lambda: "+".join(results))
+        joined: str = await ctx.step.run("join", lambda: "+".join(results))  # type: ignore[arg-type, return-value]  # inngest types handlers async-only; sync ones run too
         return joined
 
     @client.create_function(
@@ -107,7 +107,7 @@ def build_functions(client: inngest.Inngest, record: Record) -> list[Any]:
                 raise RuntimeError("not yet")
             return "finally"
 
-        return await ctx.step.run("flaky-step", attempt)
+        return await ctx.step.run("flaky-step", attempt)  # type: ignore[arg-type]  # inngest types handlers async-only; sync ones run too
 
     @client.create_function(
         fn_id="fatal", trigger=inngest.TriggerEvent(event="test/fatal"), retries=3
@@ -314,7 +314,11 @@ def test_cancel_event_matching_the_condition_cancels_the_run(world: World) -> No
 
 
 def test_event_id_idempotency_starts_one_run_per_id(world: World) -> None:
-    event = {"name": "test/steps", "id": f"dedupe-{time.time_ns()}", "data": {"n": 1}}
+    event: dict[str, Any] = {
+        "name": "test/steps",
+        "id": f"dedupe-{time.time_ns()}",
+        "data": {"n": 1},
+    }
     assert send(world.url, event) == [event["id"]]
     assert send(world.url, [event, event]) == [event["id"], event["id"]]
     run = run_for_event(world.url, event["id"])

@@ -6,9 +6,9 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from engine_support import (
@@ -87,7 +87,13 @@ def build(client: inngest_mw.Inngest, record: Record) -> list[inngest_mw.Functio
     async def fanout(ctx: Context) -> Any:
         return await ctx.group.parallel(
             tuple(
-                (lambda i=i: ctx.step.run(f"p{i}", lambda: record.hit(f"{ctx.run_id}:p{i}") and i))
+                # a lambda whose only parameter has a default is a zero-argument callable
+                cast(
+                    Callable[[], Awaitable[int]],
+                    lambda i=i: ctx.step.run(
+                        f"p{i}", lambda: record.hit(f"{ctx.run_id}:p{i}") and i
+                    ),
+                )
                 for i in range(3)
             )
         )
