@@ -119,9 +119,11 @@ class Admission:
         It answers None to admit an item (counting it as in flight) or the full key's name.
         """
         inflight = self.store.leased_calls_by_key(CONCURRENCY, now)
+        # No run holds a concurrency key (the common case): every item is admitted unasked.
+        limited = bool(inflight) or self.store.has_run_keys(CONCURRENCY)
 
         def admit(item: QueueItem) -> str | None:
-            if item.kind != "call" or item.run_id is None:
+            if not limited or item.kind != "call" or item.run_id is None:
                 return None
             slots = self.store.run_keys(item.run_id, CONCURRENCY)
             for slot, limit in slots:

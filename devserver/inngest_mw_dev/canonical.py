@@ -10,7 +10,7 @@ import json
 
 import jcs
 
-__all__ = ["canonical_json"]
+__all__ = ["canonical_json", "canonical_text", "utf8_len"]
 
 # Integers up to 2**53 survive JCS's round trip through a double and print as plain digits.
 _MAX_EXACT_INT = 2**53
@@ -49,3 +49,13 @@ def canonical_json(value: object) -> bytes:
         return text.encode()
     encoded: bytes = jcs.canonicalize(value)
     return encoded
+
+
+def canonical_text(value: object) -> str:
+    """``canonical_json`` as text, the form the store keeps and call bodies splice."""
+    return canonical_json(value).decode()
+
+
+def utf8_len(text: str) -> int:
+    """The UTF-8 size of ``text`` without encoding it when it is ASCII."""
+    return len(text) if text.isascii() else len(text.encode())

@@ -14,13 +14,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
 
-from inngest_mw_dev.executor import call_app
+from inngest_mw_dev.appclient import AppClient
+from inngest_mw_dev.executor import CallOutcome, call_app
 from inngest_mw_dev.live import LiveFeed
-from inngest_mw_dev.machine import HistoryNote, RunMachine
+from inngest_mw_dev.machine import HistoryNote, PreparedCall, RunMachine
 from inngest_mw_dev.registration import Registration
 from inngest_mw_dev.store import QueueItem, Store
 from inngest_mw_dev.syncs import SyncLog, SyncStatus
@@ -28,7 +30,11 @@ from inngest_mw_dev.syncs import SyncLog, SyncStatus
 __all__ = ["Engine"]
 
 log = logging.getLogger("inngest_mw_dev")
-_WORKERS_PER_CLIENT = 8
+T = TypeVar("T")
+# Items leased and applied per transaction: large enough to amortise the commit, small enough
+# that an event POST never waits long for the loop.
+_MAX_PER_TICK = 64
+_RETRY_UNEXPECTED_S = 5.0
 
 
 class _Server(uvicorn.Server):
@@ -84,10 +90,11 @@ class Engine:
         self._store: Store | None = None
         self._machine: RunMachine | None = None
         self._http: httpx.AsyncClient | None = None
-        self._call_clients: list[httpx.AsyncClient] = []
+        self._calls: AppClient | None = None
         self._server: _Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._outcomes: list[tuple[QueueItem, CallOutcome, float]] = []
         self._wake = asyncio.Event()
 
     @property
@@ -146,14 +153,9 @@ class Engine:
         self._machine = RunMachine(
             self._store, clock=self.clock, retry_base=self.retry_base, on_history=self._on_history
         )
-        tls = httpx.create_ssl_context()  # loading CA certificates once, not per client
-        self._http = httpx.AsyncClient(follow_redirects=False, verify=tls)
-        # httpcore scans every pooled connection for each request it places, so one pool serving
-        # all workers costs O(workers^2) per burst; small pools keep that scan short.
-        self._call_clients = [
-            httpx.AsyncClient(follow_redirects=False, verify=tls)
-            for _ in range(max(1, -(-self.workers // _WORKERS_PER_CLIENT)))
-        ]
+        self._outcomes = []
+        self._http = httpx.AsyncClient(follow_redirects=False)
+        self._calls = AppClient()
         # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto says
         # TCP, and without it every keep-alive response waits ~40 ms on Nagle + delayed ACK.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -192,12 +194,19 @@ class Engine:
         await asyncio.gather(*serving, return_exceptions=True)
         self._tasks.clear()
         self._inflight.clear()
-        for client in [*self._call_clients, *([self._http] if self._http else [])]:
-            await client.aclose()
-        self._call_clients = []
+        if self._store is not None and self._machine is not None and self._outcomes:
+            # Responses already received are committed rather than their steps run again.
+            for item, outcome, started in self._outcomes:
+                with contextlib.suppress(Exception):
+                    self._machine.apply_outcome(item, outcome, started)
+        self._outcomes = []
+        if self._http is not None:
+            await self._http.aclose()
+        if self._calls is not None:
+            await self._calls.aclose()
         if self._store is not None:
             self._store.close()
-        self._server = self._http = self._store = self._syncs = None
+        self._server = self._http = self._calls = self._store = self._syncs = None
 
     def wake(self) -> None:
         """Tell the scheduler new work is due now (instead of at the next tick)."""
@@ -286,51 +295,105 @@ class Engine:
     async def _scheduler(self) -> None:
         while True:
             self._wake.clear()
-            free = self.workers - len(self._inflight)
-            if free > 0:
-                now = self.clock()
-                for item in self.machine.lease(now, self._lease_seconds, free):
-                    task = asyncio.create_task(self._work(item))
-                    self._inflight[item.id] = task
+            try:
+                busy = self._tick()
+            except Exception:
+                log.exception("the scheduler failed to lease work; trying again")
+                busy = False
+            if busy:
+                await asyncio.sleep(0)  # let HTTP responses and event intake in between slices
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick)
 
-    async def _work(self, item: QueueItem) -> None:
+    def _tick(self) -> bool:
+        """One group commit: apply the outcomes that arrived, lease due work, run what needs no
+        app and prepare the calls; then send those calls. True when more work may be due now.
+
+        A response is committed at most one tick after it arrived; if the engine dies before, the
+        call's lease survives and the step runs again after the restart (at-least-once). Should
+        any transition raise, the whole group is rolled back and redone one item per transaction,
+        so only the item at fault is set aside.
+        """
+        outcomes, self._outcomes = self._outcomes, []
+        limit = min(self.workers - len(self._inflight), _MAX_PER_TICK)
+        notices: list[str] = []
         try:
-            await self._dispatch(item)
-        except asyncio.CancelledError:
-            raise
+            with self.machine.batch():
+                calls, leased = self._work(outcomes, limit, notices, isolate=False)
+        except Exception:
+            log.warning("a grouped transaction failed; redoing it one item at a time")
+            notices.clear()
+            calls, leased = self._work(outcomes, limit, notices, isolate=True)
+        for line in notices:
+            self.notice(line)
+        for item, prepared in calls:
+            self._inflight[item.id] = asyncio.create_task(self._call(item, prepared))
+        return leased >= limit > 0
+
+    def _work(
+        self,
+        outcomes: list[tuple[QueueItem, CallOutcome, float]],
+        limit: int,
+        notices: list[str],
+        *,
+        isolate: bool,
+    ) -> tuple[list[tuple[QueueItem, PreparedCall]], int]:
+        """The tick's transitions; with ``isolate``, each in its own transaction. Live-log lines
+        go to ``notices``, published once the tick has committed."""
+        machine = self.machine
+        for item, outcome, started in outcomes:
+            self._guarded(isolate, item, machine.apply_outcome, item, outcome, started)
+        now = self.clock()
+        items = machine.lease(now, self._lease_seconds, limit) if limit > 0 else []
+        calls: list[tuple[QueueItem, PreparedCall]] = []
+        for item in items:
+            if item.kind == "call":
+                prepared = self._guarded(isolate, item, machine.prepare_call, item)
+                if prepared is not None:
+                    calls.append((item, prepared))
+            else:
+                unmatched = self._unmatched(item) if item.kind == "event" else None
+                self._guarded(isolate, item, machine.run_item, item)
+                if unmatched is not None:
+                    notices.append(unmatched)
+        return calls, len(items)
+
+    def _guarded(
+        self, isolate: bool, item: QueueItem, transition: Callable[..., T], *args: Any
+    ) -> T | None:
+        """Run one transition; when isolated, a failure puts its item back for a later try."""
+        if not isolate:
+            return transition(*args)
+        try:
+            return transition(*args)
         except Exception:
             log.exception("queue item %d (%s) failed; retrying in 5s", item.id, item.kind)
-            with contextlib.suppress(Exception), self.store.tx():
-                if self.store.get_item(item.id) is not None:
-                    self.store.reschedule(item.id, self.clock() + 5.0, item.attempt)
+            with contextlib.suppress(Exception):
+                self.machine.retry_later(item, _RETRY_UNEXPECTED_S)
+            return None
+
+    async def _call(self, item: QueueItem, prepared: PreparedCall) -> None:
+        try:
+            if self._calls is None:
+                return
+            started = self.clock()
+            outcome = await call_app(
+                self._calls,
+                app_url=prepared.app_url,
+                fn_id=prepared.fn_id,
+                step_id=prepared.step_id,
+                run_id=prepared.run_id,
+                body=prepared.body,
+                signing_key=self.signing_key,
+                server_kind=self.server_kind,
+                timeout=self.request_timeout,
+                now=self.clock(),
+            )
+            self._outcomes.append((item, outcome, started))
         finally:
             self._inflight.pop(item.id, None)
             self._wake.set()
-
-    async def _dispatch(self, item: QueueItem) -> None:
-        machine = self.machine
-        if item.kind == "call":
-            await self._call(item)
-        elif item.kind == "event":
-            unmatched = self._unmatched(item)
-            machine.process_event(item)
-            if unmatched is not None:
-                self.notice(unmatched)
-        elif item.kind == "sleep":
-            machine.wake(item)
-        elif item.kind in ("wait_timeout", "invoke_timeout"):
-            machine.expire_pause(item)
-        elif item.kind == "cron":
-            machine.fire_cron(item)
-        elif item.kind in ("debounce", "batch"):
-            machine.flush_buffer(item)
-        elif item.kind == "run_timeout":
-            machine.expire_run(item)
-        else:
-            log.warning("dropping queue item %d of unknown kind %r", item.id, item.kind)
-            machine.drop_item(item)
 
     def _unmatched(self, item: QueueItem) -> str | None:
         """The live-log line for a user's event that no function and no waiting step will take
@@ -346,20 +409,6 @@ class Engine:
         if self.store.pauses_for_event(name, self.clock()):
             return None
         return f"event {name} ({event.get('id')}) matched no function"
-
-    async def _call(self, item: QueueItem) -> None:
-        prepared = self.machine.prepare_call(item)
-        if prepared is None or not self._call_clients:
-            return
-        started = self.clock()
-        client = self._call_clients[item.id % len(self._call_clients)]
-        outcome = await call_app(
-            client, app_url=prepared.app_url, fn_id=prepared.fn_id,
-            step_id=prepared.step_id, run_id=prepared.run_id, body=prepared.body,
-            signing_key=self.signing_key, server_kind=self.server_kind,
-            timeout=self.request_timeout, now=self.clock(),
-        )  # fmt: skip
-        self.machine.apply_outcome(item, outcome, started)
 
 
 def _reason(response: httpx.Response) -> str:

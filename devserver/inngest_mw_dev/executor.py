@@ -6,16 +6,19 @@ garbage) into a ``Completed``, ``OpsResponse`` or ``CallFailed`` without ever ra
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
+import h11
 
 from inngest_mw.signature import sign
-from inngest_mw_dev.canonical import canonical_json
+from inngest_mw_dev.appclient import AppClient
+from inngest_mw_dev.canonical import canonical_text
 from inngest_mw_dev.limits import MAX_REQUEST_BODY
 from inngest_mw_dev.timing import parse_retry_after
 
@@ -30,6 +33,8 @@ __all__ = [
     "call_app",
     "call_url",
     "classify",
+    "first_event_json",
+    "splice_body",
 ]
 
 _ERROR_TEXT_LIMIT = 2_000
@@ -90,31 +95,89 @@ def build_body(
     max_attempts: int,
     disable_immediate_execution: bool,
 ) -> bytes:
-    """The canonical call body; when over 4 MiB, events/steps are left for the SDK to fetch."""
+    """The canonical call body from decoded state (see ``splice_body``)."""
+    return splice_body(
+        events_json=canonical_text(events),
+        first_event_json=canonical_text(events[0]) if events else "{}",
+        steps_json=[(step, canonical_text(steps[step])) for step in stack],
+        fn_uuid=fn_uuid,
+        run_id=run_id,
+        step_id=step_id,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        disable_immediate_execution=disable_immediate_execution,
+    )
+
+
+def first_event_json(events_json: str, events: list[dict[str, Any]]) -> str:
+    """The text of ``events[0]`` within ``events_json``: sliced out when it is the only one."""
+    if len(events) == 1 and events_json.startswith("[{") and events_json.endswith("}]"):
+        return events_json[1:-1]
+    return canonical_text(events[0]) if events else "{}"
+
+
+def _utf16(key: str) -> bytes:
+    """JCS orders object keys by their UTF-16 code units."""
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def splice_body(
+    *,
+    events_json: str,
+    first_event_json: str,
+    steps_json: list[tuple[str, str]],
+    fn_uuid: str,
+    run_id: str,
+    step_id: str,
+    attempt: int,
+    max_attempts: int,
+    disable_immediate_execution: bool,
+) -> bytes:
+    """The call body, spliced from state already encoded as canonical JSON text.
+
+    ``steps_json`` is ``(hash, memo JSON)`` in completion order (the stack). Events and memos are
+    encoded once, when stored, not on every call; only ``ctx`` is encoded here. When the body
+    would exceed 4 MiB, events and steps are left for the SDK to fetch (``use_api``).
+    """
+    stack = [step for step, _ in steps_json]
+
+    # ``ctx`` by hand, its keys in JCS order: every value is a string, an integer or a boolean.
+    stack_json = "[" + ",".join(map(_string, stack)) + "]"
+    immediate = "true" if disable_immediate_execution else "false"
+    head = (
+        f'{{"attempt":{int(attempt)},"disable_immediate_execution":{immediate},"env":"",'
+        f'"fn_id":{_string(fn_uuid)},"max_attempts":{int(max_attempts)},'
+        f'"run_id":{_string(run_id)},"stack":{{"current":{len(stack)},"stack":{stack_json}}},'
+        f'"step_id":{_string(step_id)},"use_api":'
+    )
 
     def render(use_api: bool) -> bytes:
-        body = {
-            "event": events[0] if events else {},
-            "events": [] if use_api else events,
-            "steps": {} if use_api else steps,
-            "ctx": {
-                "fn_id": fn_uuid,
-                "run_id": run_id,
-                "env": "",
-                "step_id": step_id,
-                "attempt": attempt,
-                "max_attempts": max_attempts,
-                "stack": {"stack": stack, "current": len(stack)},
-                "disable_immediate_execution": disable_immediate_execution,
-                "use_api": use_api,
-            },
-            "version": 2,
-            "use_api": use_api,
-        }
-        return canonical_json(body)
+        flag = "true" if use_api else "false"
+        ctx = f"{head}{flag}}}"
+        if use_api:
+            events, steps = "[]", "{}"
+        else:
+            events = events_json
+            ordered = sorted(steps_json, key=lambda pair: _utf16(pair[0]))
+            steps = "{" + ",".join(f"{_string(step)}:{memo}" for step, memo in ordered) + "}"
+        text = (
+            f'{{"ctx":{ctx},"event":{first_event_json},"events":{events},"steps":{steps},'
+            f'"use_api":{flag},"version":2}}'
+        )
+        return text.encode()
 
     encoded = render(False)
     return render(True) if len(encoded) > MAX_REQUEST_BODY else encoded
+
+
+_string: Callable[[str], str] = json.encoder.encode_basestring
+"""A JSON string literal, UTF-8 unescaped, exactly as JCS writes it."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _target(app_url: str, fn_id: str, step_id: str) -> str:
+    """``call_url``, built once per step rather than on every call."""
+    return call_url(app_url, fn_id, step_id)
 
 
 def call_url(app_url: str, fn_id: str, step_id: str) -> str:
@@ -126,7 +189,7 @@ def call_url(app_url: str, fn_id: str, step_id: str) -> str:
 
 
 async def call_app(
-    client: httpx.AsyncClient,
+    client: AppClient,
     *,
     app_url: str,
     fn_id: str,
@@ -149,20 +212,15 @@ async def call_app(
     if signing_key:
         headers["X-Inngest-Signature"] = sign(body, signing_key)
     try:
-        response = await client.post(
-            call_url(app_url, fn_id, step_id), content=body, headers=headers, timeout=timeout
-        )
-    except httpx.TimeoutException:
+        response = await client.post(_target(app_url, fn_id, step_id), body, headers, timeout)
+    except TimeoutError:
         message = f"request timed out after {timeout:g}s"
         return _failed("NetworkError", message, message)
-    except httpx.HTTPError as exc:
+    except (OSError, h11.ProtocolError, ValueError) as exc:
         reason = f"connection error ({type(exc).__name__})"
         return _failed("NetworkError", f"{type(exc).__name__}: {exc}", reason)
     return classify(
-        response.status_code,
-        {k.lower(): v for k, v in response.headers.items()},
-        response.content,
-        time.time() if now is None else now,
+        response.status, response.headers, response.content, time.time() if now is None else now
     )
 
 

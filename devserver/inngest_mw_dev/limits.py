@@ -52,9 +52,12 @@ def step_limit_error(steps: int) -> dict[str, Any]:
     }
 
 
-def step_output_error(label: str, data: object) -> dict[str, Any] | None:
-    """The step error for a ``StepRun`` whose output is over 4 MiB, else None."""
-    size = json_bytes(data)
+def step_output_error(label: str, data: object, size: int | None = None) -> dict[str, Any] | None:
+    """The step error for a ``StepRun`` whose output is over 4 MiB, else None.
+
+    ``size`` is the output's encoded size when the caller has encoded it already.
+    """
+    size = json_bytes(data) if size is None else size
     if size <= MAX_STEP_OUTPUT_BYTES:
         return None
     return {

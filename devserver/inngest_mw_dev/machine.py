@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inngest_mw_dev.admission import SINGLETON, Admission, Flush
+from inngest_mw_dev.canonical import canonical_text, utf8_len
 from inngest_mw_dev.cron import parse_cron
 from inngest_mw_dev.executor import (
     CallFailed,
@@ -24,7 +25,8 @@ from inngest_mw_dev.executor import (
     Completed,
     Op,
     OpsResponse,
-    build_body,
+    first_event_json,
+    splice_body,
 )
 from inngest_mw_dev.expr import Expression, ExpressionError, compile_expression, interpolate
 from inngest_mw_dev.ids import deterministic_uuid, new_ulid
@@ -69,6 +71,7 @@ EV_CANCELLED = "inngest/function.cancelled"
 EV_INVOKED = "inngest/function.invoked"
 EV_CRON = "inngest/scheduled.timer"
 _YEAR = 365 * 86_400.0
+_DATA_WRAPPER = len('{"data":}')
 # The step kind shown for ops that report on a ``step.run`` rather than being a kind of their own.
 _STEP_KIND = {"Step": "StepRun", "StepPlanned": "StepRun", "StepError": "StepRun",
               "StepFailed": "StepRun"}  # fmt: skip
@@ -120,6 +123,7 @@ class RunMachine:
         self.functions: dict[str, FunctionDef] = {}
         self.function_apps: dict[str, str] = {}
         self._notes: list[HistoryNote] = []
+        self._reusable: QueueItem | None = None
         self._in_tx = False
         self._load_functions()
 
@@ -147,6 +151,12 @@ class RunMachine:
                     self.on_history(note)
                 except Exception:
                     log.exception("history listener failed")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction for several transitions (group commit of one scheduler tick)."""
+        with self._tx():
+            yield
 
     def _history(self, run: RunRow, kind: str, step: str | None = None, **detail: Any) -> None:
         row = self.store.add_history(run.id, self.clock(), kind, step, detail)
@@ -468,8 +478,14 @@ class RunMachine:
 
     def _enqueue_discovery(self, run: RunRow) -> None:
         """Queue the next discovery call; at most one is ever queued (fan-in coalescing)."""
-        self.store.update_run(run.id, force_plan=False)
-        if not self.store.has_item(run.id, "call", DISCOVERY):
+        if run.force_plan:
+            self.store.update_run(run.id, force_plan=False)
+            run.force_plan = False
+        reuse = self._reusable
+        if reuse is not None and reuse.run_id == run.id:
+            self._reusable = None
+            self.store.requeue(reuse.id, self.clock())
+        elif not self.store.has_item(run.id, "call", DISCOVERY):
             self.store.enqueue("call", self.clock(), run_id=run.id, function_id=run.function_id,
                                step=DISCOVERY)  # fmt: skip
 
@@ -478,7 +494,7 @@ class RunMachine:
     ) -> None:
         """Memoize an async step (sleep, wait, invoke); the last open branch triggers discovery."""
         step = self.store.get_step(run.id, step_hash)
-        if (step is not None and step.memoized) or self._state_overflowed(run, memo):
+        if (step is not None and step.memoized) or self._state_overflowed(run, json_bytes(memo)):
             return
         name = step.name if step else step_hash
         if not self.store.memoize_step(run.id, step_hash, memo, name=name,
@@ -517,13 +533,17 @@ class RunMachine:
                                        op=existing.op if existing else "StepRun",
                                        status="Running", now=now,
                                        attempts=item.attempt + 1)  # fmt: skip
-            steps, stack = self.store.memos(run.id)
-            body = build_body(
-                events=run.events, steps=steps, stack=stack,
-                fn_uuid=deterministic_uuid(run.function_id), run_id=run.id, step_id=step_id,
-                attempt=item.attempt, max_attempts=run.max_attempts,
+            body = splice_body(
+                events_json=run.events_json,
+                first_event_json=first_event_json(run.events_json, run.events),
+                steps_json=self.store.memo_texts(run.id),
+                fn_uuid=deterministic_uuid(run.function_id),
+                run_id=run.id,
+                step_id=step_id,
+                attempt=item.attempt,
+                max_attempts=run.max_attempts,
                 disable_immediate_execution=run.force_plan,
-            )  # fmt: skip
+            )
             return PreparedCall(app.url, run.function_id, step_id, run.id, body)
 
     def apply_outcome(self, item: QueueItem, outcome: CallOutcome, started_at: float) -> None:
@@ -581,8 +601,24 @@ class RunMachine:
     def _apply_ops(
         self, run: RunRow, item: QueueItem, response: OpsResponse, started_at: float
     ) -> None:
+        if item.step != DISCOVERY:
+            self.store.delete_item(item.id)
+            self._apply_ops_of(run, item, response, started_at)
+            return
+        # The discovery item stays while its ops apply: it becomes the next discovery call if one
+        # is needed, which saves deleting it, looking for another one and inserting a new row.
+        self._reusable = item
+        try:
+            self._apply_ops_of(run, item, response, started_at)
+        finally:
+            unused, self._reusable = self._reusable, None
+        if unused is not None and run.status == RUNNING:
+            self.store.delete_item(unused.id)  # an ended run's items are gone already
+
+    def _apply_ops_of(
+        self, run: RunRow, item: QueueItem, response: OpsResponse, started_at: float
+    ) -> None:
         ops = response.ops
-        self.store.delete_item(item.id)
         if len(ops) > MAX_OPS:
             self._fail_run(run, overflow_error(len(ops)))
             return
@@ -595,6 +631,7 @@ class RunMachine:
             self.store.add_pending(run.id, -1)
         if len([op for op in ops if op.op != "None"]) > 1:
             self.store.update_run(run.id, force_plan=True)
+            run.force_plan = True
         progressed = targeted
         for op in ops:
             if run.status != RUNNING:
@@ -610,15 +647,20 @@ class RunMachine:
     def _steps_with(self, run: RunRow, ops: list[Op]) -> int:
         """The run's distinct steps once ``ops`` are recorded; 0 when they add none (no count)."""
         ids = {op.id for op in ops if op.op not in _NOT_STEPS}
-        new = [step for step in ids if self.store.get_step(run.id, step) is None]
-        return self.store.step_count(run.id) + len(new) if new else 0
+        if not ids:
+            return 0
+        known = self.store.step_hashes(run.id)
+        new = ids - known
+        return len(known) + len(new) if new else 0
 
     def _fail_run(self, run: RunRow, error: dict[str, Any]) -> None:
         self._finalize(run, FAILED, error=error, reason=error["message"])
 
-    def _state_overflowed(self, run: RunRow, memo: object) -> bool:
-        """Fail the run when adding ``memo`` takes its state (events and memos) over 32 MiB."""
-        size = json_bytes(run.events) + self.store.memo_bytes(run.id) + json_bytes(memo)
+    def _state_overflowed(self, run: RunRow, memo_bytes: int) -> bool:
+        """Fail the run when a memo of ``memo_bytes`` takes its state (events and memos) over
+        32 MiB."""
+        events = utf8_len(run.events_json) if run.events_json else json_bytes(run.events)
+        size = events + self.store.memo_bytes(run.id) + memo_bytes
         if size <= MAX_STATE_BYTES:
             return False
         self._fail_run(run, state_error(size))
@@ -630,10 +672,12 @@ class RunMachine:
         """Handle one opcode; True when a step finished (so discovery may continue)."""
         now = self.clock()
         if op.op in ("StepRun", "Step"):
+            memo = {"data": op.data}
+            encoded = canonical_text(memo)  # once: sized here, stored as it is, spliced in calls
             # Checked here too because not every SDK refuses an oversized output itself.
-            too_large = step_output_error(op.label, op.data)
+            too_large = step_output_error(op.label, op.data, utf8_len(encoded) - _DATA_WRAPPER)
             if too_large is None:
-                self._save_step(run, op, {"data": op.data}, "Completed", started_at)
+                self._save_step(run, op, memo, "Completed", started_at, encoded)
             else:
                 self._save_step(run, op, {"error": too_large}, "Failed", started_at)
             return True
@@ -682,15 +726,34 @@ class RunMachine:
         return False
 
     def _save_step(
-        self, run: RunRow, op: Op, memo: dict[str, Any], status: str, started_at: float
+        self,
+        run: RunRow,
+        op: Op,
+        memo: dict[str, Any],
+        status: str,
+        started_at: float,
+        encoded: str | None = None,
     ) -> None:
         now = self.clock()
         existing = self.store.get_step(run.id, op.id)
-        if (existing is not None and existing.memoized) or self._state_overflowed(run, memo):
+        if existing is not None and existing.memoized:
+            return
+        encoded = canonical_text(memo) if encoded is None else encoded
+        if self._state_overflowed(run, utf8_len(encoded)):
             return
         began = existing.started_at if existing and existing.started_at else started_at
-        if not self.store.memoize_step(run.id, op.id, memo, name=op.label, op="StepRun",
-                                       status=status, now=now, started_at=began):  # fmt: skip
+        saved = self.store.memoize_step(
+            run.id,
+            op.id,
+            memo,
+            name=op.label,
+            op="StepRun",
+            status=status,
+            now=now,
+            started_at=began,
+            encoded=encoded,
+        )
+        if not saved:
             return
         kind = "step_completed" if status == "Completed" else "step_failed"
         detail: dict[str, Any] = {"duration_ms": round((now - began) * 1000)}
@@ -880,6 +943,29 @@ class RunMachine:
             after = fired if isinstance(fired, int | float) and now - fired <= jitter else now
             tick = parse_cron(cron).next_after(after)
             self.store.reschedule(item.id, _jittered(tick, jitter), 0, tick=tick)
+
+    def run_item(self, item: QueueItem) -> None:
+        """Apply a leased item of any kind but ``call`` (those need the app: see ``Engine``)."""
+        handler = {
+            "event": self.process_event,
+            "sleep": self.wake,
+            "wait_timeout": self.expire_pause,
+            "invoke_timeout": self.expire_pause,
+            "cron": self.fire_cron,
+            "debounce": self.flush_buffer,
+            "batch": self.flush_buffer,
+            "run_timeout": self.expire_run,
+        }.get(item.kind)
+        if handler is None:
+            log.warning("dropping queue item %d of unknown kind %r", item.id, item.kind)
+            handler = self.drop_item
+        handler(item)
+
+    def retry_later(self, item: QueueItem, delay: float) -> None:
+        """Put back an item whose processing failed unexpectedly (if it still exists)."""
+        with self._tx():
+            if self.store.get_item(item.id) is not None:
+                self.store.reschedule(item.id, self.clock() + delay, item.attempt)
 
     def drop_item(self, item: QueueItem) -> None:
         """Discard an item of a kind this engine does not know (e.g. from a newer version)."""

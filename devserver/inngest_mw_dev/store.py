@@ -14,9 +14,11 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from inngest_mw_dev.canonical import canonical_text
 
 __all__ = [
     "AppRow",
@@ -124,6 +126,9 @@ class RunRow:
     pending: int
     max_attempts: int
     correlation_id: str | None
+    events_json: str = field(default="", compare=False, repr=False)
+    """``events`` as stored (canonical JSON for runs created since it is so): call bodies splice
+    it in rather than encoding the events again on every call."""
 
 
 @dataclass(slots=True)
@@ -319,7 +324,7 @@ class Store:
     def insert_run(self, run: RunRow) -> None:
         self._exec(
             "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            run.id, run.function_id, run.app_id, run.event_id, _dump(run.events), run.status,
+            run.id, run.function_id, run.app_id, run.event_id, canonical_text(run.events), run.status,
             _dump(run.output), _dump(run.error), run.queued_at, run.started_at, run.ended_at,
             int(run.force_plan), run.pending, run.max_attempts, run.correlation_id,
         )  # fmt: skip
@@ -327,6 +332,7 @@ class Store:
     @staticmethod
     def _run(row: sqlite3.Row) -> RunRow:
         data = dict(row)
+        data["events_json"] = data["events"]
         data["events"] = json.loads(data["events"])
         data["output"] = _load(data["output"])
         data["error"] = _load(data["error"])
@@ -355,8 +361,12 @@ class Store:
 
     def add_pending(self, run_id: str, delta: int) -> int:
         """Adjust the run's count of outstanding branches; return the new value (never < 0)."""
-        self._exec("UPDATE runs SET pending = MAX(pending + ?, 0) WHERE id = ?", delta, run_id)
-        return self.pending(run_id)
+        row = self._one(
+            "UPDATE runs SET pending = MAX(pending + ?, 0) WHERE id = ? RETURNING pending",
+            delta,
+            run_id,
+        )
+        return int(row["pending"]) if row else 0
 
     def pending(self, run_id: str) -> int:
         row = self._one("SELECT pending FROM runs WHERE id = ?", run_id)
@@ -388,10 +398,17 @@ class Store:
         row = self._one("SELECT COUNT(*) AS n FROM steps WHERE run_id = ?", run_id)
         return int(row["n"]) if row else 0
 
+    def step_hashes(self, run_id: str) -> set[str]:
+        """The IDs of every step the run has reported so far."""
+        rows = self._db.execute("SELECT hash FROM steps WHERE run_id = ?", (run_id,)).fetchall()
+        return {r[0] for r in rows}
+
     def memo_bytes(self, run_id: str) -> int:
-        """Total stored size of the run's step memos (ASCII JSON, so never under their UTF-8)."""
-        row = self._one("SELECT COALESCE(SUM(LENGTH(memo)), 0) AS n FROM steps WHERE run_id = ?",
-                        run_id)  # fmt: skip
+        """Total UTF-8 size of the run's stored step memos."""
+        row = self._one(
+            "SELECT COALESCE(SUM(LENGTH(CAST(memo AS BLOB))), 0) AS n FROM steps WHERE run_id = ?",
+            run_id,
+        )
         return int(row["n"]) if row else 0
 
     def memos(self, run_id: str) -> tuple[dict[str, Any], list[str]]:
@@ -401,6 +418,14 @@ class Store:
             run_id,
         )
         return {r["hash"]: json.loads(r["memo"]) for r in rows}, [r["hash"] for r in rows]
+
+    def memo_texts(self, run_id: str) -> list[tuple[str, str]]:
+        """``(hash, memo as stored JSON)`` of the memoized steps, in completion order."""
+        rows = self._db.execute(
+            "SELECT hash, memo FROM steps WHERE run_id = ? AND memo IS NOT NULL ORDER BY seq",
+            (run_id,),
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
 
     def upsert_step(
         self, run_id: str, step_hash: str, *, name: str, op: str, status: str, now: float,
@@ -417,36 +442,48 @@ class Store:
         )  # fmt: skip
 
     def memoize_step(
-        self, run_id: str, step_hash: str, memo: object, *, name: str, op: str, status: str,
-        now: float, started_at: float | None = None,
-    ) -> bool:  # fmt: skip
+        self,
+        run_id: str,
+        step_hash: str,
+        memo: object,
+        *,
+        name: str,
+        op: str,
+        status: str,
+        now: float,
+        started_at: float | None = None,
+        encoded: str | None = None,
+    ) -> bool:
         """Save a step's final memo, appending it to the completion order.
 
-        Returns False (and changes nothing) when the step already has a memo, so a duplicate
-        response cannot overwrite or re-append it.
+        The memo is stored as canonical JSON (``encoded`` when the caller has it already), so call
+        bodies can splice it in as it is. Returns False (and changes nothing) when the step already
+        has a memo, so a duplicate response cannot overwrite or re-append it.
         """
-        existing = self.get_step(run_id, step_hash)
-        if existing is not None and existing.memoized:
-            return False
-        seq_row = self._one("SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM steps WHERE run_id = ?",
-                            run_id)  # fmt: skip
-        seq = int(seq_row["n"]) if seq_row else 1
         error = memo.get("error") if isinstance(memo, dict) and set(memo) == {"error"} else None
-        if existing is None:
+        text = canonical_text(memo) if encoded is None else encoded
+        return (
             self._exec(
                 "INSERT INTO steps (run_id, hash, name, op, status, memo, error, seq, attempts,"
-                " started_at, ended_at) VALUES (?,?,?,?,?,?,?,?,1,?,?)",
-                run_id, step_hash, name, op, status, _dump(memo),
-                _dump(error) if error is not None else None, seq, started_at or now, now,
-            )  # fmt: skip
-        else:
-            self._exec(
-                "UPDATE steps SET status = ?, memo = ?, error = ?, seq = ?, ended_at = ?,"
-                " attempts = MAX(attempts, 1) WHERE run_id = ? AND hash = ?",
-                status, _dump(memo), _dump(error) if error is not None else None, seq, now,
-                run_id, step_hash,
-            )  # fmt: skip
-        return True
+                " started_at, ended_at) VALUES (?,?,?,?,?,?,?,"
+                " (SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id = ?), 1, ?, ?)"
+                " ON CONFLICT (run_id, hash) DO UPDATE SET status = excluded.status,"
+                " memo = excluded.memo, error = excluded.error, seq = excluded.seq,"
+                " ended_at = excluded.ended_at, attempts = MAX(steps.attempts, 1)"
+                " WHERE steps.memo IS NULL",
+                run_id,
+                step_hash,
+                name,
+                op,
+                status,
+                text,
+                _dump(error) if error is not None else None,
+                run_id,
+                started_at or now,
+                now,
+            )
+            == 1
+        )
 
     # pauses
 
@@ -521,14 +558,19 @@ class Store:
                     item = self._item(row)
                     if admit is not None and not admit(item):
                         continue
-                    self._exec("UPDATE queue SET lease_until = ? WHERE id = ?",
-                               now + lease_seconds, row["id"])  # fmt: skip
                     taken.append(item)
                     if len(taken) >= limit:
                         break
                 if len(rows) < page:
                     break
                 after = (rows[-1]["run_at"], rows[-1]["id"])
+            if taken:
+                marks = ",".join("?" * len(taken))
+                self._exec(
+                    f"UPDATE queue SET lease_until = ? WHERE id IN ({marks})",
+                    now + lease_seconds,
+                    *(item.id for item in taken),
+                )
         return taken
 
     def next_due(self) -> float | None:
@@ -561,6 +603,16 @@ class Store:
             " WHERE id = ?",
             run_at, attempt, _dump(merged), item_id,
         )  # fmt: skip
+
+    def requeue(self, item_id: int, run_at: float) -> None:
+        """Reuse a leased item as a fresh one (attempt 0, empty payload, no lease) due at
+        ``run_at``: cheaper than deleting it and inserting its successor."""
+        self._exec(
+            "UPDATE queue SET run_at = ?, attempt = 0, lease_until = NULL, payload = '{}'"
+            " WHERE id = ?",
+            run_at,
+            item_id,
+        )
 
     def delete_item(self, item_id: int) -> None:
         self._exec("DELETE FROM queue WHERE id = ?", item_id)
@@ -615,6 +667,10 @@ class Store:
         rows = self._all("SELECT key, lim FROM run_keys WHERE run_id = ? AND kind = ?",
                          run_id, kind)  # fmt: skip
         return [(r["key"], int(r["lim"])) for r in rows]
+
+    def has_run_keys(self, kind: str) -> bool:
+        """Whether any run holds a key of ``kind``."""
+        return self._one("SELECT 1 FROM run_keys WHERE kind = ? LIMIT 1", kind) is not None
 
     def runs_with_key(self, kind: str, key: str) -> list[str]:
         """IDs of running runs holding ``key`` (keys are removed when a run ends)."""
