@@ -19,13 +19,15 @@ from inngest_mw_dev.flow import (
     next_tat,
     priority_seconds,
 )
+from inngest_mw_dev.kinds import QueueKind
 from inngest_mw_dev.registration import FunctionDef
 from inngest_mw_dev.store import BufferRow, QueueItem, Store
 
 __all__ = ["CONCURRENCY", "SINGLETON", "Admission", "Flush", "StartPlan"]
 
 CONCURRENCY, SINGLETON = "concurrency", "singleton"
-DEBOUNCE, BATCH = "debounce", "batch"
+# Buffers are keyed by the kind of the queue item that flushes them.
+DEBOUNCE, BATCH = QueueKind.DEBOUNCE, QueueKind.BATCH
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +88,7 @@ class Admission:
         if throttle is not None:
             state_key = f"{fn.id}:throttle:{evaluate_key(throttle.key, event)}"
             tat = self.store.get_tat(state_key)
-            at = gcra(tat, now, limit=throttle.limit, period=throttle.period,
-                      burst=throttle.burst)  # fmt: skip
+            at = gcra(tat, now, limit=throttle.limit, period=throttle.period, burst=throttle.burst)
             self.store.set_tat(
                 state_key, next_tat(tat, at, limit=throttle.limit, period=throttle.period)
             )
@@ -123,7 +124,7 @@ class Admission:
         limited = bool(inflight) or self.store.has_run_keys(CONCURRENCY)
 
         def admit(item: QueueItem) -> str | None:
-            if not limited or item.kind != "call" or item.run_id is None:
+            if not limited or item.kind != QueueKind.CALL or item.run_id is None:
                 return None
             slots = self.store.run_keys(item.run_id, CONCURRENCY)
             for slot, limit in slots:
@@ -163,8 +164,9 @@ class Admission:
         key = evaluate_key(rule.key, event)
         buffer = self.store.get_buffer(fn_id, BATCH, key)
         if buffer is None:
-            item_id = self.store.enqueue(BATCH, now + rule.timeout, function_id=fn_id,
-                                         payload={"key": key})  # fmt: skip
+            item_id = self.store.enqueue(
+                BATCH, now + rule.timeout, function_id=fn_id, payload={"key": key}
+            )
             buffer = BufferRow(fn_id, BATCH, key, [], now, item_id)
         buffer.events.append(event["id"])
         if len(buffer.events) >= rule.max_size:

@@ -21,6 +21,7 @@ import uvicorn
 
 from inngest_mw_dev.appclient import AppClient
 from inngest_mw_dev.executor import CallOutcome, call_app
+from inngest_mw_dev.kinds import QueueKind
 from inngest_mw_dev.live import LiveFeed
 from inngest_mw_dev.machine import HistoryNote, PreparedCall, RunMachine
 from inngest_mw_dev.registration import Registration
@@ -126,8 +127,13 @@ class Engine:
             self.on_notice(line)
 
     def _on_history(self, note: HistoryNote) -> None:
-        self.feed.publish("history", run_id=note.run_id, function_id=note.function_id,
-                          type=note.kind, step=note.step)  # fmt: skip
+        self.feed.publish(
+            "history",
+            run_id=note.run_id,
+            function_id=note.function_id,
+            type=note.kind,
+            step=note.step,
+        )
         if self.on_history is not None:
             self.on_history(note)
 
@@ -167,8 +173,13 @@ class Engine:
             raise
         self.port = sock.getsockname()[1]
         self.url = f"http://{self.host}:{self.port}"
-        config = uvicorn.Config(create_app(self), log_level="warning", lifespan="off",
-                                access_log=False, timeout_graceful_shutdown=2)  # fmt: skip
+        config = uvicorn.Config(
+            create_app(self),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
         self._server = _Server(config)
         serving = asyncio.create_task(self._server.serve(sockets=[sock]))
         self._tasks.append(serving)
@@ -233,14 +244,18 @@ class Engine:
         if response.status_code != 200:
             reason = f"HTTP {response.status_code}: {_reason(response)}"
             if self._registrations[url.rstrip("/")] == registrations:
-                reason += (f" (the app did not register here: if it targets another server, start"
-                           f" it with INNGEST_DEV={self.url})")  # fmt: skip
+                reason += (
+                    f" (the app did not register here: if it targets another server, start"
+                    f" it with INNGEST_DEV={self.url})"
+                )
             self._sync_failed(url, reason)
         elif self._registrations[url.rstrip("/")] == registrations:
             # The SDK registers with its configured base URL, which the sync request cannot
             # change for an out-of-band sync: say how to point it here.
-            reason = (f"the app answered but registered with another server; start it with"
-                      f" INNGEST_DEV={self.url} (or INNGEST_BASE_URL={self.url})")  # fmt: skip
+            reason = (
+                f"the app answered but registered with another server; start it with"
+                f" INNGEST_DEV={self.url} (or INNGEST_BASE_URL={self.url})"
+            )
             if self.syncs.record(url, SyncStatus.ELSEWHERE, self.clock(), error=reason):
                 self.notice(f"sync of {url}: {reason}")
         return response.status_code, response.text
@@ -254,13 +269,18 @@ class Engine:
         """An app registered here (``/fn/register``): record it and tell the live log."""
         self._registrations[registration.url.rstrip("/")] += 1
         count = len(registration.functions)
-        if self.syncs.record(registration.url, SyncStatus.SYNCED, self.clock(),
-                             app_name=registration.app_name, functions=count) or reply.get(
-            "modified"
-        ):  # fmt: skip
+        if self.syncs.record(
+            registration.url,
+            SyncStatus.SYNCED,
+            self.clock(),
+            app_name=registration.app_name,
+            functions=count,
+        ) or reply.get("modified"):
             plural = "" if count == 1 else "s"
-            self.notice(f"app {registration.app_name} synced from {registration.url}:"
-                        f" {count} function{plural}")  # fmt: skip
+            self.notice(
+                f"app {registration.app_name} synced from {registration.url}:"
+                f" {count} function{plural}"
+            )
         self.feed.publish("sync", url=registration.url)
 
     async def _initial_sync(self, url: str) -> None:
@@ -274,8 +294,10 @@ class Engine:
                 if status == 200:
                     return
             await asyncio.sleep(1)
-        self.notice(f"giving up syncing {url} after 30 attempts; once the app is up, resync it"
-                    " from the UI's Apps page or with POST /fn/sync")  # fmt: skip
+        self.notice(
+            f"giving up syncing {url} after 30 attempts; once the app is up, resync it"
+            " from the UI's Apps page or with POST /fn/sync"
+        )
 
     async def _poll(self, interval: float) -> None:
         while True:
@@ -348,12 +370,12 @@ class Engine:
         items = machine.lease(now, self._lease_seconds, limit) if limit > 0 else []
         calls: list[tuple[QueueItem, PreparedCall]] = []
         for item in items:
-            if item.kind == "call":
+            if item.kind == QueueKind.CALL:
                 prepared = self._guarded(isolate, item, machine.prepare_call, item)
                 if prepared is not None:
                     calls.append((item, prepared))
             else:
-                unmatched = self._unmatched(item) if item.kind == "event" else None
+                unmatched = self._unmatched(item) if item.kind == QueueKind.EVENT else None
                 self._guarded(isolate, item, machine.run_item, item)
                 if unmatched is not None:
                     notices.append(unmatched)

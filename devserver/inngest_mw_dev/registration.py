@@ -195,9 +195,14 @@ def _function(raw: dict[str, object], sink: list[str]) -> FunctionDef | None:
     cancel = _cancel(raw.get("cancel"), p)
     _flow_control(raw, p)
     return FunctionDef(
-        id=fn_id, name=name, triggers=triggers, retries=retries, cancel=cancel, config=raw,
+        id=fn_id,
+        name=name,
+        triggers=triggers,
+        retries=retries,
+        cancel=cancel,
+        config=raw,
         flow=FlowConfig.from_config(raw),
-    )  # fmt: skip
+    )
 
 
 def _triggers(value: object, p: _Problems) -> list[Trigger]:

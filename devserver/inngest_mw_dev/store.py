@@ -161,8 +161,8 @@ class PauseRow:
 
 @dataclass(slots=True)
 class QueueItem:
-    """A unit of work. ``kind``: event, call, sleep, wait_timeout, invoke_timeout, run_timeout,
-    cron, debounce or batch (the last three are function-bound, with ``run_id`` None).
+    """A unit of work; ``kind`` is a ``kinds.QueueKind`` value (cron, debounce and batch items
+    are function-bound, with ``run_id`` None).
 
     ``function_id`` is kept on every item bound to a function, so timers and cron ticks know
     which function they belong to.
@@ -273,9 +273,15 @@ class Store:
             "INSERT INTO apps VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
             "name=excluded.name, url=excluded.url, sdk=excluded.sdk, framework=excluded.framework,"
             " checksum=excluded.checksum, sync_id=excluded.sync_id, synced_at=excluded.synced_at",
-            app.id, app.name, app.url, app.sdk, app.framework, app.checksum, app.sync_id,
+            app.id,
+            app.name,
+            app.url,
+            app.sdk,
+            app.framework,
+            app.checksum,
+            app.sync_id,
             app.synced_at,
-        )  # fmt: skip
+        )
 
     def upsert_function(
         self, fn_id: str, app_id: str, name: str, config: object, now: float
@@ -284,8 +290,12 @@ class Store:
             "INSERT INTO functions VALUES (?,?,?,?,0,?) ON CONFLICT (id) DO UPDATE SET "
             "app_id=excluded.app_id, name=excluded.name, config=excluded.config, archived=0,"
             " updated_at=excluded.updated_at",
-            fn_id, app_id, name, _dump(config), now,
-        )  # fmt: skip
+            fn_id,
+            app_id,
+            name,
+            _dump(config),
+            now,
+        )
 
     def archive_functions(self, app_id: str, keep: list[str], now: float) -> list[str]:
         """Archive the app's functions not in ``keep``; return their IDs."""
@@ -324,10 +334,22 @@ class Store:
     def insert_run(self, run: RunRow) -> None:
         self._exec(
             "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            run.id, run.function_id, run.app_id, run.event_id, canonical_text(run.events), run.status,
-            _dump(run.output), _dump(run.error), run.queued_at, run.started_at, run.ended_at,
-            int(run.force_plan), run.pending, run.max_attempts, run.correlation_id,
-        )  # fmt: skip
+            run.id,
+            run.function_id,
+            run.app_id,
+            run.event_id,
+            canonical_text(run.events),
+            run.status,
+            _dump(run.output),
+            _dump(run.error),
+            run.queued_at,
+            run.started_at,
+            run.ended_at,
+            int(run.force_plan),
+            run.pending,
+            run.max_attempts,
+            run.correlation_id,
+        )
 
     @staticmethod
     def _run(row: sqlite3.Row) -> RunRow:
@@ -428,18 +450,32 @@ class Store:
         return [(r[0], r[1]) for r in rows]
 
     def upsert_step(
-        self, run_id: str, step_hash: str, *, name: str, op: str, status: str, now: float,
-        attempts: int | None = None, error: object = None,
-    ) -> None:  # fmt: skip
+        self,
+        run_id: str,
+        step_hash: str,
+        *,
+        name: str,
+        op: str,
+        status: str,
+        now: float,
+        attempts: int | None = None,
+        error: object = None,
+    ) -> None:
         """Record a step that is not finished yet (planned, running, sleeping, waiting...)."""
         self._exec(
             "INSERT INTO steps (run_id, hash, name, op, status, error, attempts, started_at)"
             " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, hash) DO UPDATE SET"
             " op = excluded.op, status = excluded.status, error = excluded.error,"
             " attempts = MAX(steps.attempts, excluded.attempts)",
-            run_id, step_hash, name, op, status, _dump(error) if error is not None else None,
-            attempts or 0, now,
-        )  # fmt: skip
+            run_id,
+            step_hash,
+            name,
+            op,
+            status,
+            _dump(error) if error is not None else None,
+            attempts or 0,
+            now,
+        )
 
     def memoize_step(
         self,
@@ -490,9 +526,15 @@ class Store:
     def insert_pause(self, pause: PauseRow) -> None:
         self._exec(
             "INSERT OR REPLACE INTO pauses VALUES (?,?,?,?,?,?,?,?)",
-            pause.id, pause.run_id, pause.step, pause.kind, pause.event_name, pause.expression,
-            pause.correlation_id, pause.expires_at,
-        )  # fmt: skip
+            pause.id,
+            pause.run_id,
+            pause.step,
+            pause.kind,
+            pause.event_name,
+            pause.expression,
+            pause.correlation_id,
+            pause.expires_at,
+        )
 
     def pauses_for_event(self, event_name: str, now: float) -> list[PauseRow]:
         rows = self._all(
@@ -513,10 +555,16 @@ class Store:
     # queue
 
     def enqueue(
-        self, kind: str, run_at: float, *, run_id: str | None = None,
-        function_id: str | None = None, step: str | None = None, attempt: int = 0,
+        self,
+        kind: str,
+        run_at: float,
+        *,
+        run_id: str | None = None,
+        function_id: str | None = None,
+        step: str | None = None,
+        attempt: int = 0,
         payload: dict[str, Any] | None = None,
-    ) -> int:  # fmt: skip
+    ) -> int:
         cursor = self._db.execute(
             "INSERT INTO queue (kind, run_id, function_id, step, attempt, run_at, payload)"
             " VALUES (?,?,?,?,?,?,?)",
@@ -532,9 +580,12 @@ class Store:
         return QueueItem(**data)
 
     def lease_due(
-        self, now: float, lease_seconds: float, limit: int,
+        self,
+        now: float,
+        lease_seconds: float,
+        limit: int,
         admit: Callable[[QueueItem], bool] | None = None,
-    ) -> list[QueueItem]:  # fmt: skip
+    ) -> list[QueueItem]:
         """Take up to ``limit`` due items whose lease is free or expired, leasing them.
 
         Items ``admit`` refuses stay queued and later due items are still considered, so work
@@ -549,11 +600,15 @@ class Store:
             while len(taken) < limit:
                 rows = self._all(
                     "SELECT * FROM queue WHERE run_at <= ? AND (lease_until IS NULL"
-                    " OR lease_until < ?)" + ("" if after is None else
-                    " AND (run_at > ? OR (run_at = ? AND id > ?))") + " ORDER BY run_at, id"
+                    " OR lease_until < ?)"
+                    + ("" if after is None else " AND (run_at > ? OR (run_at = ? AND id > ?))")
+                    + " ORDER BY run_at, id"
                     " LIMIT ?",
-                    now, now, *(() if after is None else (after[0], after[0], after[1])), page,
-                )  # fmt: skip
+                    now,
+                    now,
+                    *(() if after is None else (after[0], after[0], after[1])),
+                    page,
+                )
                 for row in rows:
                     item = self._item(row)
                     if admit is not None and not admit(item):
@@ -601,8 +656,11 @@ class Store:
         self._exec(
             "UPDATE queue SET run_at = ?, attempt = ?, lease_until = NULL, payload = ?"
             " WHERE id = ?",
-            run_at, attempt, _dump(merged), item_id,
-        )  # fmt: skip
+            run_at,
+            attempt,
+            _dump(merged),
+            item_id,
+        )
 
     def requeue(self, item_id: int, run_at: float) -> None:
         """Reuse a leased item as a fresh one (attempt 0, empty payload, no lease) due at
@@ -664,8 +722,9 @@ class Store:
         self._exec("INSERT OR REPLACE INTO run_keys VALUES (?,?,?,?)", run_id, kind, key, limit)
 
     def run_keys(self, run_id: str, kind: str) -> list[tuple[str, int]]:
-        rows = self._all("SELECT key, lim FROM run_keys WHERE run_id = ? AND kind = ?",
-                         run_id, kind)  # fmt: skip
+        rows = self._all(
+            "SELECT key, lim FROM run_keys WHERE run_id = ? AND kind = ?", run_id, kind
+        )
         return [(r["key"], int(r["lim"])) for r in rows]
 
     def has_run_keys(self, kind: str) -> bool:
@@ -683,13 +742,18 @@ class Store:
             "SELECT k.key AS key, COUNT(*) AS n FROM queue q JOIN run_keys k"
             " ON k.run_id = q.run_id AND k.kind = ? WHERE q.kind = 'call'"
             " AND q.lease_until IS NOT NULL AND q.lease_until >= ? GROUP BY k.key",
-            kind, now,
-        )  # fmt: skip
+            kind,
+            now,
+        )
         return {r["key"]: int(r["n"]) for r in rows}
 
     def get_buffer(self, function_id: str, kind: str, key: str) -> BufferRow | None:
-        row = self._one("SELECT * FROM buffers WHERE function_id = ? AND kind = ? AND key = ?",
-                        function_id, kind, key)  # fmt: skip
+        row = self._one(
+            "SELECT * FROM buffers WHERE function_id = ? AND kind = ? AND key = ?",
+            function_id,
+            kind,
+            key,
+        )
         if row is None:
             return None
         data = dict(row)
@@ -699,13 +763,21 @@ class Store:
     def put_buffer(self, buffer: BufferRow) -> None:
         self._exec(
             "INSERT OR REPLACE INTO buffers VALUES (?,?,?,?,?,?)",
-            buffer.function_id, buffer.kind, buffer.key, _dump(buffer.events), buffer.first_at,
+            buffer.function_id,
+            buffer.kind,
+            buffer.key,
+            _dump(buffer.events),
+            buffer.first_at,
             buffer.item_id,
-        )  # fmt: skip
+        )
 
     def delete_buffer(self, function_id: str, kind: str, key: str) -> None:
-        self._exec("DELETE FROM buffers WHERE function_id = ? AND kind = ? AND key = ?",
-                   function_id, kind, key)  # fmt: skip
+        self._exec(
+            "DELETE FROM buffers WHERE function_id = ? AND kind = ? AND key = ?",
+            function_id,
+            kind,
+            key,
+        )
 
     # history
 
