@@ -119,12 +119,12 @@ class Admission:
 
         It answers None to admit an item (counting it as in flight) or the full key's name.
         """
+        if not self.store.has_run_keys(CONCURRENCY):
+            return _admit_all  # no run holds a concurrency key (the common case)
         inflight = self.store.leased_calls_by_key(CONCURRENCY, now)
-        # No run holds a concurrency key (the common case): every item is admitted unasked.
-        limited = bool(inflight) or self.store.has_run_keys(CONCURRENCY)
 
         def admit(item: QueueItem) -> str | None:
-            if not limited or item.kind != QueueKind.CALL or item.run_id is None:
+            if item.kind != QueueKind.CALL or item.run_id is None:
                 return None
             slots = self.store.run_keys(item.run_id, CONCURRENCY)
             for slot, limit in slots:
@@ -192,3 +192,7 @@ class Admission:
             # Only the last event starts the run; the earlier ones are superseded.
             return Flush(buffer.function_id, buffer.events[-1:], f"debounced {count} event(s)")
         return Flush(buffer.function_id, buffer.events, f"batch timeout ({count} event(s))")
+
+
+def _admit_all(item: QueueItem) -> str | None:
+    return None

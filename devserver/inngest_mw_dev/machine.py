@@ -435,7 +435,7 @@ class RunMachine:
         self.store.update_run(
             run.id, status=status, output=output, error=error, ended_at=now, pending=0
         )
-        run.status = status
+        run.status, run.pending = status, 0
         self.store.delete_run_work(run.id)
         detail: dict[str, Any] = {"output": output} if status == COMPLETED else {"error": error}
         if reason:
@@ -487,7 +487,7 @@ class RunMachine:
         ):
             return
         self.history.record(run, "resumed", name, via=via, status=status)
-        if self.store.add_pending(run.id, -1) == 0:
+        if self._add_pending(run, -1) == 0:
             self.schedule.discovery(run)
 
     # calls
@@ -632,7 +632,7 @@ class RunMachine:
             return
         targeted = item.step != DISCOVERY
         if targeted:
-            self.store.add_pending(run.id, -1)
+            self._add_pending(run, -1)
         if len([op for op in ops if op.op != Opcode.NONE]) > 1:
             self.store.update_run(run.id, force_plan=True)
             run.force_plan = True
@@ -650,7 +650,7 @@ class RunMachine:
                 )
                 return
             progressed = self._apply_op(run, item, op, response, started_at) or progressed
-        if run.status == RUNNING and progressed and self.store.pending(run.id) == 0:
+        if run.status == RUNNING and progressed and run.pending == 0:
             self.schedule.discovery(run)
 
     def _steps_with(self, run: RunRow, ops: list[Op]) -> int:
@@ -661,6 +661,11 @@ class RunMachine:
         known = self.store.step_hashes(run.id)
         new = ids - known
         return len(known) + len(new) if new else 0
+
+    def _add_pending(self, run: RunRow, delta: int) -> int:
+        """Adjust the run's count of open branches, keeping ``run`` in step with its row."""
+        run.pending = self.store.add_pending(run.id, delta)
+        return run.pending
 
     def _fail_run(self, run: RunRow, error: dict[str, Any]) -> None:
         self._finalize(run, FAILED, error=error, reason=error["message"])
@@ -712,7 +717,7 @@ class RunMachine:
         now = self.clock()
         at = response.retry_at or now + backoff_seconds(item.attempt, self.retry_base)
         self.schedule.call(run, op.id, at, attempt=item.attempt + 1)
-        self.store.add_pending(run.id, 1)
+        self._add_pending(run, 1)
         attempts = item.attempt + 1
         self._mark_step(run, op.id, StepStatus.RETRYING, op=op, attempts=attempts, error=error)
         self.history.record(
@@ -736,7 +741,7 @@ class RunMachine:
         self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
     ) -> bool:
         self.schedule.call(run, op.id, self.clock())
-        self.store.add_pending(run.id, 1)
+        self._add_pending(run, 1)
         self._mark_step(run, op.id, StepStatus.PLANNED, op=op)
         return False
 
@@ -826,7 +831,7 @@ class RunMachine:
             self._fail_op(run, op, str(exc))
             return
         self.schedule.step_timer(QueueKind.SLEEP, run, op.id, until)
-        self.store.add_pending(run.id, 1)
+        self._add_pending(run, 1)
         self._mark_step(run, op.id, StepStatus.SLEEPING, op=op)
         self.history.record(run, "sleeping", op.label, until=until, seconds=round(until - now, 3))
 
@@ -868,7 +873,7 @@ class RunMachine:
         self.schedule.step_timer(
             QueueKind.WAIT_TIMEOUT, run, op.id, now + timeout, pause_id=pause_id
         )
-        self.store.add_pending(run.id, 1)
+        self._add_pending(run, 1)
         self._mark_step(run, op.id, StepStatus.WAITING, op=op)
         self.history.record(
             run, "waiting", op.label, event=event_name, expression=expression, timeout_s=timeout
@@ -884,7 +889,7 @@ class RunMachine:
         if run.status != RUNNING:
             return
         now = self.clock()
-        self.store.add_pending(run.id, 1)
+        self._add_pending(run, 1)
         self._mark_step(run, op.id, StepStatus.INVOKING, op=op)
         target = self.functions.get(target_id)
         if target is None:

@@ -94,7 +94,7 @@ def _dump(value: object) -> str:
 
 
 def _load(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return None if text is None or text == "null" else json.loads(text)
 
 
 @dataclass(slots=True)
