@@ -34,7 +34,7 @@ log = logging.getLogger("inngest_mw_dev")
 T = TypeVar("T")
 # Items leased and applied per transaction: large enough to amortise the commit, small enough
 # that an event POST never waits long for the loop.
-_MAX_PER_TICK = 64
+_MAX_PER_TICK = 16
 _RETRY_UNEXPECTED_S = 5.0
 
 

@@ -182,9 +182,7 @@ class RunMachine:
         """Store accepted events (new IDs only) and queue their processing, atomically."""
         now = self.clock()
         with self.history.tx():
-            for event in events:
-                if self.store.insert_event(event, now):
-                    self.store.enqueue(QueueKind.EVENT, now, payload={"event_id": event["id"]})
+            self.store.insert_events(events, now)
 
     def _emit(self, name: str, data: dict[str, Any], event_id: str | None = None) -> None:
         now = self.clock()
