@@ -419,10 +419,6 @@ class Store:
         )
         return int(row["pending"]) if row else 0
 
-    def pending(self, run_id: str) -> int:
-        row = self._one("SELECT pending FROM runs WHERE id = ?", run_id)
-        return int(row["pending"]) if row else 0
-
     # steps
 
     @staticmethod
@@ -443,11 +439,6 @@ class Store:
             run_id,
         )
         return [self._step(r) for r in rows]
-
-    def step_count(self, run_id: str) -> int:
-        """Distinct steps the run has reported so far (planned, running or finished)."""
-        row = self._one("SELECT COUNT(*) AS n FROM steps WHERE run_id = ?", run_id)
-        return int(row["n"]) if row else 0
 
     def step_hashes(self, run_id: str) -> set[str]:
         """The IDs of every step the run has reported so far."""
