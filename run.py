@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""One entry point for a fresh checkout: ``python3 run.py demo | test | lint | bench``.
+"""One entry point for a fresh checkout: ``python3 run.py demo | test | lint | bench | lock``.
 
 Creates ``.venv`` on first use and installs the workspace (re-installs when requirements change),
 so the only prerequisites are Python 3.11+ and pip; ``test`` also installs Debian's ``chromium``
-package (apt-get, as root) for the web UI's browser tests when it is missing.
+package (apt-get, as root) for the web UI's browser tests when it is missing. Third-party versions
+are pinned by ``requirements-lock.txt``; ``lock`` regenerates it after a requirement changes.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("INNGEST_MW_VENV", ROOT / ".venv"))
 REQUIREMENTS = ROOT / "requirements-dev.txt"
+BENCH_REQUIREMENTS = ROOT / "benchmarks" / "requirements.txt"
+LOCK = ROOT / "requirements-lock.txt"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 CHROMIUM = "/usr/bin/chromium"  # the browser tests' browser: Debian's package, never a download
@@ -28,16 +32,15 @@ def ensure_env() -> None:
     if not PYTHON.exists():
         print(f"creating virtualenv in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
-    for pyproject in sorted(ROOT.glob("**/pyproject.toml")):
-        if ".venv" not in pyproject.parts:
-            digest += hashlib.sha256(pyproject.read_bytes()).hexdigest()
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes() + _read(LOCK)).hexdigest()
+    for pyproject in _pyprojects():
+        digest += hashlib.sha256(pyproject.read_bytes()).hexdigest()
     stamp = VENV / ".inngest-mw-installed"
     if stamp.exists() and stamp.read_text() == digest:
         return
     print("installing inngest-mw and its test tools ...", flush=True)
     pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-r", str(REQUIREMENTS)], cwd=ROOT, check=True)
+    subprocess.run([*pip, "-r", str(REQUIREMENTS), *_constraints()], cwd=ROOT, check=True)
     stamp.write_text(digest)
 
 
@@ -58,13 +61,37 @@ def ensure_chromium() -> None:
         raise SystemExit(f"error: the chromium package installed no {CHROMIUM}")
 
 
+def _read(path: Path) -> bytes:
+    return path.read_bytes() if path.exists() else b""
+
+
+def _constraints() -> list[str]:
+    # Without a lock (deleted to re-resolve from scratch) the ranges alone decide.
+    return ["-c", str(LOCK)] if LOCK.exists() else []
+
+
+def _pyprojects() -> list[Path]:
+    return [p for p in sorted(ROOT.glob("**/pyproject.toml")) if ".venv" not in p.parts]
+
+
+def lock() -> int:
+    """Re-resolve every requirement for all platforms and Python 3.11+ into ``LOCK``."""
+    workspace = [tomllib.loads(p.read_text())["project"]["name"] for p in _pyprojects()]
+    return run(
+        "-m", "uv", "pip", "compile", "--quiet", "--universal", "--python-version", "3.11",
+        "--custom-compile-command", "python3 run.py lock", "--output-file", str(LOCK),
+        *(arg for name in workspace for arg in ("--no-emit-package", name)),
+        str(REQUIREMENTS), str(BENCH_REQUIREMENTS),
+    )  # fmt: skip
+
+
 def run(*args: str) -> int:
     return subprocess.run([str(PYTHON), *args], cwd=ROOT).returncode
 
 
 def main() -> int:
     command, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("help", [])
-    if command not in ("demo", "test", "lint", "bench"):
+    if command not in ("demo", "test", "lint", "bench", "lock"):
         print(__doc__)
         return 0 if command == "help" else 2
     ensure_env()
@@ -73,10 +100,11 @@ def main() -> int:
     if command == "test":
         ensure_chromium()
         return run("-m", "pytest", *rest)
+    if command == "lock":
+        return lock()
     if command == "bench":
-        extra = ROOT / "benchmarks" / "requirements.txt"
         pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "-r", str(extra)], cwd=ROOT, check=True)
+        subprocess.run([*pip, "-r", str(BENCH_REQUIREMENTS), *_constraints()], cwd=ROOT, check=True)
         return run("-m", "benchmarks", *rest)
     for step in (
         ("-m", "ruff", "check", "."),
