@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""One entry point for a fresh checkout: ``python3 run.py demo | test | lint | bench | lock``.
+"""One entry point for a fresh checkout: ``python3 run.py demo | test | lint | docs | bench | lock``.
 
 Creates ``.venv`` on first use and installs the workspace (re-installs when requirements change),
 so the only prerequisites are Python 3.11+ and pip; ``test`` also installs Debian's ``chromium``
@@ -91,7 +91,7 @@ def run(*args: str) -> int:
 
 def main() -> int:
     command, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("help", [])
-    if command not in ("demo", "test", "lint", "bench", "lock"):
+    if command not in ("demo", "test", "lint", "docs", "bench", "lock"):
         print(__doc__)
         return 0 if command == "help" else 2
     ensure_env()
@@ -102,6 +102,10 @@ def main() -> int:
         return run("-m", "pytest", *rest)
     if command == "lock":
         return lock()
+    if command == "docs":
+        # Warnings are errors (strict): a broken reference or page fails the build.
+        os.environ["NO_MKDOCS_2_WARNING"] = "1"
+        return run("-m", "mkdocs", "build", "--strict", *rest)
     if command == "bench":
         pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         subprocess.run([*pip, "-r", str(BENCH_REQUIREMENTS), *_constraints()], cwd=ROOT, check=True)
