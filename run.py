@@ -103,7 +103,8 @@ def main() -> int:
     if command == "lock":
         return lock()
     if command == "docs":
-        # Warnings are errors (strict): a broken reference or page fails the build.
+        # --strict: a warning (a broken reference or link) fails the build. The variable only
+        # silences Material's end-of-life notice, which is printed, not raised as a warning.
         os.environ["NO_MKDOCS_2_WARNING"] = "1"
         return run("-m", "mkdocs", "build", "--strict", *rest)
     if command == "bench":

@@ -76,6 +76,13 @@ def test_every_distribution_has_a_readme_classifiers_and_a_license(dist: Distrib
 
 
 @pytest.mark.parametrize("dist", DISTRIBUTIONS, ids=_ids)
+def test_readme_links_work_on_an_index_page(dist: Distribution) -> None:
+    # The README is the index's project page: a link relative to this checkout leads nowhere.
+    readme = (dist.path / dist.pyproject["project"]["readme"]).read_text()
+    assert re.findall(r"\]\((?!https?://|#)[^)]*\)", readme) == []
+
+
+@pytest.mark.parametrize("dist", DISTRIBUTIONS, ids=_ids)
 def test_every_package_is_marked_typed(dist: Distribution) -> None:
     for package in dist.packages:
         assert (dist.path / package / "py.typed").is_file()
