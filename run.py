@@ -40,7 +40,7 @@ def ensure_env() -> None:
         return
     print("installing inngest-mw and its test tools ...", flush=True)
     pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-r", str(REQUIREMENTS), *_constraints()], cwd=ROOT, check=True)
+    subprocess.run([*pip, "-r", str(REQUIREMENTS)], cwd=ROOT, env=_locked_env(), check=True)
     stamp.write_text(digest)
 
 
@@ -65,9 +65,10 @@ def _read(path: Path) -> bytes:
     return path.read_bytes() if path.exists() else b""
 
 
-def _constraints() -> list[str]:
+def _locked_env() -> dict[str, str]:
+    # As an environment variable the lock also pins what pip builds the workspace with (hatchling).
     # Without a lock (deleted to re-resolve from scratch) the ranges alone decide.
-    return ["-c", str(LOCK)] if LOCK.exists() else []
+    return {**os.environ, "PIP_CONSTRAINT": str(LOCK)} if LOCK.exists() else dict(os.environ)
 
 
 def _pyprojects() -> list[Path]:
@@ -109,7 +110,9 @@ def main() -> int:
         return run("-m", "mkdocs", "build", "--strict", *rest)
     if command == "bench":
         pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "-r", str(BENCH_REQUIREMENTS), *_constraints()], cwd=ROOT, check=True)
+        subprocess.run(
+            [*pip, "-r", str(BENCH_REQUIREMENTS)], cwd=ROOT, env=_locked_env(), check=True
+        )
         return run("-m", "benchmarks", *rest)
     for step in (
         ("-m", "ruff", "check", "."),
