@@ -121,7 +121,9 @@ def _wheel_names(installed: Installed) -> dict[str, list[str]]:
     }
 
 
-def test_every_distribution_builds_a_wheel_shipping_py_typed(installed: Installed) -> None:
+def test_every_distribution_builds_a_wheel_shipping_py_typed_and_the_license(
+    installed: Installed,
+) -> None:
     wheels = _wheel_names(installed)
     for dist in distributions():
         stem = dist.name.replace("-", "_")
@@ -130,6 +132,7 @@ def test_every_distribution_builds_a_wheel_shipping_py_typed(installed: Installe
         ]
         for package in dist.packages:
             assert f"{package}/py.typed" in files, (dist.name, package)
+        assert f"{stem}-{VERSION}.dist-info/licenses/LICENSE" in files, dist.name
 
 
 def test_every_distribution_builds_an_sdist_with_its_readme(installed: Installed) -> None:
@@ -138,6 +141,7 @@ def test_every_distribution_builds_an_sdist_with_its_readme(installed: Installed
         with tarfile.open(installed.wheelhouse / f"{stem}.tar.gz") as sdist:
             names = sdist.getnames()
         assert f"{stem}/README.md" in names
+        assert f"{stem}/LICENSE" in names
         assert f"{stem}/pyproject.toml" in names
         assert not [n for n in names if n.startswith(f"{stem}/tests/")], dist.name
 

@@ -71,6 +71,7 @@ def test_every_distribution_has_a_readme_classifiers_and_a_license(dist: Distrib
     project = dist.pyproject["project"]
     assert (dist.path / project["readme"]).is_file()
     assert project["license"] == "Apache-2.0"
+    assert (dist.path / "LICENSE").read_text() == (ROOT / "LICENSE").read_text()
     assert "Typing :: Typed" in project["classifiers"]
     assert project["requires-python"] == ">=3.11"
 
