@@ -83,12 +83,10 @@ def _download_dependencies(wheelhouse: Path) -> None:
     # Sibling distributions come from the wheelhouse only, never from the index, at this version.
     pins = wheelhouse.parent / "workspace-pins.txt"
     pins.write_text("".join(f"{d.name}=={VERSION}\n" for d in distributions()))
-    constraints: list[str | Path] = ["-c", pins]
-    if LOCK.exists():
-        constraints += ["-c", LOCK]
+    # Third-party wheels at the locked versions, so every run installs the same set.
     _tool(
         "pip", "download", "--disable-pip-version-check", "--quiet", "--only-binary", ":all:",
-        "--dest", wheelhouse, "--find-links", wheelhouse, *constraints,
+        "--dest", wheelhouse, "--find-links", wheelhouse, "-c", pins, "-c", LOCK,
         f"inngest-mw[{EXTRAS}]=={VERSION}",
     )  # fmt: skip
 
