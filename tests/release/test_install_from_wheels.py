@@ -277,3 +277,8 @@ def test_a_fastapi_app_from_the_install_runs_to_completion_on_the_engine(
     )
     assert run["status"] == "Completed", run
     assert run["output"] == {"total": 10}
+    # The web UI's templates and assets are package data: the installed engine must serve them.
+    page = httpx.get(f"{engine_url}/runs/{run['run_id']}", timeout=10)
+    assert page.status_code == 200, page.text[:500]
+    assert "total" in page.text
+    assert httpx.get(f"{engine_url}/static/style.css", timeout=10).status_code == 200
