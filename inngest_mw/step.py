@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["Group", "GroupSync", "Step", "StepSync"]
 
 T = TypeVar("T")
-_NONE = object()
 
 
 class _Replayed:
