@@ -353,7 +353,7 @@ class HookTable:
     hook then costs one dict lookup and no generator.
     """
 
-    __slots__ = ("async_path", "hooks", "instances", "step_hooks")
+    __slots__ = ("async_path", "boundary_hooks", "hooks", "instances", "step_hooks")
 
     def __init__(self, instances: list[_MiddlewareBase], *, async_path: bool = True) -> None:
         self.instances = instances
@@ -368,6 +368,8 @@ class HookTable:
         self.hooks = hooks
         self.step_hooks = HOOKS.TRANSFORM_STEP_INPUT in hooks or HOOKS.WRAP_STEP in hooks
         """Whether a memoized step needs the hook path at all (else it is a plain memo lookup)."""
+        self.boundary_hooks = HOOKS.AFTER_MEMOIZATION in hooks or HOOKS.BEFORE_EXECUTION in hooks
+        """Whether anyone listens for the end of memoized state."""
 
     def has(self, spec: HookSpec[..., Any]) -> bool:
         return spec in self.hooks

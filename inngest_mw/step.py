@@ -37,13 +37,15 @@ __all__ = ["Group", "GroupSync", "Step", "StepSync"]
 T = TypeVar("T")
 
 
-class _Replayed:
-    """A replayed step's value, returned without entering a flow."""
+class _Pending:
+    """What a step's flow needs; ``_begin`` returns it unless the step is a plain replay, in which
+    case it returns the value itself (no allocation on the hot path)."""
 
-    __slots__ = ("value",)
+    __slots__ = ("info", "memo")
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    def __init__(self, info: StepInfo, memo: Memo | None) -> None:
+        self.info = info
+        self.memo = memo
 
 
 class _Call:
@@ -218,15 +220,21 @@ class _StepBase:
         options: dict[str, Any] | None,
         args: Sequence[Any],
         output_type: object,
-    ) -> _Replayed | tuple[StepInfo, Memo | None]:
-        """A replayed step's value when no hook needs to see it, else what its flow needs."""
+    ) -> Any:
+        """A replayed step's value when no hook needs to see it, else a ``_Pending``."""
         self._check_not_nested()
         core = self._core
         hashed, index = self._resolve(step_id)
         memo = core.take(hashed)
-        if memo is not None and not self._hooks.step_hooks and (core.memos or core.boundary_done):
-            return _Replayed(self._memo_value(kind, memo, output_type))
-        return self._make_info(kind, step_id, hashed, index, options, args, memo is not None), memo
+        hooks = self._hooks
+        if memo is not None and not hooks.step_hooks:
+            if core.memos or core.boundary_done:
+                return self._memo_value(kind, memo, output_type)
+            if not hooks.boundary_hooks:  # the boundary is due, but no hook wants to hear of it
+                core.boundary_due()
+                return self._memo_value(kind, memo, output_type)
+        info = self._make_info(kind, step_id, hashed, index, options, args, memo is not None)
+        return _Pending(info, memo)
 
     def _flow(
         self,
@@ -394,9 +402,9 @@ class Step(_StepBase):
         output_type: object,
     ) -> Any:
         begun = self._begin(kind, step_id, options, args, output_type)
-        if type(begun) is _Replayed:
-            return begun.value
-        info, memo = cast("tuple[StepInfo, Memo | None]", begun)
+        if type(begun) is not _Pending:
+            return begun
+        info, memo = begun.info, begun.memo
         core = self._core
         task = asyncio.current_task()
         if task is core.main_task or core.main_task is None or core.parallel_depth:
@@ -442,8 +450,6 @@ class StepSync(_StepBase):
         self, step_id: str, handler: Callable[..., T], *args: Any, output_type: object = None
     ) -> T:
         """Run ``handler(*args)`` once per run and memoize its JSON-serializable result."""
-        if inspect.iscoroutinefunction(handler):
-            raise TypeError(f"step {step_id!r}: a sync function cannot run an async step handler")
         return cast(T, self._step("run", step_id, None, args, handler, output_type))
 
     def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
@@ -509,9 +515,13 @@ class StepSync(_StepBase):
         output_type: object,
     ) -> Any:
         begun = self._begin(kind, step_id, options, args, output_type)
-        if type(begun) is _Replayed:
-            return begun.value
-        info, memo = cast("tuple[StepInfo, Memo | None]", begun)
+        if type(begun) is not _Pending:
+            return begun
+        info, memo = begun.info, begun.memo
+        if handler is not None and inspect.iscoroutinefunction(
+            handler
+        ):  # checked only when it may run
+            raise TypeError(f"step {step_id!r}: a sync function cannot run an async step handler")
         return drive(self._flow(info, memo, handler, output_type, None))
 
 
