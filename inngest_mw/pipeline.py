@@ -415,10 +415,7 @@ class HookTable:
             except Exception as exc:
                 _failed(spec, label, exc, observer)
                 continue
-            if value is not None and not observer:
-                result = value
-                if spec.chains:
-                    args = (value, *args[1:])
+            result, args = _carried(spec, value, result, args, observer)
         return cast("Flow[Any]", _Result(result))
 
     def _waiting(
@@ -437,10 +434,7 @@ class HookTable:
         except Exception as exc:
             _failed(spec, chain[i][2], exc, observer)
             value = None
-        if value is not None and not observer:
-            result = value
-            if spec.chains:
-                args = (value, *args[1:])
+        result, args = _carried(spec, value, result, args, observer)
         return (yield from self._chain(spec, chain, i + 1, args, result, observer))
 
     def wrap(self, spec: HookSpec[[A], Any], arg: A, innermost: Callable[[], Flow[T]]) -> Flow[T]:
@@ -450,6 +444,16 @@ class HookTable:
             return (yield from innermost())
         value: T = yield _Onion(chain, spec.name, arg, innermost, self.async_path)
         return value
+
+
+def _carried(
+    spec: HookSpec[..., Any], value: Any, result: Any, args: tuple[Any, ...], observer: bool
+) -> tuple[Any, tuple[Any, ...]]:
+    """A hook's non-``None`` return value becomes the chain's result (and, for a chaining hook,
+    the next hook's first argument); observers return nothing that counts."""
+    if value is None or observer:
+        return result, args
+    return value, ((value, *args[1:]) if spec.chains else args)
 
 
 def _failed(spec: HookSpec[..., Any], label: str, exc: Exception, observer: bool) -> None:

@@ -96,9 +96,10 @@ def build_body(
     disable_immediate_execution: bool,
 ) -> bytes:
     """The canonical call body from decoded state (see ``splice_body``)."""
+    events_json = canonical_text(events)
     return splice_body(
-        events_json=canonical_text(events),
-        first_event_json=canonical_text(events[0]) if events else "{}",
+        events_json=events_json,
+        first_event_json=first_event_json(events_json, events),
         steps_json=[(step, canonical_text(steps[step])) for step in stack],
         fn_uuid=fn_uuid,
         run_id=run_id,
