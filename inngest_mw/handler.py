@@ -10,7 +10,6 @@ No error escapes as a traceback: each becomes a JSON response with a reason.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import urllib.parse
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ from inngest_mw.execution import (
 )
 from inngest_mw.function import Function, Handler
 from inngest_mw.hooks import HOOKS
+from inngest_mw.jsonbody import JSONBodyError, parse_json
 from inngest_mw.pipeline import PipelineSpec
 from inngest_mw.responses import call_response, error_response
 from inngest_mw.run_state import load_from_api
@@ -234,12 +234,11 @@ class CommHandler:
                 sign_with=key,
             )
         try:
-            body = json.loads(request.body)
-        except (ValueError, RecursionError) as exc:
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else "not valid JSON"
+            body = parse_json(request.body)
+        except JSONBodyError as exc:
             return respond(
                 400,
-                {"name": "BodyInvalidError", "message": f"call body is {reason}"},
+                {"name": "BodyInvalidError", "message": f"call body is {exc.reason}"},
                 {Header.NO_RETRY: "true"},
                 sign_with=key,
             )

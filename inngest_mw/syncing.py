@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +10,7 @@ import httpx
 from inngest_mw._const import CAPABILITIES, LANGUAGE, SDK_HEADER, VERSION, Header
 from inngest_mw.comm import CommRequest, CommResponse, dumps, respond
 from inngest_mw.errors import SignatureError
+from inngest_mw.jsonbody import JSONBodyError, parse_json
 from inngest_mw.run_state import keys_or_none
 
 if TYPE_CHECKING:
@@ -96,8 +96,8 @@ def in_band(handler: CommHandler, request: CommRequest) -> CommResponse:
     except SignatureError as exc:
         return handler.unauthorized(exc)
     try:
-        body = json.loads(request.body or b"null")
-    except ValueError:
+        body = parse_json(request.body or b"null")
+    except JSONBodyError:
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("url"), str):
         return respond(
