@@ -5,8 +5,6 @@
 (``Middleware`` / ``MiddlewareSync``). Serve with an adapter such as ``inngest_mw_asgi.serve``.
 """
 
-import logging as _logging
-
 from inngest_mw._const import VERSION
 from inngest_mw.client import Inngest
 from inngest_mw.config import (
@@ -48,8 +46,6 @@ from inngest_mw.wire import Opcode
 
 __version__ = VERSION
 
-# A library logs, the application decides where to: no "no handler" warnings by default.
-_logging.getLogger("inngest_mw").addHandler(_logging.NullHandler())
 
 __all__ = [
     "Batch",

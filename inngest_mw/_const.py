@@ -21,6 +21,8 @@ MAX_STEP_OUTPUT_BYTES: Final = 4 * 1024 * 1024
 MAX_STEPS_PER_RUN: Final = 1000
 MAX_EVENT_BYTES: Final = 512 * 1024
 MAX_EVENTS_PER_SEND: Final = 5000
+# The server sends call bodies of at most 4 MiB (MaxSDKRequestBodySize), using use_api beyond.
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 CAPABILITIES: Final = {"in_band_sync": "v1", "trust_probe": "v1"}
 
 
@@ -40,6 +42,7 @@ class Header:
     EVENT_ID_SEED: Final = "x-inngest-event-id-seed"
     AUTHORIZATION: Final = "authorization"
     CONTENT_TYPE: Final = "content-type"
+    CONTENT_LENGTH: Final = "content-length"
     REQUEST_ID: Final = "x-request-id"
     JOB_ID: Final = "x-inngest-job-id"
     SERVER_TIMING: Final = "server-timing"

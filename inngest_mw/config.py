@@ -55,11 +55,45 @@ def _between(td: _dt.timedelta, low: _dt.timedelta, high: _dt.timedelta) -> _dt.
     return td
 
 
+# The per-instance state pydantic keeps; copied from an unvalidated instance (see ``_Opt``).
+_MODEL_STATE = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+
+
 class _Opt(pydantic.BaseModel):
+    """An option. An invalid one is kept, unvalidated, with its ``problem``.
+
+    Options are built in the arguments of ``create_function``, before the function exists; the
+    function reports the problem (``FunctionConfigInvalidError`` naming the option, the field and
+    the function), so a bad value still fails at definition time, with the whole story.
+    """
+
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    _problem: str | None = pydantic.PrivateAttr(default=None)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except pydantic.ValidationError as exc:
+            unchecked = type(self).model_construct(**data)
+            for name in _MODEL_STATE:
+                object.__setattr__(self, name, getattr(unchecked, name))
+            self._problem = f"{type(self).__name__}{describe_error(exc)}"
+
+    @property
+    def problem(self) -> str | None:
+        """Why this option is invalid (``"Throttle.limit: must be at least 1"``), else ``None``."""
+        return self._problem
 
     def to_wire(self) -> dict[str, Any]:
         raise NotImplementedError
+
+
+def describe_error(exc: pydantic.ValidationError) -> str:
+    """The first error as ``.field: message`` (``: message`` for a whole-model rule)."""
+    err = exc.errors()[0]
+    loc = ".".join(str(part) for part in err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
+    return f".{loc}: {message}" if loc else f": {message}"
 
 
 def _wire(**fields: object) -> dict[str, Any]:

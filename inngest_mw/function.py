@@ -26,6 +26,7 @@ from inngest_mw.config import (
     Timeouts,
     TriggerCron,
     TriggerEvent,
+    _Opt,
 )
 from inngest_mw.errors import FunctionConfigInvalidError
 from inngest_mw.pipeline import MiddlewareFactory, PipelineSpec
@@ -167,6 +168,14 @@ class FunctionOptions(pydantic.BaseModel):
 
 def validate_options(**fields: Any) -> FunctionOptions:
     """Build ``FunctionOptions`` or raise ``FunctionConfigInvalidError`` naming the first bad field."""
+    fn_id = fields.get("fn_id")
+    for name, value in fields.items():
+        items = value if isinstance(value, list | tuple) else [value]
+        for i, item in enumerate(items):
+            if isinstance(item, _Opt) and item.problem:
+                where = f"{name}[{i}]" if isinstance(value, list | tuple) else name
+                where = where.replace("triggers", "trigger", 1)
+                raise FunctionConfigInvalidError(f"{where}: {item.problem} (function {fn_id!r})")
     try:
         return FunctionOptions(**fields)
     except pydantic.ValidationError as exc:
@@ -174,7 +183,6 @@ def validate_options(**fields: Any) -> FunctionOptions:
         loc = ".".join(str(part) for part in err["loc"]) or "options"
         loc = loc.replace("triggers", "trigger", 1)
         message = err["msg"].removeprefix("Value error, ")
-        fn_id = fields.get("fn_id")
         raise FunctionConfigInvalidError(f"{loc}: {message} (function {fn_id!r})") from None
 
 

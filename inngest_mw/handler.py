@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 from inngest_mw import signature, syncing
@@ -20,6 +20,7 @@ from inngest_mw._const import (
     CAPABILITIES,
     DEFAULT_SERVE_PATH,
     LANGUAGE,
+    MAX_BODY_BYTES,
     SCHEMA_VERSION,
     VERSION,
     Header,
@@ -48,6 +49,10 @@ from inngest_mw.run_state import load_from_api
 
 __all__ = ["CommHandler", "CommRequest", "CommResponse", "resolve_serve_path"]
 
+_CHUNK = 64 * 1024
+# No NullHandler on this logger, on purpose: when the application configures no logging (a plain
+# ``uvicorn module:app``), Python's last-resort handler prints warnings and errors to stderr, so
+# the reason for a 500 is never silent. Logging the application configures takes over as usual.
 _log = logging.getLogger("inngest_mw")
 
 
@@ -58,6 +63,11 @@ def resolve_serve_path(client: Inngest, serve_path: str | None = None) -> str:
 
 class CommHandler:
     """Serves one client's functions at one path; shared by every framework adapter."""
+
+    #: The largest request body read, in bytes. The server sends at most 4 MiB (it switches to
+    #: ``use_api`` beyond that), so 8 MiB leaves room while keeping an unauthenticated client from
+    #: making the app hold arbitrary amounts of memory per request.
+    max_body_bytes: int = MAX_BODY_BYTES
 
     def __init__(
         self,
@@ -90,6 +100,12 @@ class CommHandler:
                     raise ValueError(f"function ID {fn_id!r} is served twice")
                 self.functions[fn_id] = (fn, handler)
         self.function_list = list(functions)
+        if not client.is_dev and not self.serve_origin:
+            _log.warning(
+                "inngest-mw: cloud mode without serve_origin: an unsigned PUT cannot sync the app, "
+                "because its URL would come from the request's Host header; pass "
+                "serve_origin=... or set INNGEST_SERVE_ORIGIN to your app's public origin"
+            )
         self._specs: dict[str, tuple[PipelineSpec, PipelineSpec]] = {}
 
     # -- entry points ----------------------------------------------------------------------
@@ -102,8 +118,68 @@ class CommHandler:
         """Answer one request (sync frameworks); async functions are refused with a clear error."""
         return drive(self._serve(request, async_face=False))
 
+    async def receive(
+        self, method: str, headers: Mapping[str, str], chunks: AsyncIterable[bytes]
+    ) -> bytes | CommResponse:
+        """Read a request body for an async adapter, or the response that refuses it.
+
+        The refusal comes before any byte is read when the headers are enough to decide
+        (``refuse_early``), else as soon as the body passes ``max_body_bytes``.
+        """
+        early = self.refuse_early(method, headers)
+        if early is not None:
+            return early
+        body = bytearray()
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > self.max_body_bytes:
+                return self.too_large()
+        return bytes(body)
+
+    def receive_sync(
+        self, method: str, headers: Mapping[str, str], read: Callable[[int], bytes]
+    ) -> bytes | CommResponse:
+        """``receive`` for a sync adapter; ``read(n)`` returns up to ``n`` bytes, ``b""`` at end."""
+        early = self.refuse_early(method, headers)
+        if early is not None:
+            return early
+        body = bytearray()
+        while chunk := read(_CHUNK):
+            body += chunk
+            if len(body) > self.max_body_bytes:
+                return self.too_large()
+        return bytes(body)
+
+    def refuse_early(self, method: str, headers: Mapping[str, str]) -> CommResponse | None:
+        """The answer to a request that its headers alone condemn, before its body is read.
+
+        A ``Content-Length`` over ``max_body_bytes`` is a 413; in cloud mode, a call whose
+        signature header is missing, malformed or stale is a 401 (only the MAC needs the body).
+        """
+        length = headers.get(Header.CONTENT_LENGTH, "")
+        if length.isascii() and length.isdigit() and int(length) > self.max_body_bytes:
+            return self.too_large()
+        if method.upper() == "POST" and not self.client.is_dev:
+            try:
+                signature.check_header(headers.get(Header.SIGNATURE))
+            except SignatureError as exc:
+                return self.unauthorized(exc)
+        return None
+
+    def too_large(self) -> CommResponse:
+        return respond(
+            413,
+            {
+                "name": "BodyTooLargeError",
+                "message": f"request body is larger than the limit of {self.max_body_bytes} bytes",
+            },
+            {Header.NO_RETRY: "true"},
+        )
+
     def _serve(self, request: CommRequest, *, async_face: bool) -> Flow[CommResponse]:
         try:
+            if len(request.body) > self.max_body_bytes:
+                return self.too_large()
             method = request.method.upper()
             if method == "POST":
                 return (yield from self._post(request, async_face))
@@ -197,6 +273,21 @@ class CommHandler:
     async def _put(self, request: CommRequest) -> CommResponse:
         if request.headers.get(Header.SYNC_KIND) == "in_band":  # answered in-band whenever asked
             return syncing.in_band(self, request)
+        if not self.client.is_dev and not self.serve_origin:
+            # The URL would come from the Host header, which anyone can forge: only a request
+            # signed with our key (so sent by Inngest) may choose it.
+            try:
+                self.verify(request)
+            except SignatureError:
+                return respond(
+                    400,
+                    {
+                        "code": "serve_origin_required",
+                        "message": "cannot sync from an unsigned PUT in cloud mode without a serve "
+                        "origin: pass serve_origin=... or set INNGEST_SERVE_ORIGIN to the app's "
+                        "public origin",
+                    },
+                )
         return await syncing.out_of_band(self, request)
 
     # -- POST ----------------------------------------------------------------------------

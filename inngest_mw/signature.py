@@ -18,6 +18,7 @@ from inngest_mw.errors import SignatureError
 __all__ = [
     "SIGNATURE_WINDOW_SECONDS",
     "bearer_token",
+    "check_header",
     "hash_event_key",
     "hash_signing_key",
     "sign",
@@ -83,6 +84,23 @@ def _parse_header(header: str) -> tuple[str, str]:
     return ts, mac
 
 
+def check_header(
+    header: str | None, *, now: float | None = None, window: int = SIGNATURE_WINDOW_SECONDS
+) -> tuple[str, str]:
+    """The header's ``(timestamp, mac)``, checked for everything that needs no body.
+
+    Raises ``SignatureError`` when the header is missing, malformed or outside the window, so an
+    adapter can refuse such a request before it reads (and holds) the body.
+    """
+    if not header:
+        raise SignatureError("missing X-Inngest-Signature header")
+    ts, mac = _parse_header(header)
+    current = time.time() if now is None else now
+    if abs(current - int(ts)) > window:
+        raise SignatureError("signature timestamp is outside the allowed window")
+    return ts, mac
+
+
 def verify(
     body: bytes,
     header: str | None,
@@ -96,12 +114,7 @@ def verify(
     Raises ``SignatureError`` (never naming key material) when the header is missing, malformed,
     outside the +/- ``window`` seconds, or matches no key.
     """
-    if not header:
-        raise SignatureError("missing X-Inngest-Signature header")
-    ts, mac = _parse_header(header)
-    current = time.time() if now is None else now
-    if abs(current - int(ts)) > window:
-        raise SignatureError("signature timestamp is outside the allowed window")
+    ts, mac = check_header(header, now=now, window=window)
     for key in keys:
         if key and hmac.compare_digest(_mac(body, key, ts), mac.lower()):
             return key

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 
+from inngest_mw.signature import sign
 from inngest_mw_dev.appclient import AppClient
 from inngest_mw_dev.executor import CallOutcome, call_app
 from inngest_mw_dev.kinds import QueueKind
@@ -234,10 +235,13 @@ class Engine:
         if self._http is None:
             raise RuntimeError("the engine is not started")
         registrations = self._registrations[url.rstrip("/")]
+        headers = {"X-Inngest-Server-Kind": self.server_kind}
+        if self.signing_key:
+            # Signed, as a call is: an app in cloud mode trusts the URL it registers (taken from
+            # the request) only from a request signed with its key.
+            headers["X-Inngest-Signature"] = sign(b"", self.signing_key)
         try:
-            response = await self._http.put(
-                url, headers={"X-Inngest-Server-Kind": self.server_kind}, timeout=30
-            )
+            response = await self._http.put(url, headers=headers, timeout=30)
         except httpx.HTTPError as exc:
             self._sync_failed(url, f"cannot reach the app ({type(exc).__name__}: {exc})")
             raise

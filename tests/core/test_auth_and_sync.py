@@ -170,7 +170,11 @@ def test_out_of_band_sync_registers_with_hashed_key_and_forwards_deploy_id(
 ) -> None:
     registry, _ = peer
     registry.requests.clear()
-    res = httpx.put(cloud, params={"deployId": "d-1"}, headers={"x-inngest-server-kind": "cloud"})
+    res = httpx.put(
+        cloud,
+        params={"deployId": "d-1"},
+        headers={"x-inngest-server-kind": "cloud", "x-inngest-signature": signature.sign(b"", KEY)},
+    )
     assert (res.status_code, res.json()) == (
         200,
         {"message": "Successfully synced.", "modified": True},
@@ -199,6 +203,45 @@ def test_out_of_band_sync_registers_with_hashed_key_and_forwards_deploy_id(
             },
         }
     ]
+
+
+def test_unsigned_put_with_a_forged_host_registers_nothing_in_cloud_mode(
+    cloud: str, peer: tuple[RegisterPeer, str]
+) -> None:
+    registry, _ = peer
+    registry.requests.clear()
+    res = httpx.put(cloud, headers={"host": "attacker.example.com"})
+    assert res.status_code == 400
+    assert res.json()["code"] == "serve_origin_required"
+    assert "INNGEST_SERVE_ORIGIN" in res.json()["message"]
+    assert registry.requests == []
+
+
+def test_with_a_serve_origin_the_host_header_never_chooses_the_url(
+    peer: tuple[RegisterPeer, str],
+) -> None:
+    registry, api = peer
+    client = inngest_mw.Inngest(app_id="app", signing_key=KEY, api_base_url=api)
+    app = serve(client, [make_fn(client)], serve_origin="https://app.example.com")
+    with serve_asgi(app) as url:
+        registry.requests.clear()
+        res = httpx.put(url + "/api/inngest", headers={"host": "attacker.example.com"})
+    assert res.status_code == 200
+    [(_, _, body)] = registry.requests
+    assert body["url"] == "https://app.example.com/api/inngest"
+
+
+def test_cloud_mode_without_a_serve_origin_warns_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    client = inngest_mw.Inngest(app_id="app", signing_key=KEY)
+    with caplog.at_level("WARNING", logger="inngest_mw"):
+        serve(client, [make_fn(client)])
+    [record] = [r for r in caplog.records if r.name == "inngest_mw"]
+    assert "without serve_origin" in record.getMessage()
+    assert "INNGEST_SERVE_ORIGIN" in record.getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="inngest_mw"):
+        serve(client, [make_fn(client)], serve_origin="https://app.example.com")
+    assert [r for r in caplog.records if r.name == "inngest_mw"] == []
 
 
 def test_failed_registration_answers_500_with_the_server_error() -> None:

@@ -295,23 +295,50 @@ def test_invalid_function_options_fail_at_definition_naming_the_field(
 
 
 @pytest.mark.parametrize(
-    ("make", "message"),
+    ("field", "make", "message"),
     [
-        (lambda: TriggerCron(cron="* * *"), "must have 5 fields"),
-        (lambda: TriggerCron(cron="61 * * * *"), "minute field '61': value 61 out of range 0-59"),
-        (lambda: TriggerCron(cron="TZ=Mars/Base * * * * *"), "unknown time zone"),
-        (lambda: Debounce(period="0s"), "between 1s and 7d"),
-        (lambda: Batch(max_size=1, timeout="5s"), "at least 2"),
-        (lambda: Batch(max_size=5, timeout="2m"), "between 1s and 1m"),
-        (lambda: RateLimit(limit=1, period="2d"), "between 1s and 1d"),
-        (lambda: Concurrency(limit=1, scope="account"), "requires a key"),
-        (lambda: Throttle(limit=0, period="1m"), "at least 1"),
-        (lambda: Debounce(period="soon"), "invalid duration 'soon'"),
+        (
+            "trigger",
+            lambda: TriggerCron(cron="* * *"),
+            "TriggerCron.cron: cron '* * *' must have 5",
+        ),
+        (
+            "trigger",
+            lambda: TriggerCron(cron="61 * * * *"),
+            "TriggerCron.cron: cron minute field '61': value 61 out of range 0-59",
+        ),
+        ("trigger", lambda: TriggerCron(cron="TZ=Mars/Base * * * * *"), "unknown time zone"),
+        ("debounce", lambda: Debounce(period="0s"), "Debounce.period: must be between 1s and 7d"),
+        ("batch_events", lambda: Batch(max_size=1, timeout="5s"), "Batch.max_size: must be at"),
+        ("batch_events", lambda: Batch(max_size=5, timeout="2m"), "Batch.timeout: must be betw"),
+        ("rate_limit", lambda: RateLimit(limit=1, period="2d"), "RateLimit.period: must be bet"),
+        (
+            "concurrency",
+            lambda: [Concurrency(limit=1, scope="account")],
+            "concurrency[0]: Concurrency: scope 'account' requires a key",
+        ),
+        ("throttle", lambda: Throttle(limit=0, period="1m"), "Throttle.limit: must be at least 1"),
+        ("debounce", lambda: Debounce(period="soon"), "Debounce.period: invalid duration 'soon'"),
+        ("timeouts", lambda: Timeouts(start="forever"), "Timeouts.start: invalid duration"),
     ],
 )
-def test_invalid_option_values_name_the_problem(make: Any, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        make()
+def test_invalid_option_objects_fail_at_definition_naming_option_field_and_function(
+    field: str, make: Any, message: str
+) -> None:
+    client = inngest_mw.Inngest(app_id="app", is_production=False)
+    options: dict[str, Any] = {"fn_id": "checkout", "trigger": TriggerEvent(event="e/x")}
+    options[field] = make()
+    with pytest.raises(FunctionConfigInvalidError) as raised:
+        client.create_function(**options)
+    text = str(raised.value)
+    assert text.startswith(f"{field}"), text
+    assert message in text
+    assert text.endswith("(function 'checkout')")
+
+
+def test_a_valid_option_object_has_no_problem() -> None:
+    assert Throttle(limit=1, period="1m").problem is None
+    assert Throttle(limit=0, period="1m").problem == "Throttle.limit: must be at least 1"
 
 
 def test_cron_accepts_names_steps_and_ranges() -> None:

@@ -59,6 +59,15 @@ def test_any_signature_header_is_a_4xx(header: str) -> None:
     assert 400 <= post(handler, BODY, {"x-inngest-signature": header}).status < 500
 
 
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=200))
+def test_any_bytes_as_signature_header_are_a_4xx_before_and_after_the_body(raw: bytes) -> None:
+    header = raw.decode("latin-1")  # how ASGI servers hand over header bytes
+    early = handler.refuse_early("POST", {"x-inngest-signature": header})
+    assert early is None or early.status == 401
+    assert 400 <= post(handler, BODY, {"x-inngest-signature": header}).status < 500
+
+
 def test_a_body_nested_too_deeply_is_a_400_that_is_not_retried() -> None:
     deep = b'{"event": {"name": "t/h", "data": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}}"
     response = post(dev_handler, deep, {})

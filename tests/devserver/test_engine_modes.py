@@ -22,12 +22,14 @@ from engine_support import (
     serve_functions,
     sync,
 )
+from inngest_mw_asgi import serve
 from inngest_mw_dev import EngineThread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+import inngest_mw
 from inngest_mw.signature import hash_signing_key, strip_key_prefix
 
 SIGNING_KEY = "signkey-test-" + "5e" * 32
@@ -185,3 +187,36 @@ def test_app_urls_are_synced_at_start_and_on_demand(tmp_path: Path) -> None:
         resync = httpx.post(f"{eng.url}/fn/sync", params={"url": app.url})
         assert resync.status_code == 200
         assert resync.json()["ok"] is True
+
+
+def test_a_signed_engine_syncs_a_cloud_app_that_has_no_serve_origin(tmp_path: Path) -> None:
+    """A cloud-mode app takes its URL from a sync request only when the request is signed: the
+    engine signs the PUT it sends to the app URLs it was given."""
+    port = free_port()
+    client = inngest_mw.Inngest(
+        app_id="cloudsync",
+        is_production=True,
+        signing_key=SIGNING_KEY,
+        event_key="k",
+        api_base_url=f"http://127.0.0.1:{port}",
+        event_api_base_url=f"http://127.0.0.1:{port}",
+    )
+
+    @client.create_function(fn_id="echo", trigger=inngest_mw.TriggerEvent(event="cloud/echo"))
+    async def echo(ctx: inngest_mw.Context) -> Any:
+        return dict(ctx.event.data)
+
+    auth = {"Authorization": f"Bearer {hash_signing_key(SIGNING_KEY)}"}
+    with (
+        AppServer(serve(client, [echo])) as app,
+        EngineThread(
+            tmp_path / "e.db", port=port, app_urls=[app.url], signing_key=SIGNING_KEY
+        ) as eng,
+    ):
+        unsigned = httpx.put(app.url, timeout=10)
+        resync = httpx.post(f"{eng.url}/fn/sync", params={"url": app.url}, headers=auth)
+        [event_id] = send(eng.url, {"name": "cloud/echo", "data": {"k": 2}})
+        run = run_for_event(eng.url, event_id, headers=auth)
+    assert (unsigned.status_code, unsigned.json()["code"]) == (400, "serve_origin_required")
+    assert (resync.status_code, resync.json()["ok"]) == (200, True)
+    assert (run["status"], run["output"]) == ("Completed", {"k": 2})

@@ -24,7 +24,7 @@ from integrations.framework_servers import FLAVOURS, FRAMEWORKS
 
 import inngest_mw
 from inngest_mw import ContextSync, TriggerEvent
-from inngest_mw.signature import hash_signing_key
+from inngest_mw.signature import hash_signing_key, sign
 
 SIGNING_KEY = "signkey-test-" + "1" * 64
 PATH = "/api/inngest"
@@ -51,8 +51,11 @@ class RawRequests(inngest_mw.MiddlewareSync):
             RawRequests.seen.append(type(self.raw_request))
 
 
-def put(url: str) -> None:
-    response = httpx.put(url, timeout=10)
+def put(url: str, signing_key: str | None = None) -> None:
+    """Ask the app to sync; signed like Inngest signs when the app is in cloud mode (a cloud app
+    trusts the URL it registers only from a signed request)."""
+    headers = {"x-inngest-signature": sign(b"", signing_key)} if signing_key else {}
+    response = httpx.put(url, headers=headers, timeout=10)
     assert response.status_code == 200, response.text
     assert response.json()["message"] == "Successfully synced."
 
@@ -122,7 +125,7 @@ def test_signed_engine_drives_a_run_and_an_unsigned_call_is_refused(
             event_api_base_url=engine.url,
         )
         with FRAMEWORKS[framework](client, greeter(client)) as base:
-            put(base + PATH)
+            put(base + PATH, SIGNING_KEY)
             [event_id] = send(engine.url, {"name": "signed/greet", "data": {"name": "ada"}})
             run = run_for_event(engine.url, event_id, headers=auth)
             unsigned = httpx.post(

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 import inngest_mw
-from inngest_mw import CommHandler, CommRequest, Function, Inngest
+from inngest_mw import CommHandler, CommRequest, CommResponse, Function, Inngest
 
 __all__ = ["serve"]
 
@@ -38,12 +38,13 @@ def serve(
     )
 
     async def inngest_view(request: web.Request) -> web.Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        # Read in chunks under the handler's own limit (``request.read()`` stops at 1 MiB).
+        body = await handler.receive(request.method, headers, request.content.iter_any())
+        if isinstance(body, CommResponse):
+            return web.Response(body=body.body, status=body.status, headers=body.headers)
         comm = CommRequest(
-            method=request.method,
-            url=str(request.url),
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=await request.read(),
-            raw=request,
+            method=request.method, url=str(request.url), headers=headers, body=body, raw=request
         )
         response = await handler.handle(comm)
         return web.Response(body=response.body, status=response.status, headers=response.headers)

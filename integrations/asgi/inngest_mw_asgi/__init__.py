@@ -6,11 +6,11 @@ mount it in any framework or run it directly with an ASGI server.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import inngest_mw
-from inngest_mw import CommHandler, CommRequest, Function, Inngest
+from inngest_mw import CommHandler, CommRequest, CommResponse, Function, Inngest
 
 __all__ = ["InngestASGI", "serve"]
 
@@ -37,22 +37,28 @@ class InngestASGI:
         if path != self.path and scope["path"].rstrip("/") != self.path:
             await _send(send, 404, b'{"message":"not found"}', {"content-type": "application/json"})
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        body = await self.handler.receive(scope["method"], headers, _chunks(receive))
+        if isinstance(body, CommResponse):
+            await _send(send, body.status, body.body, body.headers)
+            return
         request = CommRequest(
             method=scope["method"],
             url=_url(scope, headers),
             headers=headers,
-            body=bytes(body),
+            body=body,
             raw=scope,
         )
         response = await self.handler.handle(request)
         await _send(send, response.status, response.body, response.headers)
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        yield message.get("body", b"")
+        if not message.get("more_body"):
+            return
 
 
 def _url(scope: Scope, headers: dict[str, str]) -> str:

@@ -45,23 +45,37 @@ def serve(
 
         @csrf_exempt
         async def inngest_async_view(request: HttpRequest) -> HttpResponse:
-            return _response(await handler.handle(_request(request)))
+            comm = _request(handler, request)
+            if isinstance(comm, CommResponse):
+                return _response(comm)
+            return _response(await handler.handle(comm))
 
         return path(route, inngest_async_view, name="inngest")
 
     @csrf_exempt
     def inngest_view(request: HttpRequest) -> HttpResponse:
-        return _response(handler.handle_sync(_request(request)))
+        comm = _request(handler, request)
+        if isinstance(comm, CommResponse):
+            return _response(comm)
+        return _response(handler.handle_sync(comm))
 
     return path(route, inngest_view, name="inngest")
 
 
-def _request(request: HttpRequest) -> CommRequest:
+def _request(handler: CommHandler, request: HttpRequest) -> CommRequest | CommResponse:
+    """The request, or the handler's refusal of it (read under the handler's body limit)."""
+    method = request.method or "GET"
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    # ``request.read`` streams; ``request.body`` would buffer it all first (and refuse anything
+    # over Django's DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB, which call bodies may exceed).
+    body = handler.receive_sync(method, headers, request.read)
+    if isinstance(body, CommResponse):
+        return body
     return CommRequest(
-        method=request.method or "GET",
+        method=method,
         url=request.build_absolute_uri(),
-        headers={k.lower(): v for k, v in request.headers.items()},
-        body=request.body,
+        headers=headers,
+        body=body,
         raw=request,
     )
 

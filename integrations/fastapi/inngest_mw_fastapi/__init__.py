@@ -12,7 +12,7 @@ from typing import Any
 import fastapi
 
 import inngest_mw
-from inngest_mw import CommHandler, CommRequest, Function, Inngest
+from inngest_mw import CommHandler, CommRequest, CommResponse, Function, Inngest
 
 __all__ = ["serve"]
 
@@ -39,12 +39,12 @@ def serve(
 
     # Always async: ``CommHandler.handle`` moves sync functions to a worker thread itself.
     async def inngest_endpoint(request: fastapi.Request) -> fastapi.Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        body = await handler.receive(request.method, headers, request.stream())
+        if isinstance(body, CommResponse):
+            return fastapi.Response(body.body, body.status, body.headers)
         comm = CommRequest(
-            method=request.method,
-            url=str(request.url),
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=await request.body(),
-            raw=request,
+            method=request.method, url=str(request.url), headers=headers, body=body, raw=request
         )
         response = await handler.handle(comm)
         return fastapi.Response(response.body, response.status, response.headers)

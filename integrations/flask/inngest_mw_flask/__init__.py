@@ -42,24 +42,35 @@ def serve(
     if any(fn.is_async for fn in functions):
 
         async def inngest_async_view() -> flask.Response:
-            return _response(await handler.handle(_request()))
+            request = _request(handler)
+            if isinstance(request, CommResponse):
+                return _response(request)
+            return _response(await handler.handle(request))
 
         app.add_url_rule(path, "inngest", inngest_async_view, methods=_METHODS)
     else:
 
         def inngest_view() -> flask.Response:
-            return _response(handler.handle_sync(_request()))
+            request = _request(handler)
+            if isinstance(request, CommResponse):
+                return _response(request)
+            return _response(handler.handle_sync(request))
 
         app.add_url_rule(path, "inngest", inngest_view, methods=_METHODS)
 
 
-def _request() -> CommRequest:
+def _request(handler: CommHandler) -> CommRequest | CommResponse:
+    """The request, or the handler's refusal of it (read under the handler's body limit)."""
     request = flask.request
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    body = handler.receive_sync(request.method, headers, request.stream.read)
+    if isinstance(body, CommResponse):
+        return body
     return CommRequest(
         method=request.method,
         url=request.url,
-        headers={k.lower(): v for k, v in request.headers.items()},
-        body=request.get_data(),
+        headers=headers,
+        body=body,
         # The request object itself, not the context-local proxy, so middleware may keep it. Flask
         # types the proxy as the ``Request`` it stands for, which hides the proxy's own method.
         raw=request._get_current_object(),  # type: ignore[attr-defined]

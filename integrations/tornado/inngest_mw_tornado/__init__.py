@@ -13,16 +13,38 @@ from typing import Any
 import tornado.web
 
 import inngest_mw
-from inngest_mw import CommHandler, CommRequest, Function, Inngest
+from inngest_mw import CommHandler, CommRequest, CommResponse, Function, Inngest
 
 __all__ = ["InngestHandler", "serve"]
 
 
+@tornado.web.stream_request_body
 class InngestHandler(tornado.web.RequestHandler):
-    """Translates one Tornado request to a ``CommRequest`` and the answer back."""
+    """Translates one Tornado request to a ``CommRequest`` and the answer back.
+
+    The body is streamed in (``data_received``) so it is refused once it passes the handler's
+    limit instead of being buffered whole by Tornado first.
+    """
 
     def initialize(self, handler: CommHandler) -> None:
         self.handler = handler
+        self._body = bytearray()
+        self._refusal: CommResponse | None = None
+
+    def prepare(self) -> None:
+        request = self.request
+        headers = {k.lower(): v for k, v in request.headers.get_all()}
+        self._refusal = self.handler.refuse_early(request.method or "GET", headers)
+        if self._refusal is not None:
+            self._write(self._refusal)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._refusal is not None:
+            return
+        self._body += chunk
+        if len(self._body) > self.handler.max_body_bytes:
+            self._refusal = self.handler.too_large()
+            self._body.clear()
 
     def check_xsrf_cookie(self) -> None:
         """Inngest signs its requests and sends no cookies, so ``xsrf_cookies`` must not apply."""
@@ -37,15 +59,20 @@ class InngestHandler(tornado.web.RequestHandler):
         await self._answer()
 
     async def _answer(self) -> None:
+        if self._refusal is not None:
+            self._write(self._refusal)
+            return
         request = self.request
         comm = CommRequest(
             method=request.method or "GET",
             url=request.full_url(),
             headers={k.lower(): v for k, v in request.headers.get_all()},
-            body=request.body,
+            body=bytes(self._body),
             raw=request,
         )
-        response = await self.handler.handle(comm)
+        self._write(await self.handler.handle(comm))
+
+    def _write(self, response: CommResponse) -> None:
         self.set_status(response.status)
         for name, value in response.headers.items():
             self.set_header(name, value)
