@@ -66,7 +66,7 @@ async def out_of_band(handler: CommHandler, request: CommRequest) -> CommRespons
                     {"message": f"sync failed: {type(exc).__name__}: {exc}", "modified": False},
                 )
             if response.status_code in (401, 403):
-                last_error = f"Inngest refused the signing key ({response.status_code})"
+                last_error = _refused(response.status_code, key, settings.api_origin)
                 continue
             try:
                 reply = response.json()
@@ -87,6 +87,20 @@ async def out_of_band(handler: CommHandler, request: CommRequest) -> CommRespons
                 {Header.SYNC_KIND: "out_of_band"},
             )
         return respond(500, {"message": f"sync failed: {last_error}", "modified": False})
+
+
+def _refused(status: int, key: str | None, api_origin: str) -> str:
+    """Why Inngest refused the registration, and what to set."""
+    if key is None:
+        return (
+            f"Inngest at {api_origin} refused a sync without a signing key ({status}): set "
+            "INNGEST_SIGNING_KEY to the key the server was started with (a self-hosted or cloud "
+            "server also expects production mode: leave INNGEST_DEV unset)"
+        )
+    return (
+        f"Inngest at {api_origin} refused the signing key ({status}): set INNGEST_SIGNING_KEY "
+        "to the key this server (and environment) uses"
+    )
 
 
 def in_band(handler: CommHandler, request: CommRequest) -> CommResponse:

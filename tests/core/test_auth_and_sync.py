@@ -254,6 +254,26 @@ def test_failed_registration_answers_500_with_the_server_error() -> None:
     assert res.json() == {"message": "sync failed: triggers: invalid cron", "modified": False}
 
 
+@pytest.mark.parametrize("key", [None, KEY], ids=["no-key", "wrong-key"])
+def test_a_refused_registration_says_what_to_set(key: str | None) -> None:
+    registry = RegisterPeer(status=401, reply={"error": "unauthorized"})
+    with serve_asgi(registry) as api:
+        client = inngest_mw.Inngest(
+            app_id="app", is_production=False, api_base_url=api, signing_key=key
+        )
+        with serve_asgi(serve(client, [make_fn(client)])) as url:
+            res = httpx.put(url + "/api/inngest")
+    assert res.status_code == 500
+    message = res.json()["message"]
+    assert message.startswith(f"sync failed: Inngest at {api}/ refused")
+    assert "set INNGEST_SIGNING_KEY" in message
+    if key is None:
+        assert "without a signing key (401)" in message
+        assert "leave INNGEST_DEV unset" in message
+    else:
+        assert "refused the signing key (401)" in message
+
+
 def test_in_band_sync_answers_with_the_registration(cloud: str) -> None:
     body = json.dumps({"url": "https://public.example.com/api/inngest"}).encode()
     headers = {"x-inngest-sync-kind": "in_band", "x-inngest-signature": signature.sign(body, KEY)}
