@@ -10,8 +10,6 @@ by calling; ``adrive`` by awaiting. Neither holds any logic of its own (the sans
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import inspect
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeAlias, TypeVar, cast
@@ -132,16 +130,11 @@ class Resume(Effect):
     async def arun(self) -> Any:
         coro, pending = self.coro, self.pending
         while True:
-            if pending is None:
-                await asyncio.sleep(0)  # a bare yield: give the loop one turn
-            elif isinstance(pending, asyncio.Future):
-                # The coroutine marked the future as awaited; as a task would, take the mark over.
-                pending._asyncio_future_blocking = False
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await pending  # its outcome is read by the coroutine itself
-            else:
+            try:
+                await _bridge.wait_for(pending)
+            except RuntimeError:
                 coro.close()
-                raise RuntimeError(f"an async hook awaited {pending!r}, which is not asyncio's")
+                raise
             try:
                 pending = coro.send(None)
             except StopIteration as stop:

@@ -10,6 +10,7 @@ decided once per class; hooks left at the base no-op are never called. The hooks
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import inspect
 import logging
@@ -229,7 +230,15 @@ class Middleware(_MiddlewareBase):
 
 
 class MiddlewareSync(_MiddlewareBase):
-    """Sync middleware: the same hooks as plain functions; usable by sync and async functions."""
+    """Sync middleware: the same hooks as plain functions; usable by sync and async functions.
+
+    On an async function its hooks run on the event loop's thread (wrap hooks in a greenlet, see
+    ``_bridge``), so they must not block. Set ``blocking = True`` on a middleware whose hooks do
+    blocking work (network calls, file I/O, sleeps): on an async function each of its hooks then
+    runs in a worker thread instead, at the cost of a thread hop per call.
+    """
+
+    blocking: ClassVar[bool] = False
 
     def transform_input(
         self, ctx: Context | ContextSync, function: Function[Any], steps: StepMemos
@@ -322,27 +331,57 @@ def _overrides(cls: type[object]) -> tuple[tuple[HookSpec[..., Any], bool], ...]
     return tuple(found)
 
 
+class Call(enum.Enum):
+    """How a hook is called on a path, decided once per class (``_plan``)."""
+
+    CALL = "call"
+    """A sync hook called directly: on the sync path, or a non-blocking chain hook on the async one."""
+    GREENLET = "greenlet"
+    """A non-blocking sync wrap hook on the async path: on the loop's thread, in a greenlet."""
+    THREAD = "thread"
+    """A sync hook of a ``blocking`` middleware on the async path: in a worker thread."""
+    START = "start"
+    """An async hook on the async path: started here, awaited only if it really waits."""
+    EAGER = "eager"
+    """An async hook that cannot wait (``_bridge.needs_loop``), on the sync path: run here."""
+    LOOP = "loop"
+    """An async hook that may wait, on the sync path: run on the event loop."""
+
+
+_ASYNC_CALLS = frozenset({Call.START, Call.EAGER, Call.LOOP})
+
+
 @functools.cache
 def _plan(cls: type[object], async_path: bool) -> tuple[Planned, ...]:
-    """Per class and path colour: (hook, bound attribute, is async, label), worked out once.
+    """Per class and path colour: (hook, bound attribute, how it is called, label), worked out once.
 
     On the async path a ``MiddlewareSync`` wrap hook with an ``async def <hook>_async`` twin uses
-    the twin, so a middleware meant for both colours crosses no thread boundary.
+    the twin, so a middleware meant for both colours crosses nothing at all.
     """
     label = getattr(cls, "name", None) or cls.__name__
+    blocking = bool(getattr(cls, "blocking", False))
     plan = []
     for spec, is_async in _overrides(cls):  # type: ignore[arg-type]
         attribute = spec.name
         twin = getattr(cls, spec.name + TWIN_SUFFIX, None)
         if async_path and spec.kind is HookKind.WRAP and inspect.iscoroutinefunction(twin):
             attribute, is_async = spec.name + TWIN_SUFFIX, True
-        plan.append((spec, attribute, is_async, label))
+        wrap = spec.kind is HookKind.WRAP
+        if is_async and async_path:
+            how = Call.START
+        elif is_async:
+            how = Call.LOOP if _bridge.needs_loop(getattr(cls, attribute), wrap) else Call.EAGER
+        elif async_path and blocking:
+            how = Call.THREAD
+        else:
+            how = Call.GREENLET if async_path and wrap else Call.CALL
+        plan.append((spec, attribute, how, label))
     return tuple(plan)
 
 
-Planned: TypeAlias = tuple[HookSpec[..., Any], str, bool, str]
-Hook: TypeAlias = tuple[Callable[..., Any], bool, str]
-"""A bound hook, whether it is async, and its label for error messages."""
+Planned: TypeAlias = tuple[HookSpec[..., Any], str, Call, str]
+Hook: TypeAlias = tuple[Callable[..., Any], Call, str]
+"""A bound hook, how it is called, and its label for error messages."""
 
 
 class HookTable:
@@ -360,8 +399,8 @@ class HookTable:
         self.async_path = async_path
         hooks: dict[HookSpec[..., Any], list[Hook]] = {}
         for instance in instances:
-            for spec, attribute, is_async, label in _plan(type(instance), async_path):  # type: ignore[arg-type]
-                hooks.setdefault(spec, []).append((getattr(instance, attribute), is_async, label))
+            for spec, attribute, how, label in _plan(type(instance), async_path):  # type: ignore[arg-type]
+                hooks.setdefault(spec, []).append((getattr(instance, attribute), how, label))
         for spec, chain in hooks.items():
             if spec.kind is HookKind.REVERSED:
                 chain.reverse()
@@ -396,15 +435,16 @@ class HookTable:
         observer: bool,
     ) -> Flow[Any]:
         for i in range(start, len(chain)):
-            fn, is_async, label = chain[i]
+            fn, how, label = chain[i]
             try:
+                if how is Call.THREAD:
+                    waiting: Effect = Await(_bridge.run_in_thread(fn, *args))
+                    return self._waiting(spec, chain, i, args, result, observer, waiting)
                 value = fn(*args)
-                if is_async:
+                if how is Call.START:
                     # On the async path chains run on the loop's thread, so the coroutine's first
                     # steps run here as they would in the awaiting task; only a hook that really
-                    # waits leaves the chain for an effect. On the sync path it goes to the loop.
-                    if not self.async_path:
-                        return self._waiting(spec, chain, i, args, result, observer, Await(value))
+                    # waits leaves the chain for an effect.
                     try:
                         pending = value.send(None)
                     except StopIteration as stop:
@@ -412,6 +452,10 @@ class HookTable:
                     else:
                         waiting = Resume(value, pending)
                         return self._waiting(spec, chain, i, args, result, observer, waiting)
+                elif how is Call.EAGER:
+                    value = _bridge.run_loop_free(value)
+                elif how is Call.LOOP:
+                    return self._waiting(spec, chain, i, args, result, observer, Await(value))
             except Exception as exc:
                 _failed(spec, label, exc, observer)
                 continue
@@ -509,10 +553,12 @@ def _own_error(exc: Exception) -> bool:
 class _Onion(Effect):
     """A wrap hook's chain around the innermost flow, run by whichever face reaches it.
 
-    Layers of the face's colour call each other directly (``call_next`` is the next layer); a layer
-    of the other colour is bridged once (a sync hook on the async face runs in a worker thread, an
-    async hook on the sync face on the loop) and the layers inside it continue on its side. The
-    innermost flow then runs on the face of the function's colour (``OnPath``).
+    Layers of the face's colour call each other directly (``call_next`` is the next layer). A layer
+    of the other colour is crossed without a thread where it can be (``Call``): a sync layer on the
+    async face runs in a greenlet on the loop's thread, an async layer that cannot wait runs on the
+    sync face directly. Otherwise it is bridged once (a worker thread, or the loop) and the layers
+    inside it continue on its side. The innermost flow runs on the face of the function's colour
+    (``OnPath``).
     """
 
     __slots__ = ("arg", "async_path", "chain", "hook", "innermost")
@@ -541,10 +587,13 @@ class _Onion(Effect):
             except BaseException as exc:
                 mark_inner(exc)
                 raise
-        fn, is_async, label = self.chain[i]
-        if is_async:
+        fn, how, label = self.chain[i]
+        if how is Call.START or how is Call.LOOP:
             return _bridge.run_coroutine(self._async(i))
         try:
+            if how is Call.EAGER:
+                inner = functools.partial(self._sync, i + 1)
+                return _bridge.run_loop_free(fn(lambda: _bridge.Ready(inner), self.arg))
             return fn(functools.partial(self._sync, i + 1), self.arg)
         except Exception as exc:
             if _own_error(exc):
@@ -558,11 +607,16 @@ class _Onion(Effect):
             except BaseException as exc:
                 mark_inner(exc)
                 raise
-        fn, is_async, label = self.chain[i]
-        if not is_async:
+        fn, how, label = self.chain[i]
+        if how is Call.THREAD:
             return await _bridge.run_in_thread(self._sync, i)
         try:
-            return await fn(functools.partial(self._async, i + 1), self.arg)
+            if how in _ASYNC_CALLS:
+                return await fn(functools.partial(self._async, i + 1), self.arg)
+            value = _bridge.enter_sync_layer(fn, functools.partial(self._async, i + 1), self.arg)
+            if isinstance(value, _bridge.SyncLayer):
+                value = await value.result()
+            return value
         except Exception as exc:
             if _own_error(exc):
                 raise _hook_error(label, self.hook, exc) from exc
