@@ -15,9 +15,15 @@ from typing import Any
 
 from benchmarks.timing import Config
 
-__all__ = ["FloorRow", "run"]
+__all__ = ["AWAIT_FLOOR", "METHOD_FLOOR", "FloorRow", "run"]
 
 _perf = time.perf_counter
+
+
+METHOD_FLOOR = "bound method call `o.m()`"
+"""The floor a sync hook call is measured against."""
+AWAIT_FLOOR = "`await` a trivial coroutine (create + await)"
+"""The floor an async hook call is measured against."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +110,9 @@ def run(cfg: Config) -> list[FloorRow]:
     aempty = _amedian_ns(_aloop_empty, n, repeat)
     return [
         FloorRow("plain function call `f()`", _median_ns(_loop_call, n, repeat) - empty),
-        FloorRow("bound method call `o.m()`", _median_ns(_loop_method, n, repeat) - empty),
+        FloorRow(METHOD_FLOOR, _median_ns(_loop_method, n, repeat) - empty),
         FloorRow(
-            "`await` a trivial coroutine (create + await)",
+            AWAIT_FLOOR,
             _amedian_ns(_aloop_await, n, repeat) - aempty,
         ),
     ]

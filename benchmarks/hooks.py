@@ -46,9 +46,7 @@ class Colour:
     copies: int
     """How many copies of the one-hook middleware the per-hook rows stack."""
     wrap_copies: int
-    """The same for ``wrap_step``. Where the hook's colour differs from the function's, every wrap
-    layer crossing colours holds a worker thread while the layers inside it run, so more nested
-    layers than the default executor has workers (``min(32, cpu + 4)``) deadlock: stay below."""
+    """The same for ``wrap_step``."""
 
     def copies_of(self, hook: str) -> int:
         return self.wrap_copies if hook.startswith("wrap_") else self.copies
@@ -57,10 +55,8 @@ class Colour:
 COLOURS: tuple[Colour, ...] = (
     Colour("async", "`Middleware`, async function, `handle`", True, True, 50, 50),
     Colour("sync", "`MiddlewareSync`, sync function, `handle_sync`", False, False, 50, 50),
-    Colour("sync-on-async", "`MiddlewareSync`, async function, `handle`", False, True, 50, 2),
-    Colour(
-        "async-on-sync", "`Middleware`, sync function, `handle_sync` (bridge)", True, False, 10, 2
-    ),
+    Colour("sync-on-async", "`MiddlewareSync`, async function, `handle`", False, True, 50, 50),
+    Colour("async-on-sync", "`Middleware`, sync function, `handle_sync`", True, False, 50, 50),
 )
 MAIN_COLOURS = ("async", "sync")
 
@@ -96,10 +92,12 @@ class HookRow:
 @dataclass(frozen=True, slots=True)
 class MiddlewareRow:
     colour: str
-    overrides: str  # "none" | "all"
+    overrides: str  # "none" | "all" (no-op bodies) | "trivial" (every hook, trivial bodies)
     count: int
     base: Stats
     stats: Stats
+    calls: int = 0
+    """Hook calls per request per middleware that override every hook (trivial bodies)."""
 
     @property
     def ratio(self) -> float:
@@ -205,7 +203,7 @@ def _counting(cls: type[Middleware | MiddlewareSync], counts: dict[str, int]) ->
 def hook_calls(colour: Colour) -> dict[str, int]:
     """How many times each hook runs in one 10-step request of this colour, per middleware."""
     counts: dict[str, int] = {}
-    cls = noop.AsyncAll if colour.async_hooks else noop.SyncAll
+    cls = noop.AsyncTrivialAll if colour.async_hooks else noop.SyncTrivialAll
     handler = _handler([_counting(cls, counts)])
     fn_id = apps.FN_ASYNC if colour.async_fn else apps.FN_SYNC
     request = CommRequest("POST", apps.url(fn_id), apps.HEADERS, apps.call_body(HOOK_MEMOIZED))
@@ -255,12 +253,15 @@ def run_middleware_counts(
     for colour in (c for c in COLOURS if c.key in MAIN_COLOURS):
         none_cls = noop.AsyncNone if colour.async_hooks else noop.SyncNone
         all_cls = noop.AsyncAll if colour.async_hooks else noop.SyncAll
+        trivial_cls = noop.AsyncTrivialAll if colour.async_hooks else noop.SyncTrivialAll
         handlers = {"base": _handler([])}
         for n in counts:
             handlers[f"none/{n}"] = _handler([none_cls] * n)
             handlers[f"all/{n}"] = _handler([all_cls] * n)
+            handlers[f"trivial/{n}"] = _handler([trivial_cls] * n)
         stats = _measure(colour, handlers, cfg)
-        for overrides in ("none", "all"):
+        calls = sum(hook_calls(colour).values())
+        for overrides in ("none", "all", "trivial"):
             for n in counts:
                 rows.append(
                     MiddlewareRow(
@@ -269,6 +270,7 @@ def run_middleware_counts(
                         count=n,
                         base=stats["base"],
                         stats=stats[f"{overrides}/{n}"],
+                        calls=calls,
                     )
                 )
     return rows

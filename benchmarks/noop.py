@@ -1,7 +1,9 @@
-"""No-op middleware for the hook benchmarks: one hook each, none at all, or every hook.
+"""Middleware for the hook benchmarks: one hook each, none at all, or every hook.
 
-Every overridden hook does the least its kind allows: observers and transforms return ``None``,
-wrap hooks return ``call_next()``.
+Two kinds of body. A **no-op** (``return None``, ``return call_next()``) is recognised as doing
+nothing and never called, like a hook left at the base class (``inngest_mw._source``). A
+**trivial** body stores its argument on the instance (``self.seen = info``): the least real work,
+so it is dispatched and called like any hook; it measures the dispatch itself.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ from inngest_mw import (
     TransformOutputResult,
 )
 from inngest_mw.handler import CommRequest, CommResponse
+from inngest_mw.pipeline import ALL_HOOKS
 
 __all__ = [
     "PER_HOOK",
     "AsyncAll",
     "AsyncNone",
+    "AsyncTrivialAll",
     "SyncAll",
     "SyncNone",
+    "SyncTrivialAll",
 ]
 
 Ctx = Context | ContextSync
@@ -39,31 +44,33 @@ Ctx = Context | ContextSync
 
 class AsyncOnStepStart(Middleware):
     async def on_step_start(self, info: StepInfo) -> None:
-        return None
+        self.seen = info
 
 
 class AsyncTransformInput(Middleware):
     async def transform_input(self, ctx: Ctx, function: Function[Any], steps: StepMemos) -> None:
-        return None
+        self.seen = ctx
 
 
 class AsyncWrapStep(Middleware):
     async def wrap_step(self, call_next: Callable[[], Awaitable[Any]], info: StepInfo) -> Any:
+        self.seen = info
         return await call_next()
 
 
 class SyncOnStepStart(MiddlewareSync):
     def on_step_start(self, info: StepInfo) -> None:
-        return None
+        self.seen = info
 
 
 class SyncTransformInput(MiddlewareSync):
     def transform_input(self, ctx: Ctx, function: Function[Any], steps: StepMemos) -> None:
-        return None
+        self.seen = ctx
 
 
 class SyncWrapStep(MiddlewareSync):
     def wrap_step(self, call_next: Callable[[], Any], info: StepInfo) -> Any:
+        self.seen = info
         return call_next()
 
 
@@ -72,7 +79,7 @@ PER_HOOK: dict[str, tuple[str, type[Middleware], type[MiddlewareSync]]] = {
     "transform_input": ("transform", AsyncTransformInput, SyncTransformInput),
     "wrap_step": ("wrap", AsyncWrapStep, SyncWrapStep),
 }
-"""hook -> (kind, async no-op class, sync no-op class)."""
+"""hook -> (kind, async trivial class, sync trivial class)."""
 
 
 # -- none / all -------------------------------------------------------------------------------
@@ -222,3 +229,37 @@ class SyncAll(MiddlewareSync):
 
     def after_send_events(self, result: SendEventsResult) -> None:
         return None
+
+
+# -- every hook, trivial bodies -----------------------------------------------------------------
+
+
+async def _async_trivial(self: Any, *args: Any) -> None:
+    self.seen = args
+
+
+async def _async_trivial_wrap(self: Any, call_next: Callable[[], Awaitable[Any]], arg: Any) -> Any:
+    self.seen = arg
+    return await call_next()
+
+
+def _sync_trivial(self: Any, *args: Any) -> None:
+    self.seen = args
+
+
+def _sync_trivial_wrap(self: Any, call_next: Callable[[], Any], arg: Any) -> Any:
+    self.seen = arg
+    return call_next()
+
+
+def _every_hook(base: type, plain: Callable[..., Any], wrap: Callable[..., Any]) -> type:
+    hooks = {name: wrap if name.startswith("wrap_") else plain for name in ALL_HOOKS}
+    return type(f"{base.__name__}TrivialAll", (base,), hooks)
+
+
+AsyncTrivialAll: type[Middleware] = _every_hook(Middleware, _async_trivial, _async_trivial_wrap)
+"""Overrides every hook with a trivial body."""
+SyncTrivialAll: type[MiddlewareSync] = _every_hook(
+    MiddlewareSync, _sync_trivial, _sync_trivial_wrap
+)
+"""Overrides every hook with a trivial body."""

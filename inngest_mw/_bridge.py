@@ -2,9 +2,9 @@
 
 Most crossings need no thread at all:
 
-* an async hook that cannot wait (``needs_loop`` is false: no ``await`` but on ``call_next()``, no
-  ``async for``/``with``, no use of the loop) runs to its end on the calling thread
-  (``run_loop_free``);
+* an async hook that cannot wait (``_source.needs_loop`` is false: no ``await`` but on
+  ``call_next()``, no ``async for``/``with``, no use of the loop) runs to its end on the calling
+  thread (``run_loop_free``);
 * a sync wrap hook on the event loop runs on the loop's thread in a greenlet; when it calls
   ``call_next()`` the inner coroutine is stepped in that greenlet, and each time it must wait the
   greenlet hands the wait back to the task (``enter_sync_layer``), so nothing blocks and no thread
@@ -19,15 +19,11 @@ greenlets, the caller's context into tasks).
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
-import functools
-import inspect
 import os
-import textwrap
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
@@ -216,7 +212,7 @@ class SyncLayer:
 
 
 def run_loop_free(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that cannot wait (see ``needs_loop``) to its end on this thread."""
+    """Run a coroutine that cannot wait (see ``_source.needs_loop``) to its end on this thread."""
     try:
         coro.send(None)
     except StopIteration as stop:
@@ -237,64 +233,3 @@ class Ready:
     def __await__(self) -> Any:
         yield from ()
         return self.inner()
-
-
-# Names whose use means a coroutine may want the event loop even without awaiting anything.
-_LOOP_NAMES = frozenset(
-    {"asyncio", "anyio", "trio", "get_running_loop", "get_event_loop", "create_task",
-     "ensure_future", "run_in_executor", "call_soon", "call_later", "to_thread"}
-)  # fmt: skip
-
-
-@functools.cache
-def needs_loop(fn: Callable[..., Any], call_next: bool) -> bool:
-    """Whether async ``fn`` may need an event loop; ``True`` whenever that cannot be ruled out.
-
-    It cannot wait if its source has no ``async for``/``async with``, no ``await`` except (for a
-    wrap hook, ``call_next`` true) ``await call_next()``, and names nothing that reaches the loop.
-    Such a hook runs on the calling thread; any other goes to a loop.
-    """
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    except (OSError, TypeError, SyntaxError):
-        return True
-    node = tree.body[0] if tree.body else None
-    if not isinstance(node, ast.AsyncFunctionDef):
-        return True
-    params = [a.arg for a in node.args.posonlyargs + node.args.args]
-    next_name = params[1] if call_next and len(params) > 1 else None
-    for child in _own_nodes(node):
-        if isinstance(child, ast.AsyncFor | ast.AsyncWith | ast.Yield | ast.YieldFrom):
-            return True
-        if isinstance(child, ast.Name | ast.Attribute):
-            name = child.id if isinstance(child, ast.Name) else child.attr
-            if name in _LOOP_NAMES:
-                return True
-        if isinstance(child, ast.Await) and not _is_call_next(child.value, next_name):
-            return True
-    return False
-
-
-def _own_nodes(fn: ast.AsyncFunctionDef) -> list[ast.AST]:
-    """Every node of ``fn``'s body, not descending into nested functions, lambdas or classes
-    (which run, if ever, as calls this check then sees as such)."""
-    found: list[ast.AST] = []
-    todo: list[ast.AST] = [*fn.body]
-    while todo:
-        node = todo.pop()
-        found.append(node)
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
-            continue
-        todo.extend(ast.iter_child_nodes(node))
-    return found
-
-
-def _is_call_next(value: ast.expr, next_name: str | None) -> bool:
-    return (
-        next_name is not None
-        and isinstance(value, ast.Call)
-        and isinstance(value.func, ast.Name)
-        and value.func.id == next_name
-        and not value.args
-        and not value.keywords
-    )

@@ -28,7 +28,7 @@ from typing import (
     cast,
 )
 
-from inngest_mw import _bridge
+from inngest_mw import _bridge, _source
 from inngest_mw._drive import Await, Effect, Flow, OnPath, Resume
 from inngest_mw.errors import (
     ConfigError,
@@ -321,13 +321,19 @@ _PASS_THROUGH = (NonRetriableError, RetryAfterError, StepError, MiddlewareError)
 
 @functools.cache
 def _overrides(cls: type[object]) -> tuple[tuple[HookSpec[..., Any], bool], ...]:
-    """The hooks ``cls`` overrides, each with whether it is a coroutine function."""
+    """The hooks ``cls`` overrides with code that does something, each with whether it is a
+    coroutine function. An override whose body does nothing (``_source.does_nothing``) costs
+    nothing, as a hook left at the base class does."""
     base: type = Middleware if issubclass(cls, Middleware) else MiddlewareSync
     found = []
     for spec in HOOKS.ALL:
         impl = getattr(cls, spec.name, None)
-        if impl is not None and impl is not getattr(base, spec.name):
-            found.append((spec, inspect.iscoroutinefunction(impl)))
+        if impl is None or impl is getattr(base, spec.name):
+            continue
+        twin = getattr(cls, spec.name + TWIN_SUFFIX, None)
+        if twin is None and _source.does_nothing(impl, spec.kind is HookKind.WRAP):
+            continue
+        found.append((spec, inspect.iscoroutinefunction(impl)))
     return tuple(found)
 
 
@@ -370,7 +376,7 @@ def _plan(cls: type[object], async_path: bool) -> tuple[Planned, ...]:
         if is_async and async_path:
             how = Call.START
         elif is_async:
-            how = Call.LOOP if _bridge.needs_loop(getattr(cls, attribute), wrap) else Call.EAGER
+            how = Call.LOOP if _source.needs_loop(getattr(cls, attribute), wrap) else Call.EAGER
         elif async_path and blocking:
             how = Call.THREAD
         else:

@@ -26,7 +26,7 @@ from inngest_mw.event import Event
 from inngest_mw.execution import CallRequest, CallResult, RequestMeta, request_flow
 from inngest_mw.function import Function, Handler
 from inngest_mw.memo import parse_memos
-from inngest_mw.pipeline import HookTable, MiddlewareSync, StepInfo, mark_inner
+from inngest_mw.pipeline import HookTable, MiddlewareSync, PipelineSpec, StepInfo, mark_inner
 from inngest_mw.wire import Opcode, serialize_error
 
 __all__ = [
@@ -203,8 +203,10 @@ class _Driver:
         self.client = client
         self.max_attempts = max_attempts
         self.run_id = run_id
-        spec = client.middleware + fn.middleware
-        self.factories = [*spec.factories, _Recorder.factory(state=state)]
+        # The same pipeline the handler builds, with the recorder innermost.
+        self.pipeline = (
+            client.middleware + fn.middleware + PipelineSpec([_Recorder.factory(state=state)])
+        )
         self.steps: dict[str, Any] = {}
         self.stack: list[str] = []
         self.pending: list[str] = []
@@ -226,9 +228,7 @@ class _Driver:
             disable_immediate=self.disable_immediate,
             use_api=False,
         )
-        hooks = HookTable(
-            [factory(self.client, None) for factory in self.factories], async_path=self.fn.is_async
-        )
+        hooks = self.pipeline.build(self.client, None, async_path=self.fn.is_async)
         self.result.requests += 1
         if self.result.requests > 10_000:
             raise RuntimeError("the function did not finish within 10,000 requests")

@@ -31,7 +31,7 @@ from inngest_mw import (
     StepInfo,
     TriggerEvent,
 )
-from inngest_mw._bridge import needs_loop
+from inngest_mw._source import needs_loop
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 URL = "http://127.0.0.1/api/inngest?fnId=x-f&stepId=step"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from support import EventSink, call_body, serve_asgi
 
 import inngest_mw
 from inngest_mw import Event, Middleware, MiddlewareSync
+from inngest_mw._source import does_nothing
 from inngest_mw.errors import ConfigError
 from inngest_mw.hooks import ALL_HOOKS, HOOKS, HookKind
 
@@ -173,3 +174,75 @@ async def test_async_hooks_that_really_wait_are_resumed_and_their_errors_named()
     assert (
         "FailsAfterWaiting.after_execution raised LookupError: gone" in response.json()["message"]
     )
+
+
+class _NoOps(inngest_mw.MiddlewareSync):
+    made = 0
+
+    def __init__(self, client: inngest_mw.Inngest, raw_request: object) -> None:
+        super().__init__(client, raw_request)
+        _NoOps.made += 1
+
+    def on_step_start(self, info: inngest_mw.StepInfo) -> None:
+        """Documented, but does nothing."""
+
+    def transform_output(self, result: inngest_mw.TransformOutputResult) -> None:
+        return None
+
+    def wrap_step(self, call_next: Callable[[], Any], info: inngest_mw.StepInfo) -> Any:
+        return call_next()
+
+
+def test_a_middleware_whose_overrides_do_nothing_is_never_made() -> None:
+    client = inngest_mw.Inngest(app_id="noop", is_production=False, middleware=[_NoOps])
+
+    @client.create_function(fn_id="f", trigger=inngest_mw.TriggerEvent(event="t/x"))
+    def f(ctx: inngest_mw.ContextSync) -> str:
+        return ctx.step.run("s", lambda: "ok")
+
+    _NoOps.made = 0
+    run = inngest_mw.testing.run_sync(f)
+    assert run.output == "ok"
+    assert _NoOps.made == 0
+
+
+async def _awaited_next(self: Any, call_next: Any, info: Any) -> Any:
+    return await call_next()
+
+
+def _pass(self: Any, info: Any) -> None:
+    pass
+
+
+def _ellipsis(self: Any, info: Any) -> None: ...
+
+
+def _stores(self: Any, info: Any) -> None:
+    self.seen = info
+
+
+def _returns_value(self: Any, info: Any) -> Any:
+    return info
+
+
+def _next_with_args(self: Any, call_next: Any, info: Any) -> Any:
+    return call_next(info)
+
+
+@pytest.mark.parametrize(
+    ("fn", "wrap", "expected"),
+    [
+        (_awaited_next, True, True),
+        (_awaited_next, False, False),  # as a chain hook, ``call_next`` is just an argument
+        (_pass, False, True),
+        (_ellipsis, False, True),
+        (_stores, False, False),
+        (_returns_value, False, False),
+        (_next_with_args, True, False),
+        (len, False, False),  # no source: assume it does something
+    ],
+)
+def test_does_nothing_recognises_only_bodies_that_do_nothing(
+    fn: Callable[..., Any], wrap: bool, expected: bool
+) -> None:
+    assert does_nothing(fn, wrap) is expected
