@@ -41,7 +41,15 @@ from inngest_mw.pipeline import (
     TransformOutputResult,
 )
 from inngest_mw.serializer import PydanticSerializer, Serializer
-from inngest_mw.step import Group, GroupSync, Step, StepSync
+from inngest_mw.step import (
+    Group,
+    GroupSync,
+    InvokeByIdOptions,
+    InvokeOptions,
+    Step,
+    StepSync,
+    WaitForEventOptions,
+)
 from inngest_mw.wire import Opcode
 
 __version__ = VERSION
@@ -65,6 +73,8 @@ __all__ = [
     "Group",
     "GroupSync",
     "Inngest",
+    "InvokeByIdOptions",
+    "InvokeOptions",
     "Memo",
     "Middleware",
     "MiddlewareFactory",
@@ -89,6 +99,7 @@ __all__ = [
     "TransformOutputResult",
     "TriggerCron",
     "TriggerEvent",
+    "WaitForEventOptions",
     "__version__",
     "resolve_serve_path",
 ]

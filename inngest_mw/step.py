@@ -14,7 +14,18 @@ import datetime as _dt
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    NotRequired,
+    Required,
+    TypeAlias,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    cast,
+    overload,
+)
 
 from inngest_mw import serializer as _ser
 from inngest_mw._drive import Effect, Flow, Invoke, adrive, drive
@@ -32,9 +43,48 @@ if TYPE_CHECKING:
     from inngest_mw.client import Inngest
     from inngest_mw.function import Function
 
-__all__ = ["Group", "GroupSync", "Step", "StepSync"]
+__all__ = [
+    "Group",
+    "GroupSync",
+    "InvokeByIdOptions",
+    "InvokeOptions",
+    "Step",
+    "StepSync",
+    "WaitForEventOptions",
+]
 
 T = TypeVar("T")
+_Opts: TypeAlias = dict[str, Any] | None
+_Fn: TypeAlias = Callable[..., Any] | None
+
+
+class WaitForEventOptions(TypedDict):
+    """The options of ``wait_for_event``."""
+
+    event: str
+    """The name of the event to wait for."""
+    timeout: DurationLike
+    """How long to wait before giving up (the step then returns ``None``)."""
+    if_exp: NotRequired[str | None]
+    """An expression the event must match, e.g. ``"event.data.id == async.data.id"``."""
+
+
+class InvokeOptions(TypedDict, total=False):
+    """The options of ``invoke`` and ``invoke_by_id``."""
+
+    data: Mapping[str, Any] | None
+    """The invoked function's ``event.data``."""
+    timeout: DurationLike | None
+    """How long to wait for its result before the step fails."""
+    v: str | None
+    """The version of the invoked event's schema, if any."""
+
+
+class InvokeByIdOptions(InvokeOptions, total=False):
+    """The options of ``invoke_by_id``: the function's ID, and its app's when not this one."""
+
+    function_id: Required[str]
+    app_id: str | None
 
 
 class _Pending:
@@ -182,36 +232,40 @@ class _StepBase:
         return {"duration": stamp.replace("+00:00", "Z")}
 
     @staticmethod
-    def _wait_options(event: str, if_exp: str | None, timeout: DurationLike) -> dict[str, Any]:
+    def _wait_options(
+        *, event: str, timeout: DurationLike, if_exp: str | None = None
+    ) -> dict[str, Any]:
         opts: dict[str, Any] = {"event": event, "timeout": format_duration(to_timedelta(timeout))}
         if if_exp is not None:
             opts["if"] = if_exp
         return opts
 
-    @staticmethod
     def _invoke_options(
-        function_id: str,
-        data: Mapping[str, Any] | None,
-        timeout: DurationLike | None,
-        v: str | None,
-    ) -> dict[str, Any]:
+        self,
+        function: Function[Any] | None,
+        *,
+        function_id: str | None = None,
+        app_id: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        timeout: DurationLike | None = None,
+        v: str | None = None,
+    ) -> tuple[dict[str, Any], object]:
+        """The invoke step's options and the output type its result is decoded to."""
+        if function is not None:
+            target, output_type = function.id, function.output_type
+        elif function_id:
+            app = app_id or self._client.app_id
+            target = function_id if function_id.startswith(f"{app}-") else f"{app}-{function_id}"
+            output_type = None
+        else:
+            raise ValueError("invoke needs a function or a function_id")
         payload: dict[str, Any] = {"data": dict(data or {})}
         if v is not None:
             payload["v"] = v
-        opts: dict[str, Any] = {"function_id": function_id, "payload": payload}
+        opts: dict[str, Any] = {"function_id": target, "payload": payload}
         if timeout is not None:
             opts["timeout"] = format_duration(to_timedelta(timeout))
-        return opts
-
-    def _invoke_target(
-        self, function: Function[Any] | None, function_id: str | None, app_id: str | None
-    ) -> tuple[str, object]:
-        if function is not None:
-            return function.id, function.output_type
-        if not function_id:
-            raise ValueError("invoke needs a function or a function_id")
-        app = app_id or self._client.app_id
-        return (function_id if function_id.startswith(f"{app}-") else f"{app}-{function_id}"), None
+        return opts, output_type
 
     def _begin(
         self,
@@ -352,68 +406,39 @@ class Step(_StepBase):
         await self._step("sleep", step_id, opts, (), None, None)
 
     async def wait_for_event(
-        self,
-        step_id: str,
-        *,
-        event: str,
-        timeout: DurationLike,
-        if_exp: str | None = None,
+        self, step_id: str, **options: Unpack[WaitForEventOptions]
     ) -> Event | None:
         """Wait for an event named ``event`` matching ``if_exp``; ``None`` after ``timeout``."""
-        opts = self._wait_options(event, if_exp, timeout)
+        opts = self._wait_options(**options)
         return cast(Event | None, await self._step("wait_for_event", step_id, opts, (), None, None))
 
     async def invoke(
-        self,
-        step_id: str,
-        *,
-        function: Function[T],
-        data: Mapping[str, Any] | None = None,
-        timeout: DurationLike | None = None,
-        v: str | None = None,
+        self, step_id: str, *, function: Function[T], **options: Unpack[InvokeOptions]
     ) -> T:
         """Run another function and wait for its result (its error raises ``StepError``)."""
-        target, output_type = self._invoke_target(function, None, None)
-        opts = self._invoke_options(target, data, timeout, v)
+        opts, output_type = self._invoke_options(function, **options)
         return cast(T, await self._step("invoke", step_id, opts, (), None, output_type))
 
-    async def invoke_by_id(
-        self,
-        step_id: str,
-        *,
-        function_id: str,
-        app_id: str | None = None,
-        data: Mapping[str, Any] | None = None,
-        timeout: DurationLike | None = None,
-        v: str | None = None,
-    ) -> Any:
+    async def invoke_by_id(self, step_id: str, **options: Unpack[InvokeByIdOptions]) -> Any:
         """``invoke`` by ID (``app_id`` defaults to this client's app)."""
-        target, _ = self._invoke_target(None, function_id, app_id)
-        opts = self._invoke_options(target, data, timeout, v)
+        opts, _ = self._invoke_options(None, **options)
         return await self._step("invoke", step_id, opts, (), None, None)
 
     async def _step(
-        self,
-        kind: str,
-        step_id: str,
-        options: dict[str, Any] | None,
-        args: Sequence[Any],
-        handler: Callable[..., Any] | None,
-        output_type: object,
+        self, kind: str, step_id: str, options: _Opts, args: Sequence[Any], fn: _Fn, out: object
     ) -> Any:
-        begun = self._begin(kind, step_id, options, args, output_type)
+        begun = self._begin(kind, step_id, options, args, out)
         if type(begun) is not _Pending:
             return begun
-        info, memo = begun.info, begun.memo
         core = self._core
         task = asyncio.current_task()
         if task is core.main_task or core.main_task is None or core.parallel_depth:
-            return await adrive(self._flow(info, memo, handler, output_type, None))
+            return await adrive(self._flow(begun.info, begun.memo, fn, out, None))
         if core.gather is None:
             core.gather = GatherState()
         gate = Gate(core.gather, cast("asyncio.Task[Any]", task))
         try:
-            return await adrive(self._flow(info, memo, handler, output_type, gate))
+            return await adrive(self._flow(begun.info, begun.memo, fn, out, gate))
         finally:
             gate.close()
 
@@ -469,60 +494,30 @@ class StepSync(_StepBase):
         """Pause the run until ``until`` (naive datetimes are UTC)."""
         self._step("sleep", step_id, self._sleep_until_options(until), (), None, None)
 
-    def wait_for_event(
-        self, step_id: str, *, event: str, timeout: DurationLike, if_exp: str | None = None
-    ) -> Event | None:
+    def wait_for_event(self, step_id: str, **options: Unpack[WaitForEventOptions]) -> Event | None:
         """Wait for an event named ``event`` matching ``if_exp``; ``None`` after ``timeout``."""
-        opts = self._wait_options(event, if_exp, timeout)
+        opts = self._wait_options(**options)
         return cast(Event | None, self._step("wait_for_event", step_id, opts, (), None, None))
 
-    def invoke(
-        self,
-        step_id: str,
-        *,
-        function: Function[T],
-        data: Mapping[str, Any] | None = None,
-        timeout: DurationLike | None = None,
-        v: str | None = None,
-    ) -> T:
+    def invoke(self, step_id: str, *, function: Function[T], **options: Unpack[InvokeOptions]) -> T:
         """Run another function and wait for its result (its error raises ``StepError``)."""
-        target, output_type = self._invoke_target(function, None, None)
-        opts = self._invoke_options(target, data, timeout, v)
+        opts, output_type = self._invoke_options(function, **options)
         return cast(T, self._step("invoke", step_id, opts, (), None, output_type))
 
-    def invoke_by_id(
-        self,
-        step_id: str,
-        *,
-        function_id: str,
-        app_id: str | None = None,
-        data: Mapping[str, Any] | None = None,
-        timeout: DurationLike | None = None,
-        v: str | None = None,
-    ) -> Any:
+    def invoke_by_id(self, step_id: str, **options: Unpack[InvokeByIdOptions]) -> Any:
         """``invoke`` by ID (``app_id`` defaults to this client's app)."""
-        target, _ = self._invoke_target(None, function_id, app_id)
-        opts = self._invoke_options(target, data, timeout, v)
+        opts, _ = self._invoke_options(None, **options)
         return self._step("invoke", step_id, opts, (), None, None)
 
     def _step(
-        self,
-        kind: str,
-        step_id: str,
-        options: dict[str, Any] | None,
-        args: Sequence[Any],
-        handler: Callable[..., Any] | None,
-        output_type: object,
+        self, kind: str, step_id: str, options: _Opts, args: Sequence[Any], fn: _Fn, out: object
     ) -> Any:
-        begun = self._begin(kind, step_id, options, args, output_type)
+        begun = self._begin(kind, step_id, options, args, out)
         if type(begun) is not _Pending:
             return begun
-        info, memo = begun.info, begun.memo
-        if handler is not None and inspect.iscoroutinefunction(
-            handler
-        ):  # checked only when it may run
+        if fn is not None and inspect.iscoroutinefunction(fn):  # checked only when it may run
             raise TypeError(f"step {step_id!r}: a sync function cannot run an async step handler")
-        return drive(self._flow(info, memo, handler, output_type, None))
+        return drive(self._flow(begun.info, begun.memo, fn, out, None))
 
 
 def _boundary(hooks: HookTable) -> Flow[None]:
