@@ -488,12 +488,16 @@ class HookTable:
         return (yield from self._chain(spec, chain, i + 1, args, result, observer))
 
     def wrap(self, spec: HookSpec[[A], Any], arg: A, innermost: Callable[[], Flow[T]]) -> Flow[T]:
-        """Run ``innermost`` inside the onion of ``spec`` (first registered outermost)."""
+        """Run ``innermost`` inside the onion of ``spec`` (first registered outermost); with no
+        such hook, ``innermost()`` itself, so an absent onion costs no generator."""
         chain = self.hooks.get(spec)
         if chain is None:
-            return (yield from innermost())
-        value: T = yield _Onion(chain, spec.name, arg, innermost, self.async_path)
-        return value
+            return innermost()
+        return _onion(_Onion(chain, spec.name, arg, innermost, self.async_path))
+
+
+def _onion(onion: _Onion) -> Flow[Any]:
+    return (yield onion)
 
 
 def _carried(

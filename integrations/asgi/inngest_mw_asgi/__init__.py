@@ -38,7 +38,7 @@ class InngestASGI:
             await _send(send, 404, b'{"message":"not found"}', {"content-type": "application/json"})
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        body = await self.handler.receive(scope["method"], headers, _chunks(receive))
+        body = await self._body(scope["method"], headers, receive)
         if isinstance(body, CommResponse):
             await _send(send, body.status, body.body, body.headers)
             return
@@ -52,8 +52,24 @@ class InngestASGI:
         response = await self.handler.handle(request)
         await _send(send, response.status, response.body, response.headers)
 
+    async def _body(
+        self, method: str, headers: dict[str, str], receive: Receive
+    ) -> bytes | CommResponse:
+        """The body, or the handler's refusal: a one-message body is read without a loop."""
+        early = self.handler.refuse_early(method, headers)
+        if early is not None:
+            return early
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if message.get("more_body"):
+            return await self.handler.receive(method, headers, _rest(body, receive))
+        if len(body) > self.handler.max_body_bytes:
+            return self.handler.too_large()
+        return body
 
-async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+
+async def _rest(first: bytes, receive: Receive) -> AsyncIterator[bytes]:
+    yield first
     while True:
         message = await receive()
         yield message.get("body", b"")
