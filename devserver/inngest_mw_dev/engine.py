@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import time
@@ -19,13 +20,15 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 
-from inngest_mw.signature import sign
+from inngest_mw.errors import SignatureError
+from inngest_mw.jsonbody import JSONBodyError, parse_json
+from inngest_mw.signature import sign, verify
 from inngest_mw_dev.appclient import AppClient
 from inngest_mw_dev.executor import CallOutcome, call_app
 from inngest_mw_dev.kinds import QueueKind
 from inngest_mw_dev.live import LiveFeed
 from inngest_mw_dev.machine import HistoryNote, PreparedCall, RunMachine
-from inngest_mw_dev.registration import Registration
+from inngest_mw_dev.registration import Registration, RegistrationError, parse_registration
 from inngest_mw_dev.store import QueueItem, Store
 from inngest_mw_dev.syncs import SyncLog, SyncStatus
 
@@ -235,16 +238,30 @@ class Engine:
         if self._http is None:
             raise RuntimeError("the engine is not started")
         registrations = self._registrations[url.rstrip("/")]
-        headers = {"X-Inngest-Server-Kind": self.server_kind}
+        # In-band first, as the real server syncs: the app answers with its registration, so it
+        # registers here whatever server its own settings point at. An SDK that does not answer
+        # in-band registers out of band (with the server it is configured for) instead.
+        body = json.dumps({"url": url}).encode()
+        headers = {
+            "X-Inngest-Server-Kind": self.server_kind,
+            "X-Inngest-Sync-Kind": "in_band",
+            "Content-Type": "application/json",
+        }
         if self.signing_key:
-            # Signed, as a call is: an app in cloud mode trusts the URL it registers (taken from
-            # the request) only from a request signed with its key.
-            headers["X-Inngest-Signature"] = sign(b"", self.signing_key)
+            # Signed, as a call is: an app in cloud mode trusts the URL it registers only from a
+            # request signed with its key.
+            headers["X-Inngest-Signature"] = sign(body, self.signing_key)
         try:
-            response = await self._http.put(url, headers=headers, timeout=30)
+            response = await self._http.put(url, content=body, headers=headers, timeout=30)
         except httpx.HTTPError as exc:
             self._sync_failed(url, f"cannot reach the app ({type(exc).__name__}: {exc})")
             raise
+        if response.status_code == 200 and response.headers.get("x-inngest-sync-kind") == "in_band":
+            problem = self._register_in_band(response)
+            if problem:
+                self._sync_failed(url, problem)
+                return 400, problem
+            return response.status_code, response.text
         if response.status_code != 200:
             reason = f"HTTP {response.status_code}: {_reason(response)}"
             if self._registrations[url.rstrip("/")] == registrations:
@@ -263,6 +280,42 @@ class Engine:
             if self.syncs.record(url, SyncStatus.ELSEWHERE, self.clock(), error=reason):
                 self.notice(f"sync of {url}: {reason}")
         return response.status_code, response.text
+
+    def _register_in_band(self, response: httpx.Response) -> str | None:
+        """Register an app from its in-band answer; the reason it cannot be, if so."""
+        if self.signing_key:
+            try:
+                verify(
+                    response.content,
+                    response.headers.get("x-inngest-signature"),
+                    [self.signing_key],
+                )
+            except SignatureError as exc:
+                return (
+                    f"the app's in-band answer is not signed with this server's key: {exc.message}"
+                )
+        try:
+            reply = parse_json(response.content)
+        except JSONBodyError as exc:
+            return f"the app's in-band answer is {exc.reason}"
+        if not isinstance(reply, dict):
+            return "the app's in-band answer is not a JSON object"
+        language, version = reply.get("sdk_language", ""), reply.get("sdk_version", "")
+        try:
+            registration = parse_registration(
+                {
+                    "appName": reply.get("app_id"),
+                    "url": reply.get("url"),
+                    "functions": reply.get("functions", []),
+                    "framework": reply.get("framework", ""),
+                    "sdk": f"{language}:v{version}" if language else "",
+                }
+            )
+        except RegistrationError as exc:
+            return f"the app's in-band registration is invalid: {exc}"
+        self.registered(registration, self.machine.register(registration))
+        self.wake()
+        return None
 
     def _sync_failed(self, url: str, reason: str) -> None:
         if self.syncs.record(url, SyncStatus.FAILED, self.clock(), error=reason):

@@ -220,3 +220,23 @@ def test_a_signed_engine_syncs_a_cloud_app_that_has_no_serve_origin(tmp_path: Pa
     assert (unsigned.status_code, unsigned.json()["code"]) == (400, "serve_origin_required")
     assert (resync.status_code, resync.json()["ok"]) == (200, True)
     assert (run["status"], run["output"]) == ("Completed", {"k": 2})
+
+
+def test_the_engine_syncs_in_band_an_app_that_points_at_another_server(tmp_path: Path) -> None:
+    """The app's own settings name another server (a wrong port); the engine asks for an in-band
+    sync, so the app registers here all the same, and its runs work."""
+    elsewhere = f"http://127.0.0.1:{free_port()}"
+    client = inngest_mw.Inngest(
+        app_id="inband", is_production=False, api_base_url=elsewhere, event_api_base_url=elsewhere
+    )
+
+    @client.create_function(fn_id="echo", trigger=inngest_mw.TriggerEvent(event="inband/echo"))
+    async def echo(ctx: inngest_mw.Context) -> Any:
+        return dict(ctx.event.data)
+
+    with AppServer(serve(client, [echo])) as app, EngineThread(tmp_path / "e.db", port=0) as eng:
+        resync = httpx.post(f"{eng.url}/fn/sync", params={"url": app.url})
+        [event_id] = send(eng.url, {"name": "inband/echo", "data": {"k": 3}})
+        run = run_for_event(eng.url, event_id)
+    assert (resync.status_code, resync.json()["results"][0]["ok"]) == (200, True)
+    assert (run["status"], run["output"]) == ("Completed", {"k": 3})

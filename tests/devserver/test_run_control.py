@@ -17,8 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import inngest
 import pytest
-from engine_support import AppServer, free_port, get_run, poll, run_for_event, send, sync, wait_run
+from engine_support import (
+    AppServer,
+    free_port,
+    get_run,
+    poll,
+    run_for_event,
+    send,
+    serve_functions,
+    sync,
+    wait_run,
+)
 from inngest_mw_dev import EngineThread
 from inngest_mw_dev.cli import build_parser, main
 from run_control_app import Calls, build_app
@@ -287,15 +298,23 @@ class _Lines:
 def test_the_live_log_tells_syncs_sync_failures_and_events_nothing_took(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}/api/inngest"
+    official = inngest.Inngest(
+        app_id="peer", is_production=False, api_base_url="http://127.0.0.1:1"
+    )
+
+    @official.create_function(fn_id="noop", trigger=inngest.TriggerEvent(event="peer/x"))
+    def noop(ctx: inngest.ContextSync) -> None:
+        return None
+
     with EngineThread(tmp_path / "other.db", port=0) as other, \
             AppServer(build_app(url, Calls())) as here, \
             AppServer(build_app(other.url, Calls())) as elsewhere, \
-            AppServer(build_app(dead, Calls())) as unreachable:  # fmt: skip
+            serve_functions(official, [noop]) as out_of_band:  # fmt: skip
         process = subprocess.Popen(
             [sys.executable, "-m", "inngest_mw_dev", "dev", "--port", str(port), "--db",
              str(tmp_path / "engine.db"), "-u", here.url, "-u", elsewhere.url, "-u",
-             unreachable.url],
+             out_of_band.url, "-u", dead],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         try:
@@ -303,10 +322,13 @@ def test_the_live_log_tells_syncs_sync_failures_and_events_nothing_took(tmp_path
             lines.wait_for(f"apps reach this engine with INNGEST_DEV={url}")
             synced = lines.wait_for(f"synced from {here.url}")
             assert synced.rstrip().endswith("app ctl synced from " + here.url + ": 3 functions")
-            lines.wait_for(f"sync of {elsewhere.url}: the app answered but registered with"
-                           f" another server; start it with INNGEST_DEV={url}")  # fmt: skip
-            failed = lines.wait_for(f"sync of {unreachable.url} failed: HTTP 500")
-            assert f"start it with INNGEST_DEV={url}" in failed
+            # An inngest-mw app configured for another server answers the in-band sync: it
+            # registers here all the same.
+            lines.wait_for(f"app ctl synced from {elsewhere.url}: 3 functions")
+            # An SDK that answers out of band registers where it is configured to, and is told.
+            lines.wait_for(f"sync of {out_of_band.url} failed: HTTP 500")
+            assert any(f"start it with INNGEST_DEV={url}" in line for line in lines.seen)
+            lines.wait_for(f"sync of {dead} failed: cannot reach the app")
             [held] = send(url, {"name": "ctl/hold"})
             (run,) = poll(lambda: httpx.get(f"{url}/v1/events/{held}/runs").json()["data"], bool,
                           what="the hold run")  # fmt: skip
