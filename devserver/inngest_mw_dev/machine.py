@@ -592,6 +592,7 @@ class RunMachine:
         op: Op | None = None,
         attempts: int | None = None,
         error: Any = None,
+        now: float | None = None,
     ) -> None:
         existing = self.store.get_step(run.id, step_hash)
         name = op.label if op else existing.name if existing else step_hash
@@ -602,7 +603,7 @@ class RunMachine:
             name=name,
             op=kind,
             status=status,
-            now=self.clock(),
+            now=self.clock() if now is None else now,
             attempts=attempts,
             error=error,
         )
@@ -830,7 +831,8 @@ class RunMachine:
             return
         self.schedule.step_timer(QueueKind.SLEEP, run, op.id, until)
         self._add_pending(run, 1)
-        self._mark_step(run, op.id, StepStatus.SLEEPING, op=op)
+        # Started at the instant the timer counts from, so a 1 s sleep never shows as 999 ms.
+        self._mark_step(run, op.id, StepStatus.SLEEPING, op=op, now=now)
         self.history.record(run, "sleeping", op.label, until=until, seconds=round(until - now, 3))
 
     def _timeout(self, run: RunRow, op: Op, value: object, *, required: bool) -> float | None:
