@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from inngest_mw.signature import hash_signing_key
+from inngest_mw_dev.dbfile import UnusableDatabaseError
 from inngest_mw_dev.engine import Engine
 from inngest_mw_dev.machine import HistoryNote
 from inngest_mw_dev.render import describe, format_ms, preview
@@ -370,6 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except UnusableDatabaseError as exc:  # dev and demo: a --db the engine cannot work with
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except httpx.HTTPError as exc:

@@ -24,11 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Lineage", "RerunResult", "RunControl"]
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS reruns (run_id TEXT PRIMARY KEY, source_run_id TEXT NOT NULL,"
-    " from_step TEXT, replayed TEXT NOT NULL)"
-)
-
 
 @dataclass(frozen=True, slots=True)
 class RerunResult:
@@ -50,7 +45,6 @@ class RunControl:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        engine.store.write(_SCHEMA)
 
     # events and invokes
 

@@ -24,7 +24,6 @@ from inngest_mw_dev.queries import (
     RUN_STATUSES,
     RefError,
     RunFilter,
-    ensure_indexes,
     find_runs,
     list_events,
     parse_time,
@@ -111,7 +110,6 @@ class ApiData:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.control = RunControl(engine)
-        ensure_indexes(engine.store)
 
     def run_summary(self, run: RunRow) -> dict[str, Any]:
         return {

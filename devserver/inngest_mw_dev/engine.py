@@ -155,7 +155,7 @@ class Engine:
         from inngest_mw_dev.api import create_app
 
         self._wake = asyncio.Event()
-        self._store = Store(self.db_path)
+        self._store = Store(self.db_path, exclusive=True)
         recovered = self._store.release_all_leases()
         if recovered:
             log.info("re-queued %d item(s) interrupted by the previous shutdown", recovered)

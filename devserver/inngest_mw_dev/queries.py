@@ -1,7 +1,8 @@
 """Read-side queries for run control, the CLI and the web UI: run filters, pages, ID prefixes.
 
 Kept apart from ``store`` (which serves the run machine's writes) so listing and searching can
-grow without touching the engine's hot path. Indexes these queries need are created here.
+grow without touching the engine's hot path. The indexes these queries need are declared with
+the schema (``migrations``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ __all__ = [
     "RefError",
     "RunFilter",
     "RunPage",
-    "ensure_indexes",
     "find_runs",
     "list_events",
     "parse_time",
@@ -33,11 +33,6 @@ __all__ = [
 
 RUN_STATUSES = (RUNNING, COMPLETED, FAILED, CANCELLED, SKIPPED)
 MAX_PAGE = 500
-_INDEXES = """
-CREATE INDEX IF NOT EXISTS runs_by_function ON runs (function_id, queued_at);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, queued_at);
-CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);
-"""
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
@@ -52,11 +47,6 @@ class RefError(LookupError):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def ensure_indexes(store: Store) -> None:
-    for statement in filter(str.strip, _INDEXES.split(";")):
-        store.write(statement)
 
 
 def parse_time(text: str, now: float) -> float:

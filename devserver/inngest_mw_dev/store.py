@@ -3,8 +3,10 @@
 Flow control keeps its state here too (GCRA arrival times, per-run concurrency/singleton keys,
 debounce and batch buffers), so limits and pending batches survive a restart.
 
-One file in WAL mode. Callers group writes with ``Store.tx()`` so a step's output and the queue
-items that follow from it commit together; a ``kill -9`` then loses nothing that was acknowledged.
+One file in WAL mode: ``dbfile`` opens and checks it, ``migrations`` declares its schema (the
+modules that keep their own tables, run control and the sync log, included). Callers group
+writes with ``Store.tx()`` so a step's output and the queue items that follow from it commit
+together; a ``kill -9`` then loses nothing that was acknowledged.
 All access happens on the engine's event-loop thread, so one connection suffices.
 """
 
@@ -19,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from inngest_mw_dev.canonical import canonical_text
+from inngest_mw_dev.dbfile import check_path, open_database, unusable
+from inngest_mw_dev.dblock import DatabaseLock
+from inngest_mw_dev.migrations import migrate
 
 __all__ = [
     "AppRow",
@@ -30,63 +35,6 @@ __all__ = [
     "StepRow",
     "Store",
 ]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS apps (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, url TEXT NOT NULL, sdk TEXT NOT NULL,
-    framework TEXT NOT NULL, checksum TEXT NOT NULL, sync_id TEXT NOT NULL, synced_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS functions (
-    id TEXT PRIMARY KEY, app_id TEXT NOT NULL, name TEXT NOT NULL, config TEXT NOT NULL,
-    archived INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, body TEXT NOT NULL, received_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, function_id TEXT NOT NULL, app_id TEXT NOT NULL, event_id TEXT NOT NULL,
-    events TEXT NOT NULL, status TEXT NOT NULL, output TEXT, error TEXT,
-    queued_at REAL NOT NULL, started_at REAL, ended_at REAL,
-    force_plan INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL, correlation_id TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_by_event ON runs (event_id);
-CREATE INDEX IF NOT EXISTS runs_by_time ON runs (queued_at);
-CREATE TABLE IF NOT EXISTS steps (
-    run_id TEXT NOT NULL, hash TEXT NOT NULL, name TEXT NOT NULL, op TEXT NOT NULL,
-    status TEXT NOT NULL, memo TEXT, error TEXT, seq INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
-    started_at REAL, ended_at REAL, PRIMARY KEY (run_id, hash)
-);
-CREATE TABLE IF NOT EXISTS pauses (
-    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, step TEXT, kind TEXT NOT NULL,
-    event_name TEXT NOT NULL, expression TEXT, correlation_id TEXT, expires_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS pauses_by_event ON pauses (event_name);
-CREATE INDEX IF NOT EXISTS pauses_by_run ON pauses (run_id);
-CREATE INDEX IF NOT EXISTS pauses_by_correlation ON pauses (correlation_id);
-CREATE TABLE IF NOT EXISTS queue (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, run_id TEXT, function_id TEXT,
-    step TEXT, attempt INTEGER NOT NULL DEFAULT 0, run_at REAL NOT NULL, lease_until REAL,
-    payload TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS queue_by_time ON queue (run_at);
-CREATE INDEX IF NOT EXISTS queue_by_run ON queue (run_id);
-CREATE TABLE IF NOT EXISTS history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL NOT NULL,
-    kind TEXT NOT NULL, step TEXT, detail TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS history_by_run ON history (run_id);
-CREATE TABLE IF NOT EXISTS flow_tat (key TEXT PRIMARY KEY, tat REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS run_keys (
-    run_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, lim INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (run_id, kind, key)
-);
-CREATE INDEX IF NOT EXISTS run_keys_by_key ON run_keys (kind, key);
-CREATE TABLE IF NOT EXISTS buffers (
-    function_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, events TEXT NOT NULL,
-    first_at REAL NOT NULL, item_id INTEGER NOT NULL, PRIMARY KEY (function_id, kind, key)
-);
-"""
 
 
 # Rows per multi-row INSERT: well under SQLite's 32,766 bound variables at 4 per row.
@@ -207,22 +155,46 @@ class HistoryRow:
 class Store:
     """Typed queries over the engine database; ``tx()`` makes a group of writes atomic."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, exclusive: bool = False) -> None:
+        """Open (or create) the database and migrate it to the current schema.
+
+        With ``exclusive`` (the engine), first take the database's lock (``dblock``), held until
+        ``close``: a second engine on the same file is refused. Raises ``UnusableDatabaseError``
+        with a sentence for a file the engine cannot work with.
+        """
         self.path = Path(path)
+        self._lock: DatabaseLock | None = None
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a process crash (kill -9); only an OS crash can lose
-        # the last commits, which a single-machine dev engine accepts for speed.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+            check_path(self.path)
+            if exclusive:
+                self._lock = DatabaseLock(self.path)
+                self._lock.acquire()
+        try:
+            self._db = open_database(self.path)
+        except BaseException:
+            self._release()
+            raise
+        try:
+            migrate(self._db, self.path)
+        except sqlite3.Error as exc:
+            self.close()
+            raise unusable(
+                self.path, f"its schema cannot be brought up to date ({exc})",
+                "restore it from a backup or pick another --db",
+            ) from None  # fmt: skip
+        except BaseException:
+            self.close()
+            raise
         self._depth = 0
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def close(self) -> None:
         self._db.close()
+        self._release()
 
     @contextmanager
     def tx(self) -> Iterator[None]:

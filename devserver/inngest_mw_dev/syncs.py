@@ -14,11 +14,6 @@ from inngest_mw_dev.store import Store
 
 __all__ = ["AppSync", "SyncLog", "SyncStatus"]
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS app_syncs (url TEXT PRIMARY KEY, status TEXT NOT NULL,"
-    " error TEXT, app_name TEXT, functions INTEGER, attempted_at REAL NOT NULL)"
-)
-
 
 class SyncStatus(StrEnum):
     SYNCED = "synced"
@@ -39,7 +34,6 @@ class AppSync:
 class SyncLog:
     def __init__(self, store: Store) -> None:
         self.store = store
-        store.write(_SCHEMA)
 
     def get(self, url: str) -> AppSync | None:
         rows = self.store.read("SELECT * FROM app_syncs WHERE url = ?", url)

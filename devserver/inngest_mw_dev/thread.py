@@ -41,7 +41,7 @@ class EngineThread:
         if not self._ready.wait(timeout):
             raise TimeoutError("engine did not start in time")
         if self._failure is not None:
-            raise RuntimeError("engine failed to start") from self._failure
+            raise self._failure  # as the engine raised it: an unusable --db is one sentence
         return self
 
     def _main(self) -> None:
