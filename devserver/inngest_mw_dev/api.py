@@ -2,14 +2,14 @@
 
 Every response carries ``X-Inngest-Server-Kind``; with a signing key, all routes except
 ``/health`` and ``/e/{key}`` require ``Authorization: Bearer`` with the plain or hashed key.
-Bad input always gets a 4xx JSON body with a reason.
+Bodies are read under the server's size limits and parsed depth-safely (``bodies``). Bad input
+always gets a 4xx JSON body with a reason.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inngest_mw.signature import hash_signing_key, strip_key_prefix
-from inngest_mw_dev.ingest import normalize_events
+from inngest_mw_dev.bodies import BodyError, read_json
+from inngest_mw_dev.ingest import EventError, normalize_events
+from inngest_mw_dev.limits import MAX_INGEST_BODY, MAX_REGISTER_BODY
 from inngest_mw_dev.registration import RegistrationError, parse_registration
 from inngest_mw_dev.store import RunRow, Store
 
@@ -139,14 +141,6 @@ class _Api:
 
         return guarded
 
-    @staticmethod
-    async def _json(request: Request) -> Any:
-        body = await request.body()
-        try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HTTPException(400, f"request body is not valid JSON: {exc}") from exc
-
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": 200, "message": "OK"})
 
@@ -156,25 +150,41 @@ class _Api:
             return JSONResponse(
                 {"status": 401, "message": "", "error": "Event key not found"}, status_code=401
             )
-        body = await self._json(request)
         try:
+            body = await read_json(request, MAX_INGEST_BODY)
             events = normalize_events(
                 body,
                 seed=request.headers.get("x-inngest-event-id-seed"),
                 now_ms=int(time.time() * 1000),
             )
-        except ValueError as exc:
-            return _error(400, str(exc))
-        self.engine.machine.ingest(events)
-        self.engine.wake()
-        self.engine.feed.publish("event", ids=[e["id"] for e in events])
-        return JSONResponse({"ids": [e["id"] for e in events], "status": 200})
+        except BodyError as exc:
+            return JSONResponse(
+                {"ids": [], "status": exc.status_code, "error": exc.message},
+                status_code=exc.status_code,
+            )
+        except EventError as exc:
+            # As the server does: the events before the refused one are taken, and their IDs
+            # come back with the error.
+            ids = self._take(exc.accepted)
+            return JSONResponse(
+                {"ids": ids, "status": exc.status, "error": str(exc)}, status_code=exc.status
+            )
+        return JSONResponse({"ids": self._take(events), "status": 200})
+
+    def _take(self, events: list[dict[str, Any]]) -> list[str]:
+        """Ingest ``events`` (valid ones); their IDs."""
+        ids = [e["id"] for e in events]
+        if events:
+            self.engine.machine.ingest(events)
+            self.engine.wake()
+            self.engine.feed.publish("event", ids=ids)
+        return ids
 
     async def register(self, request: Request) -> Response:
         expected = request.headers.get("x-inngest-expected-server-kind")
         if expected and expected != self.engine.server_kind:
             return _error(400, f"Expected server kind {expected}, got {self.engine.server_kind}")
-        body = await self._json(request)
+        body = await read_json(request, MAX_REGISTER_BODY)
         try:
             registration = parse_registration(body)
         except RegistrationError as exc:

@@ -18,7 +18,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from inngest_mw_dev.api import run_json
+from inngest_mw_dev.bodies import parse_body, read_body
 from inngest_mw_dev.control import RunControl
+from inngest_mw_dev.ingest import EventError
+from inngest_mw_dev.limits import MAX_INGEST_BODY
 from inngest_mw_dev.queries import (
     MAX_PAGE,
     RUN_STATUSES,
@@ -219,13 +222,10 @@ class ApiData:
         return {"data": out}
 
 
-def _json_body(raw: bytes) -> Any:
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ParamError(f"request body is not valid JSON: {exc}") from None
+async def _json_body(request: Request) -> Any:
+    """The request's JSON body ({} when empty), under the ingest size limit, depth-safe."""
+    raw = await read_body(request, MAX_INGEST_BODY)
+    return parse_body(raw) if raw.strip() else {}
 
 
 def _object(body: object, what: str) -> dict[str, Any]:
@@ -249,6 +249,9 @@ class _Handlers:
             except RefError as exc:
                 return JSONResponse({"error": exc.message, "status": exc.status},
                                     status_code=exc.status)  # fmt: skip
+            except EventError as exc:  # sent events are taken all or none here
+                return JSONResponse({"error": str(exc), "status": exc.status},
+                                    status_code=exc.status)  # fmt: skip
             except (ParamError, ValueError) as exc:
                 return JSONResponse({"error": str(exc), "status": 400}, status_code=400)
 
@@ -265,7 +268,7 @@ class _Handlers:
         return JSONResponse({"data": {"run_id": run_id, "status": "Cancelled"}})
 
     async def cancel_many(self, request: Request) -> Response:
-        body = _object(_json_body(await request.body()), "the body")
+        body = _object(await _json_body(request), "the body")
         params = {k: str(v) for k, v in body.items() if v is not None}
         if not params.get("function"):
             raise ParamError('bulk cancel needs "function" (and optionally "since", "until")')
@@ -273,7 +276,7 @@ class _Handlers:
         return JSONResponse({"data": {"cancelled": self.control.cancel_many(flt)}})
 
     async def rerun(self, request: Request) -> Response:
-        body = _object(_json_body(await request.body()), "the body")
+        body = _object(await _json_body(request), "the body")
         from_step = body.get("from_step")
         if from_step is not None and not isinstance(from_step, str):
             raise ParamError("from_step must be a step ID or name")
@@ -284,7 +287,7 @@ class _Handlers:
         return JSONResponse(self.data.events(dict(request.query_params)))
 
     async def send(self, request: Request) -> Response:
-        return JSONResponse({"data": {"ids": self.control.send(_json_body(await request.body()))}})
+        return JSONResponse({"data": {"ids": self.control.send(await _json_body(request))}})
 
     async def apps(self, request: Request) -> Response:
         return JSONResponse(self.data.apps())
@@ -296,7 +299,7 @@ class _Handlers:
         return JSONResponse(self.data.function(request.path_params["fn_id"]))
 
     async def invoke(self, request: Request) -> Response:
-        body = _object(_json_body(await request.body()), "the body")
+        body = _object(await _json_body(request), "the body")
         data = body.get("data", {})
         event_id, run_id = self.control.invoke(request.path_params["fn_id"], data)
         return JSONResponse({"data": {"event_id": event_id, "run_id": run_id}})

@@ -16,10 +16,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import h11
 
+from inngest_mw.jsonbody import JSONBodyError, parse_json
 from inngest_mw.signature import sign
 from inngest_mw_dev.appclient import AppClient
 from inngest_mw_dev.canonical import canonical_text
-from inngest_mw_dev.limits import MAX_REQUEST_BODY
+from inngest_mw_dev.limits import MAX_JSON_DEPTH, MAX_REQUEST_BODY, nested_too_deeply
 from inngest_mw_dev.timing import parse_retry_after
 
 __all__ = [
@@ -244,9 +245,12 @@ def classify(status: int, headers: dict[str, str], content: bytes, now: float) -
     no_retry = headers.get("x-inngest-no-retry", "").strip().lower() == "true"
     retry_at = parse_retry_after(headers.get("retry-after"), now)
     try:
-        payload = json.loads(content) if content.strip() else None
-    except (ValueError, UnicodeDecodeError):
+        payload = _parse(content) if content.strip() else None
+    except JSONBodyError as exc:
         if 200 <= status < 300:
+            if exc.reason == _TOO_DEEP:
+                message = f"response body is nested too deeply (JSON may nest at most {MAX_JSON_DEPTH} levels)"
+                return _failed("InvalidResponseError", message, "JSON body nested too deeply")
             return _failed("InvalidResponseError", "response body is not JSON", "invalid JSON body")
         payload = content.decode("utf-8", "replace")[:_ERROR_TEXT_LIMIT]
     if status == 200:
@@ -260,8 +264,8 @@ def classify(status: int, headers: dict[str, str], content: bytes, now: float) -
 def _unwrap_stream(headers: dict[str, str], content: bytes, now: float) -> CallOutcome:
     """A 201 carries ``{"status", "body", "headers"}``: process the inner response."""
     try:
-        wrapper = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+        wrapper = _parse(content)
+    except JSONBodyError:
         wrapper = None
     if not isinstance(wrapper, dict) or not isinstance(wrapper.get("status"), int):
         return _failed("InvalidResponseError", "malformed streamed response", "bad 201 wrapper")
@@ -273,6 +277,18 @@ def _unwrap_stream(headers: dict[str, str], content: bytes, now: float) -> CallO
     if wrapper["status"] == 201:
         return _failed("InvalidResponseError", "nested streamed response", "bad 201 wrapper")
     return classify(wrapper["status"], inner_headers, raw, now)
+
+
+_TOO_DEEP = "nested too deeply"
+
+
+def _parse(content: bytes) -> Any:
+    """An app's answer as JSON: the decoder's own depth failure and the engine's depth limit both
+    raise ``JSONBodyError`` (a deeper output could not be stored and replayed safely)."""
+    payload = parse_json(content)
+    if nested_too_deeply(payload, content):
+        raise JSONBodyError(_TOO_DEEP)
+    return payload
 
 
 def _error_object(payload: object, status: int) -> dict[str, Any]:

@@ -153,8 +153,13 @@ def test_events_at_the_size_and_count_limits_are_accepted_one_more_is_refused(
     assert httpx.post(url, json=_event_of(MAX_EVENT_BYTES), timeout=10).status_code == 200
     too_big = httpx.post(url, json=_event_of(MAX_EVENT_BYTES + 1), timeout=10)
     assert (too_big.status_code, too_big.json()) == (
-        400,
-        {"error": "event #0: larger than 512 KiB", "status": 400},
+        413,
+        {
+            "ids": [],
+            "error": "event #0 is too large (524,289 bytes): the event size limit is 524,288"
+            " bytes (512 KiB)",
+            "status": 413,
+        },
     )
     # Accepting 5,000 over HTTP would keep the engine busy for seconds processing them.
     many = [{"name": "limits/many"}] * MAX_EVENTS
@@ -162,5 +167,9 @@ def test_events_at_the_size_and_count_limits_are_accepted_one_more_is_refused(
     refused = httpx.post(url, json=[*many, {"name": "limits/many"}], timeout=30)
     assert (refused.status_code, refused.json()) == (
         400,
-        {"error": "too many events: 5001 (max 5000)", "status": 400},
+        {
+            "ids": [],
+            "error": "too many events: 5,001; the limit is 5,000 per request",
+            "status": 400,
+        },
     )
