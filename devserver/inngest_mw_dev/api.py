@@ -14,7 +14,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -28,6 +27,7 @@ from inngest_mw_dev.ingest import EventError, normalize_events
 from inngest_mw_dev.limits import MAX_INGEST_BODY, MAX_REGISTER_BODY
 from inngest_mw_dev.registration import RegistrationError, parse_registration
 from inngest_mw_dev.store import RunRow, Store
+from inngest_mw_dev.syncs import SyncError
 
 if TYPE_CHECKING:
     from inngest_mw_dev.engine import Engine
@@ -204,8 +204,10 @@ class _Api:
         for target in urls:
             try:
                 status, text = await self.engine.sync_app(target)
-            except (httpx.HTTPError, ValueError) as exc:
-                results.append({"url": target, "ok": False, "error": str(exc)})
+            except SyncError as exc:
+                if url and exc.malformed:
+                    return _error(400, f"cannot sync {target!r}: {exc.reason}")
+                results.append({"url": target, "ok": False, "error": exc.reason})
                 continue
             results.append({"url": target, "ok": status == 200, "status": status, "body": text})
         ok = all(r["ok"] for r in results)

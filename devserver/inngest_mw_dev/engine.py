@@ -30,7 +30,7 @@ from inngest_mw_dev.live import LiveFeed
 from inngest_mw_dev.machine import HistoryNote, PreparedCall, RunMachine
 from inngest_mw_dev.registration import Registration, RegistrationError, parse_registration
 from inngest_mw_dev.store import QueueItem, Store
-from inngest_mw_dev.syncs import SyncLog, SyncStatus
+from inngest_mw_dev.syncs import SyncError, SyncLog, SyncStatus, url_problem
 
 __all__ = ["Engine"]
 
@@ -234,9 +234,14 @@ class Engine:
 
         The outcome is recorded (``syncs``) and told in the live log once per change: a failure
         with the app's reason, or an app that answered but registered with another server.
+        Raises ``SyncError`` when the URL is malformed or nothing answers at it.
         """
         if self._http is None:
             raise RuntimeError("the engine is not started")
+        problem = url_problem(url)
+        if problem is not None:
+            self._sync_failed(url, problem)
+            raise SyncError(url, problem, malformed=True)
         registrations = self._registrations[url.rstrip("/")]
         # In-band first, as the real server syncs: the app answers with its registration, so it
         # registers here whatever server its own settings point at. An SDK that does not answer
@@ -253,9 +258,13 @@ class Engine:
             headers["X-Inngest-Signature"] = sign(body, self.signing_key)
         try:
             response = await self._http.put(url, content=body, headers=headers, timeout=30)
-        except httpx.HTTPError as exc:
-            self._sync_failed(url, f"cannot reach the app ({type(exc).__name__}: {exc})")
-            raise
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
+            # InvalidURL is no HTTPError, and an IDNA error is a UnicodeError: both mean the
+            # URL, not the app, is at fault.
+            malformed = not isinstance(exc, httpx.HTTPError)
+            reason = f"cannot reach the app ({type(exc).__name__}: {exc})"
+            self._sync_failed(url, reason)
+            raise SyncError(url, reason, malformed=malformed) from exc
         if response.status_code == 200 and response.headers.get("x-inngest-sync-kind") == "in_band":
             problem = self._register_in_band(response)
             if problem:
@@ -345,7 +354,9 @@ class Engine:
         for attempt in range(30):
             try:
                 status, _ = await self.sync_app(url)
-            except httpx.HTTPError as exc:
+            except SyncError as exc:
+                if exc.malformed:  # the live log has said why; trying again cannot help
+                    return
                 log.debug("sync of %s failed (attempt %d): %s", url, attempt + 1, exc)
             else:
                 if status == 200:
@@ -362,8 +373,9 @@ class Engine:
             for url in self.app_urls:
                 try:
                     await self.sync_app(url)
-                except httpx.HTTPError as exc:
+                except SyncError as exc:
                     log.debug("poll of %s failed: %s", url, exc)
+            self.feed.publish("poll", urls=len(self.app_urls))
 
     # queue processing
 
