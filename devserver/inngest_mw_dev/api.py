@@ -1,9 +1,9 @@
 """The engine's HTTP surface (Starlette): the Inngest Dev Server paths an SDK and the CLI use.
 
 Every response carries ``X-Inngest-Server-Kind``; with a signing key, all routes except
-``/health`` and ``/e/{key}`` require ``Authorization: Bearer`` with the plain or hashed key.
-Bodies are read under the server's size limits and parsed depth-safely (``bodies``). Bad input
-always gets a 4xx JSON body with a reason.
+``/health`` and ``/e/{key}`` require ``Authorization: Bearer`` with the plain or hashed key
+(``signkey-<env>-`` prefix or not). Bodies are read under the server's size limits and parsed
+depth-safely (``bodies``). Bad input always gets a 4xx JSON body with a reason.
 """
 
 from __future__ import annotations
@@ -119,20 +119,23 @@ class _Api:
         key = engine.signing_key
         self._bearers: list[bytes] = []
         if key:
-            hashed = hash_signing_key(key)
-            candidates = {key, strip_key_prefix(key), hashed, strip_key_prefix(hashed)}
-            self._bearers = [c.encode() for c in candidates]
+            # As the server does (pkg/authn/signing_key_strategy.go): the ``signkey-<env>-``
+            # prefix is stripped from both sides, so an app holding ``signkey-test-<hex>`` and an
+            # engine given ``<hex>`` (or the other way round) agree; the app may send the key
+            # or its hash.
+            bare = strip_key_prefix(key)
+            self._bearers = [c.encode() for c in (bare, hash_signing_key(bare))]
 
     def authed(self, handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
             if self._bearers:
                 header = request.headers.get("authorization", "")
                 scheme, _, token = header.partition(" ")
-                supplied = token.strip().encode()
+                supplied = strip_key_prefix(token.strip()).encode()
                 ok = False
                 for candidate in self._bearers:  # check all: constant time per candidate
                     ok = hmac.compare_digest(candidate, supplied) or ok
-                if scheme.lower() != "bearer" or not ok:
+                if scheme.lower() != "bearer" or not supplied or not ok:
                     return JSONResponse(
                         {"error": "Unauthorized: missing or invalid signing key", "status": 401},
                         status_code=401,
