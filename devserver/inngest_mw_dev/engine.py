@@ -505,8 +505,8 @@ class Engine:
 def _reason(response: httpx.Response) -> str:
     """The app's own message from a failed sync answer, else the start of its body."""
     try:
-        body = response.json()
-    except ValueError:
+        body = parse_json(response.content)  # a peer's body: it may nest past the recursion limit
+    except JSONBodyError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return str(body["message"])

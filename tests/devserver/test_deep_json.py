@@ -114,3 +114,27 @@ def test_an_app_answer_nested_too_deeply_fails_the_attempt_with_the_reason(
         (again,) = send(engine.url, {"name": "deep-fn/go"})
         assert run_for_event(engine.url, again)["status"] == "Failed"
     assert httpx.get(f"{engine.url}/health").json() == {"status": 200, "message": "OK"}
+
+
+def _deep_sync_answer_app() -> Starlette:
+    """An 'app' refusing every sync with a 500 whose JSON nests past the recursion limit."""
+
+    async def endpoint(request: Request) -> Response:
+        return PlainTextResponse(nested(5_000), status_code=500)
+
+    return Starlette(routes=[Route("/api/inngest", endpoint, methods=["PUT"])])
+
+
+def test_a_sync_answer_nested_too_deeply_is_a_failed_sync_with_its_start(
+    engine: EngineThread,
+) -> None:
+    with AppServer(_deep_sync_answer_app()) as app:
+        response = httpx.post(f"{engine.url}/fn/sync", params={"url": app.url})
+    assert response.status_code == 502
+    (result,) = response.json()["results"]
+    assert result["ok"] is False
+    assert result["status"] == 500
+    apps = httpx.get(f"{engine.url}/v1/apps").json()["data"]
+    (synced,) = [a for a in apps if a["url"] == app.url]
+    assert synced["status"] == "failed"
+    assert synced["error"].startswith("HTTP 500: " + "[" * 100)

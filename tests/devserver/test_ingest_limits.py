@@ -57,6 +57,24 @@ def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent(
     }
 
 
+@pytest.mark.parametrize(
+    ("path", "limit"),
+    [("/e/key", BODY_LIMIT), ("/v1/events", BODY_LIMIT),
+     ("/fn/register", "the limit is 8,388,608 bytes (8 MiB)"),
+     ("/v1/functions/fn/invoke", BODY_LIMIT)],
+)  # fmt: skip
+def test_every_json_route_refuses_a_declared_body_over_its_limit(
+    engine: EngineThread, path: str, limit: str
+) -> None:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Content-Length: 9000000\r\n\r\n"
+    ).encode()
+    status, body = _raw_exchange(engine.url, head, [])
+    assert status == 413
+    assert body["error"] == f"request body is too large (9,000,000 bytes): {limit}"
+
+
 def test_a_chunked_body_is_refused_once_it_passes_the_limit_without_waiting_for_its_end(
     engine: EngineThread,
 ) -> None:
