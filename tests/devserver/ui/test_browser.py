@@ -218,3 +218,14 @@ def test_rerun_from_a_step_skips_the_steps_before_it(site: Site, page: Page) -> 
     assert site.calls.of(rerun_id, "reserve") == 0
     assert site.calls.of(rerun_id, "charge") == 0
     assert site.calls.of(rerun_id, "ship") == 1
+
+
+def test_a_live_refresh_keeps_the_step_the_visitor_chose(site: Site, page: Page) -> None:
+    original = site.order(qty=2)
+    page.goto(f"{site.url}/runs/{original['run_id']}")
+    page.select_option("#from-step", label="ship")
+    chosen = page.input_value("#from-step")
+    page.evaluate("document.getElementById('live').dataset.before = 'refresh'")
+    page.evaluate("refresh(true)")
+    page.wait_for_selector("#live:not([data-before])", state="attached")
+    assert page.input_value("#from-step") == chosen

@@ -129,14 +129,38 @@ async function refresh(now) {
       const current = document.getElementById("live");
       if (fresh && current) {
         const open = new Set([...current.querySelectorAll("details[open]")].map(pathOf));
+        const typed = formState(current);
         current.replaceWith(fresh);
         fresh.querySelectorAll("details").forEach((d) => { if (open.has(pathOf(d))) d.open = true; });
+        restoreForms(fresh, typed);
         localTimes(fresh);
       }
     } finally {
       inFlight = false;
     }
   }, now ? 0 : 250);
+}
+
+// What the visitor chose or typed in the page's forms, and where the focus was: a refresh keeps
+// both, so a choice made while the page updates is never lost.
+function formState(root) {
+  const values = new Map();
+  root.querySelectorAll("select[id], input[id], textarea[id]").forEach((el) => values.set(el.id, el.value));
+  const focused = root.contains(document.activeElement) ? document.activeElement.id : "";
+  return { values, focused };
+}
+
+function restoreForms(root, state) {
+  state.values.forEach((value, id) => {
+    const el = root.querySelector("#" + CSS.escape(id));
+    if (!el) return;
+    if (el.tagName === "SELECT" && ![...el.options].some((o) => o.value === value)) return;
+    el.value = value;
+  });
+  if (state.focused) {
+    const el = root.querySelector("#" + CSS.escape(state.focused));
+    if (el) el.focus();
+  }
 }
 
 function pathOf(node) {
