@@ -107,10 +107,15 @@ def test_kill_9_mid_sleep_and_right_after_ingest_loses_nothing(tmp_path: Path) -
                 assert done["status"] == "Completed", done
                 assert done["output"] == "done"
                 rid = run["run_id"]
-                assert effects[f"{rid}:after"] == 1
                 if event_id in sleeping:
+                    # Finished before the first kill: never run again.
                     assert effects[f"{rid}:before"] == 1
+                    # On a loaded machine the nap may end while the second engine runs, and
+                    # "after" be in flight when that engine is killed: at least once, at most
+                    # twice.
+                    assert 1 <= effects[f"{rid}:after"] <= 2
                 else:
+                    assert effects[f"{rid}:after"] == 1
                     # Its call may have been in flight when the process died.
                     assert 1 <= effects[f"{rid}:before"] <= 2
             runs = get_json(f"{url}/v1/runs?limit=50")["data"]
