@@ -9,14 +9,17 @@ are pinned by ``requirements-lock.txt``; ``lock`` regenerates it after a require
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 import venv
 from pathlib import Path
+from typing import TextIO
 
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("INNGEST_MW_VENV", ROOT / ".venv"))
@@ -25,6 +28,7 @@ BENCH_REQUIREMENTS = ROOT / "benchmarks" / "requirements.txt"
 LOCK = ROOT / "requirements-lock.txt"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+COMMANDS = ("demo", "test", "lint", "docs", "bench", "lock")
 CHROMIUM = "/usr/bin/chromium"  # the browser tests' browser: Debian's package, never a download
 
 
@@ -38,10 +42,95 @@ def ensure_env() -> None:
     stamp = VENV / ".inngest-mw-installed"
     if stamp.exists() and stamp.read_text() == digest:
         return
-    print("installing inngest-mw and its test tools ...", flush=True)
-    pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-r", str(REQUIREMENTS)], cwd=ROOT, env=_locked_env(), check=True)
+    print("installing inngest-mw and its test tools (a few minutes the first time) ...", flush=True)
+    if code := pip_install("-r", str(REQUIREMENTS)):
+        raise SystemExit(code)
     stamp.write_text(digest)
+
+
+class PipProgress:
+    """Reads pip's output and shows one line per phase, with a running count of packages.
+
+    pip's own log is hundreds of lines and ``--quiet`` is minutes of silence; this is neither. On
+    a terminal the count updates in place; in a log it is repeated every ``every`` packages.
+    """
+
+    # pip's lines that each add one package to a phase's count (pip interleaves "Collecting" and
+    # "Downloading", so downloads are part of resolving, not a phase of their own)
+    COUNTED = (
+        ("Obtaining ", "preparing the workspace's packages"),
+        ("Processing ", "preparing local packages"),
+        ("Collecting ", "resolving and downloading requirements"),
+        ("Requirement already satisfied", "resolving and downloading requirements"),
+    )
+    # pip's lines that name every package of a phase at once: one line each
+    LISTED = (
+        ("Building wheels for collected packages:", "building {} wheel(s) ..."),
+        ("Installing collected packages:", "installing {} package(s) ..."),
+    )
+
+    def __init__(self, out: TextIO, *, every: int = 25) -> None:
+        self.out, self.every = out, every
+        self.tty = out.isatty()
+        self.phase: str | None = None
+        self.count = 0
+        self.started = time.monotonic()
+
+    def feed(self, line: str) -> None:
+        text = line.strip()
+        if text.startswith("Successfully installed"):
+            self._line(f"installed {len(text.split()) - 2} package(s) in {self._elapsed()}")
+            return
+        for prefix, message in self.LISTED:
+            if text.startswith(prefix):
+                self._line(message.format(len(text.removeprefix(prefix).split(","))))
+                return
+        phase = next((name for prefix, name in self.COUNTED if text.startswith(prefix)), None)
+        if phase is None:
+            return
+        self.count = self.count + 1 if phase == self.phase else 1
+        if phase != self.phase and self.tty and self.phase:
+            self.out.write("\n")  # keep the finished phase's count on screen
+        self.phase = phase
+        if self.tty:
+            self.out.write(f"\r  pip: {phase}: {self.count} ...")
+            self.out.flush()
+        elif self.count == 1 or self.count % self.every == 0:
+            self.out.write(f"  pip: {phase}: {self.count} ...\n")
+            self.out.flush()
+
+    def _line(self, message: str) -> None:
+        if self.tty and self.phase:
+            self.out.write("\n")
+        self.phase = None
+        self.out.write(f"  pip: {message}\n")
+        self.out.flush()
+
+    def _elapsed(self) -> str:
+        seconds = round(time.monotonic() - self.started)
+        return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def pip_install(*args: str, python: Path | None = None, out: TextIO | None = None) -> int:
+    """``pip install`` with the lock as constraints, its progress shown by ``PipProgress``.
+
+    On failure pip's last lines are printed, since they say what went wrong.
+    """
+    command = [str(python or PYTHON), "-m", "pip", "install", "--disable-pip-version-check",
+               "--progress-bar", "off", *args]  # fmt: skip
+    out = out or sys.stdout
+    progress = PipProgress(out)
+    tail: collections.deque[str] = collections.deque(maxlen=30)
+    with subprocess.Popen(command, cwd=ROOT, env=_locked_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as process:  # fmt: skip
+        assert process.stdout is not None
+        for line in process.stdout:
+            tail.append(line)
+            progress.feed(line)
+    if process.returncode:
+        out.write("".join(tail))
+        out.write(f"error: pip install failed (exit {process.returncode}); see its output above\n")
+    return process.returncode
 
 
 def ensure_chromium() -> None:
@@ -92,9 +181,12 @@ def run(*args: str) -> int:
 
 def main() -> int:
     command, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("help", [])
-    if command not in ("demo", "test", "lint", "docs", "bench", "lock"):
+    if command in ("help", "-h", "--help"):
         print(__doc__)
-        return 0 if command == "help" else 2
+        return 0
+    if command not in COMMANDS:
+        print(f"unknown command {command!r}; use one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
     ensure_env()
     if command == "demo":
         return run("-m", "inngest_mw_dev", "demo", *rest)
@@ -109,10 +201,8 @@ def main() -> int:
         os.environ["NO_MKDOCS_2_WARNING"] = "1"
         return run("-m", "mkdocs", "build", "--strict", *rest)
     if command == "bench":
-        pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run(
-            [*pip, "-r", str(BENCH_REQUIREMENTS)], cwd=ROOT, env=_locked_env(), check=True
-        )
+        if code := pip_install("-r", str(BENCH_REQUIREMENTS)):
+            return code
         return run("-m", "benchmarks", *rest)
     for step in (
         ("-m", "ruff", "check", "."),

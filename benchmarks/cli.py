@@ -22,13 +22,13 @@ from benchmarks import (
     middleware_overhead,
     request_overhead,
 )
+from benchmarks.output import add_out_options, out_dir
 from benchmarks.report import Results, to_json, to_markdown
 from benchmarks.timing import Config
 
 __all__ = ["SECTIONS", "main", "run"]
 
 SECTIONS = ("requests", "framework", "hooks", "overhead", "engine")
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parent / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
@@ -150,9 +150,7 @@ def _parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="tiny counts (seconds): checks the suite runs"
     )
     parser.add_argument("--no-plot", action="store_true", help="skip latest.png (no matplotlib)")
-    parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})"
-    )
+    add_out_options(parser)
     parser.add_argument(
         "--only",
         choices=SECTIONS,
@@ -182,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             quick=cfg.quick,
         )
     results = run(cfg, args.only or SECTIONS)
-    paths = write(results, args.out, plot=not args.no_plot)
+    paths = write(results, out_dir(args), plot=not args.no_plot)
     markdown = to_markdown(results)
     if args.update_readme:
         update_readme(markdown)

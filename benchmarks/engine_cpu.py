@@ -41,11 +41,11 @@ from typing import Any
 
 import httpx
 
+from benchmarks.output import add_out_options, out_dir
 from benchmarks.step_app import EVENT, EVENT_IDLE, SERVE_PATH
 
 __all__ = ["EngineSample", "main", "measure"]
 
-RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 50
 BASELINE_ENV = "INNGEST_MW_BASELINE_ENGINE"
@@ -353,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="FILE",
         help="run our engine under cProfile once and write the profile to FILE",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    add_out_options(parser)
     args = parser.parse_args(argv)
     options = {
         "runs": args.runs,
@@ -376,10 +376,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             by_engine[label].append(sample)
             print(f"{label}: {sample}", file=sys.stderr, flush=True)
     text = report(by_engine)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out = out_dir(args)
+    out.mkdir(parents=True, exist_ok=True)
     payload = {label: [asdict(s) for s in samples] for label, samples in by_engine.items()}
-    (args.out / "engine_cpu.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (args.out / "engine_cpu.md").write_text(text + "\n")
+    (out / "engine_cpu.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (out / "engine_cpu.md").write_text(text + "\n")
     print(text)
     return 0 if all(s.exact for samples in by_engine.values() for s in samples) else 1
 

@@ -31,8 +31,8 @@ from inngest_mw_dev import EngineThread
 from inngest_mw_dev.demo import serve_app
 
 import inngest_mw
+from benchmarks.output import add_out_options, out_dir
 
-RESULTS = Path(__file__).parent / "results"
 EVENT = "load/work"
 
 
@@ -202,12 +202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--senders", type=int, default=64, help="concurrent HTTP senders")
     parser.add_argument("--steps", type=int, default=2, help="steps per run (at least 1)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the runs")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    add_out_options(parser)
     args = parser.parse_args(argv)
     result = run_load(args.events, args.senders, args.timeout, max(1, args.steps))
     report = asdict(result) | {"exact": result.exact}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "load.json").write_text(json.dumps(report, indent=2) + "\n")
+    out = out_dir(args)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "load.json").write_text(json.dumps(report, indent=2) + "\n")
     for key, value in report.items():
         print(f"{key:>22}: {value}")
     return 0 if result.exact else 1

@@ -25,7 +25,8 @@ from inngest_mw_dev import EngineThread
 from inngest_mw_dev.ids import new_ulid
 from inngest_mw_dev.store import RunRow, Store
 
-RESULTS = Path(__file__).parent / "results"
+from benchmarks.output import add_out_options, out_dir
+
 FUNCTIONS = ("bench-checkout", "bench-refund", "bench-digest")
 STEPS = ("reserve", "charge", "cool-off", "email", "points")
 TARGET_MS = 200.0
@@ -171,11 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ui_render", description=__doc__)
     parser.add_argument("--runs", type=int, default=10_000, help="runs to put in the database")
     parser.add_argument("--repeat", type=int, default=50, help="timed loads per page")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where ui_render.json goes")
+    add_out_options(parser)
     args = parser.parse_args(argv)
     result = measure(args.runs, args.repeat)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ui_render.json").write_text(json.dumps(result, indent=2) + "\n")
+    out = out_dir(args)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ui_render.json").write_text(json.dumps(result, indent=2) + "\n")
     print(report(result))
     pages = [c for n, c in result["results"].items() if "page" in n]
     worst = max(c["p95_ms"] for c in pages)

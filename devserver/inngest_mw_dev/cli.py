@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
+import errno
 import logging
 import os
 import signal
@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from inngest_mw.signature import hash_signing_key
+from inngest_mw_dev import cliargs
 from inngest_mw_dev.dbfile import UnusableDatabaseError
 from inngest_mw_dev.engine import Engine
 from inngest_mw_dev.machine import HistoryNote
@@ -62,7 +63,7 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         await engine.start()
     except OSError as exc:
-        print(f"error: cannot start the engine on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"error: {_listen_error(args.host, args.port, exc)}", file=sys.stderr)
         return 1
     print(f"inngest-mw engine ({engine.server_kind}) listening on {engine.url}, db {args.db}",
           flush=True)  # fmt: skip
@@ -77,6 +78,18 @@ async def _serve(args: argparse.Namespace) -> int:
     finally:
         await engine.stop()
     return 0
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    """Why the engine could not listen on ``host:port``, and what to do, in one sentence."""
+    if exc.errno == errno.EADDRINUSE:
+        return (f"port {port} on {host} is already in use (another engine?); stop what holds it"
+                " or give another port with --port (0 picks a free one)")  # fmt: skip
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on port {port}; give a port above 1023 with --port"
+    reason = exc.strerror or str(exc)
+    return (f"cannot listen on {host}:{port} ({reason}); give an address of this machine with"
+            " --host, e.g. 127.0.0.1 or 0.0.0.0")  # fmt: skip
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
@@ -105,15 +118,6 @@ def _request(args: argparse.Namespace, method: str, path: str, body: object = No
 
 def _get(args: argparse.Namespace, path: str) -> Any:
     return _request(args, "GET", path)
-
-
-def _json_arg(text: str, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise ApiError(
-            f"{what} is not valid JSON ({exc}); quote it, e.g. --data '{{\"id\": 1}}'"
-        ) from None
 
 
 def _filter_query(args: argparse.Namespace) -> dict[str, str]:
@@ -146,7 +150,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
-    data = _json_arg(args.data, "--data")
+    data = args.data
     key = quote(args.event_key, safe="")
     headers = {}
     if args.signing_key:
@@ -166,7 +170,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
-    data = _json_arg(args.data, "--data")
+    data = args.data
     started = _request(args, "POST", f"/v1/functions/{quote(args.function, safe='')}/invoke",
                        {"data": data})  # fmt: skip
     print(f"invoked {args.function}  run {started['run_id']}  event {started['event_id']}")
@@ -230,34 +234,28 @@ def print_run(run: dict[str, Any]) -> None:
             print(line)
 
 
-def _client_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--url", dest="api", default=DEFAULT_URL, help="engine URL")
+def _client_options() -> cliargs.OneLineParser:
+    parent = cliargs.OneLineParser(add_help=False)
+    parent.add_argument("--url", dest="api", default=DEFAULT_URL, type=cliargs.http_url,
+                        help="engine URL")  # fmt: skip
     parent.add_argument("--signing-key", default=os.environ.get("INNGEST_SIGNING_KEY"),
+                        type=cliargs.signing_key,
                         help="signing key when the engine requires one (env INNGEST_SIGNING_KEY)")  # fmt: skip
     return parent
 
 
 def _filter_options(parser: argparse.ArgumentParser, *, status: bool) -> None:
     parser.add_argument("--function", default=None, metavar="FN",
+                        type=cliargs.text("a function ID or name"),
                         help="only runs of this function (full ID, ID within its app, or name)")  # fmt: skip
-    parser.add_argument("--since", default=None, metavar="TIME",
+    parser.add_argument("--since", default=None, metavar="TIME", type=cliargs.time_arg,
                         help="queued at or after TIME: ISO 8601, epoch, or an age like 15m, 2h, 7d")  # fmt: skip
-    parser.add_argument("--until", default=None, metavar="TIME", help="queued before TIME")
+    parser.add_argument("--until", default=None, metavar="TIME", type=cliargs.time_arg,
+                        help="queued before TIME")  # fmt: skip
     if status:
         parser.add_argument("--status", action="append", default=None,
                             choices=["running", "completed", "failed", "cancelled", "skipped"],
                             help="only runs in this status (repeatable)")  # fmt: skip
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 500:
-        raise argparse.ArgumentTypeError(f"give a number of runs from 1 to 500, not {value}")
-    return value
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -271,7 +269,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cliargs.OneLineParser(
         prog="inngest-mw",
         description="Run the inngest-mw engine, send events, and inspect and control its runs.",
         epilog="Run IDs may be shortened to any unique prefix. The web UI is at the engine URL.",
@@ -292,53 +290,66 @@ def build_parser() -> argparse.ArgumentParser:
         remote=False,
     )
     dev.add_argument("-u", "--url", action="append", default=[], metavar="APP_URL",
+                     type=cliargs.http_url,
                      help="app serve URL to sync at start (repeatable)")  # fmt: skip
-    dev.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    dev.add_argument("--port", type=int, default=8288, help="port for the API and the web UI")
-    dev.add_argument("--db", default=DEFAULT_DB, help="SQLite file (history survives restarts)")
-    dev.add_argument("--signing-key", default=None, help="hex signing key: sign calls, auth API")
-    dev.add_argument("--event-key", action="append", default=[],
+    dev.add_argument("--host", default="127.0.0.1",
+                     type=cliargs.text("an address to listen on, e.g. 127.0.0.1"),
+                     help="address to listen on")  # fmt: skip
+    dev.add_argument("--port", type=cliargs.listen_port, default=8288,
+                     help="port for the API and the web UI (0: any free port)")  # fmt: skip
+    dev.add_argument("--db", default=DEFAULT_DB, type=cliargs.text("a file path"),
+                     help="SQLite file (history survives restarts)")  # fmt: skip
+    dev.add_argument("--signing-key", default=None, type=cliargs.signing_key,
+                     help="hex signing key, signkey-<env>- prefix optional: sign calls, auth API")  # fmt: skip
+    dev.add_argument("--event-key", action="append", default=[], type=cliargs.event_key,
                      help="accepted event key (repeatable; none means any key)")  # fmt: skip
-    dev.add_argument("--poll-interval", type=float, default=None,
-                     help="re-sync the -u apps every N seconds")  # fmt: skip
-    dev.add_argument("--retry-base", type=float, default=1.0,
-                     help="first retry delay in seconds (doubles per attempt)")  # fmt: skip
+    dev.add_argument("--poll-interval", type=cliargs.poll_seconds, default=None,
+                     help="re-sync the -u apps every N seconds (at least 1)")  # fmt: skip
+    dev.add_argument("--retry-base", type=cliargs.retry_seconds, default=1.0,
+                     help="first retry delay in seconds (doubles per attempt; up to 3600)")  # fmt: skip
     dev.set_defaults(handler=_cmd_dev)
 
     runs = command("runs", "list recent runs, newest first",
                    "List runs, newest first, optionally filtered by status, function and time.")  # fmt: skip
-    runs.add_argument("--limit", type=_positive, default=20, help="how many runs to show (1-500)")
+    runs.add_argument(
+        "--limit", type=cliargs.run_limit, default=20, help="how many runs to show (1-500)"
+    )
     _filter_options(runs, status=True)
     runs.set_defaults(handler=_cmd_runs)
 
     run = command("run", "show one run's steps, timeline and error",
                   "Show one run: its steps with durations, its timeline, and its output or error"
                   " (with the stack, your own frame first).")  # fmt: skip
-    run.add_argument("run_id", metavar="RUN", help="run ID or a unique prefix of it")
+    run.add_argument("run_id", metavar="RUN", type=cliargs.text("a run ID or the start of one"),
+                     help="run ID or a unique prefix of it")  # fmt: skip
     run.set_defaults(handler=_cmd_run)
 
     send = command("send", "send an event",
                    "Send one event to the engine, as an app's client.send() would; every function"
                    " it triggers starts a run.")  # fmt: skip
-    send.add_argument("name", metavar="NAME", help="event name, e.g. shop/checkout")
-    send.add_argument("--data", default="{}", help="event data as a JSON object")
+    send.add_argument("name", metavar="NAME", type=cliargs.text("an event name, e.g. shop/checkout"),
+                      help="event name, e.g. shop/checkout")  # fmt: skip
+    send.add_argument("--data", default="{}", type=cliargs.json_object,
+                      help="event data as a JSON object")  # fmt: skip
     send.add_argument("--event-key", default=os.environ.get("INNGEST_EVENT_KEY") or "NO_EVENT_KEY_SET",
+                      type=cliargs.event_key,
                       help="event key (env INNGEST_EVENT_KEY)")  # fmt: skip
     send.set_defaults(handler=_cmd_send)
 
     invoke = command("invoke", "start a run of a function directly",
                      "Start a run of one function now with the given data, whatever its"
                      " triggers (flow control other than concurrency is bypassed).")  # fmt: skip
-    invoke.add_argument(
-        "function", metavar="FN", help="function: full ID, ID within its app, or name"
-    )
-    invoke.add_argument("--data", default="{}", help="the run's event data as a JSON object")
+    invoke.add_argument("function", metavar="FN", type=cliargs.text("a function ID or name"),
+                        help="function: full ID, ID within its app, or name")  # fmt: skip
+    invoke.add_argument("--data", default="{}", type=cliargs.json_object,
+                        help="the run's event data as a JSON object")  # fmt: skip
     invoke.set_defaults(handler=_cmd_invoke)
 
     cancel = command("cancel", "cancel a run, or a function's runs in a time range",
                      "Cancel one running run, or with --function every running run of that"
                      " function (narrowed by --since/--until).")  # fmt: skip
     cancel.add_argument("run_id", metavar="RUN", nargs="?", default=None,
+                        type=cliargs.text("a run ID or the start of one"),
                         help="run ID or a unique prefix of it")  # fmt: skip
     _filter_options(cancel, status=False)
     cancel.set_defaults(handler=_cmd_cancel)
@@ -347,15 +358,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "Start a new run of the run's function with the same event(s). With"
                     " --from-step, the steps that finished before that step are replayed from the"
                     " original run's outputs (their code is not called again).")  # fmt: skip
-    rerun.add_argument("run_id", metavar="RUN", help="run ID or a unique prefix of it")
+    rerun.add_argument("run_id", metavar="RUN", type=cliargs.text("a run ID or the start of one"),
+                       help="run ID or a unique prefix of it")  # fmt: skip
     rerun.add_argument("--from-step", default=None, metavar="STEP",
+                       type=cliargs.text("a step name or ID"),
                        help="step name or ID to restart from (default: from the beginning)")  # fmt: skip
     rerun.set_defaults(handler=_cmd_rerun)
 
     demo = command("demo", "engine + example app + an event -> a finished run",
                    "Start the engine and the example shop app on free ports, send one"
                    " shop/checkout event and print the finished run.", remote=False)  # fmt: skip
-    demo.add_argument("--db", default=None, help="SQLite file (default: a temporary file)")
+    demo.add_argument("--db", default=None, type=cliargs.text("a file path"),
+                      help="SQLite file (default: a temporary file)")  # fmt: skip
     demo.set_defaults(handler=_cmd_demo)
     return parser
 

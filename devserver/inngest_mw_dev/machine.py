@@ -576,12 +576,16 @@ class RunMachine:
                 self.schedule.step_name(run, step),
                 reason=failure.reason,
                 attempt=item.attempt + 1,
+                max_attempts=run.max_attempts,
                 delay_ms=round((at - now) * 1000),
             )
             return
         self.store.delete_item(item.id)
-        why = "not retriable" if not failure.retriable else f"{run.max_attempts} attempts failed"
-        self._finalize(run, FAILED, error=failure.error, reason=f"{failure.reason} ({why})")
+        attempts = f"{run.max_attempts} attempt{'' if run.max_attempts == 1 else 's'} failed"
+        why = "not retriable" if not failure.retriable else attempts
+        # The run's error is shown beside the reason: an HTTP reason need not repeat its message.
+        reason = failure.reason.removesuffix(f": {failure.error.get('message')}")
+        self._finalize(run, FAILED, error=failure.error, reason=f"{reason} ({why})")
 
     def _mark_step(
         self,
@@ -724,6 +728,7 @@ class RunMachine:
             "retry_scheduled",
             op.label,
             attempt=attempts,
+            max_attempts=run.max_attempts,
             reason=f"{error.get('name', 'Error')}: {error.get('message', '')}",
             delay_ms=round((at - now) * 1000),
         )

@@ -32,6 +32,13 @@ def _error_text(error: object) -> str:
     return preview(error)
 
 
+def _retrying(detail: Mapping[str, Any]) -> str:
+    """``retrying in 1.25s (attempt 2 of 4)``: the delay is a wait still to come, not a duration."""
+    attempt = detail.get("attempt", 0) + 1  # recorded 0-based: the attempt about to be made
+    of = f" of {detail['max_attempts']}" if detail.get("max_attempts") else ""
+    return f"retrying in {format_ms(detail.get('delay_ms'))} (attempt {attempt}{of})"
+
+
 def describe(kind: str, step: str | None, detail: Mapping[str, Any]) -> str:
     """One line for a history entry, e.g. ``step "charge" completed in 12ms``."""
     label = f'step "{step}"' if step else "run"
@@ -53,10 +60,7 @@ def describe(kind: str, step: str | None, detail: Mapping[str, Any]) -> str:
         case "step_failed":
             return f"{label} failed: {_error_text(detail.get('error'))}"
         case "retry_scheduled":
-            delay = format_ms(detail.get("delay_ms"))
-            return (
-                f"{label} attempt {detail.get('attempt', 0) + 1} in {delay}: {detail.get('reason')}"
-            )
+            return f"{label} failed: {detail.get('reason')}; {_retrying(detail)}"
         case "sleeping":
             return f"{label} sleeping {detail.get('seconds')}s"
         case "waiting":
@@ -72,8 +76,11 @@ def describe(kind: str, step: str | None, detail: Mapping[str, Any]) -> str:
         case "completed":
             return f"completed, output {preview(detail.get('output'))}"
         case "failed":
-            reason = f" [{detail['reason']}]" if detail.get("reason") else ""
-            return f"FAILED: {_error_text(detail.get('error'))}{reason}"
+            error = detail.get("error")
+            message = error.get("message") if isinstance(error, Mapping) else None
+            shown = detail.get("reason") and detail["reason"] != message
+            reason = f" [{detail['reason']}]" if shown else ""
+            return f"FAILED: {_error_text(error)}{reason}"
         case "cancelled":
             return f"cancelled: {detail.get('reason')}"
     return f"{kind} {preview(dict(detail))}"

@@ -77,16 +77,6 @@ def test_send_starts_the_runs_its_event_triggers(
     assert run["output"]["reserved"] == 4
 
 
-def test_send_with_bad_json_says_how_to_quote_it(
-    shop: Shop, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = shop.cli(capsys, "send", "ctl/order", "--data", "{qty: 4}")
-    assert code == 1
-    assert out == ""
-    assert err.startswith("error: --data is not valid JSON")
-    assert err.count("\n") == 1
-
-
 def test_invoke_runs_a_function_with_the_payload(
     shop: Shop, capsys: pytest.CaptureFixture[str]
 ) -> None:
