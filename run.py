@@ -73,7 +73,7 @@ class PipProgress:
         self.out, self.every = out, every
         self.tty = out.isatty()
         self.phase: str | None = None
-        self.count = 0
+        self.counts: dict[str, int] = {}
         self.started = time.monotonic()
 
     def feed(self, line: str) -> None:
@@ -88,15 +88,16 @@ class PipProgress:
         phase = next((name for prefix, name in self.COUNTED if text.startswith(prefix)), None)
         if phase is None:
             return
-        self.count = self.count + 1 if phase == self.phase else 1
+        # pip may come back to a phase (an editable's dependencies): its count carries on.
+        count = self.counts[phase] = self.counts.get(phase, 0) + 1
         if phase != self.phase and self.tty and self.phase:
             self.out.write("\n")  # keep the finished phase's count on screen
         self.phase = phase
         if self.tty:
-            self.out.write(f"\r  pip: {phase}: {self.count} ...")
+            self.out.write(f"\r  pip: {phase}: {count} ...")
             self.out.flush()
-        elif self.count == 1 or self.count % self.every == 0:
-            self.out.write(f"  pip: {phase}: {self.count} ...\n")
+        elif count == 1 or count % self.every == 0:
+            self.out.write(f"  pip: {phase}: {count} ...\n")
             self.out.flush()
 
     def _line(self, message: str) -> None:
@@ -175,6 +176,12 @@ def lock() -> int:
     )  # fmt: skip
 
 
+def xdist_workers() -> int:
+    """pytest-xdist workers: two per core, since most tests wait on HTTP, timers and subprocesses
+    rather than compute; ``--dist loadscope`` keeps a module's tests (and fixtures) on one worker."""
+    return min(8, 2 * (os.cpu_count() or 1))
+
+
 def run(*args: str) -> int:
     return subprocess.run([str(PYTHON), *args], cwd=ROOT).returncode
 
@@ -192,7 +199,8 @@ def main() -> int:
         return run("-m", "inngest_mw_dev", "demo", *rest)
     if command == "test":
         ensure_chromium()
-        return run("-m", "pytest", *rest)
+        # Later arguments win, so `python3 run.py test tests/x.py -n 0` runs serially.
+        return run("-m", "pytest", "-n", str(xdist_workers()), "--dist", "loadscope", *rest)
     if command == "lock":
         return lock()
     if command == "docs":

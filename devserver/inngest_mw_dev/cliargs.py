@@ -12,7 +12,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from inngest_mw_dev.queries import parse_time
@@ -40,7 +40,7 @@ MAX_RETRY_BASE_SECONDS = 3600.0
 class OneLineParser(argparse.ArgumentParser):
     """An argparse parser whose errors are one line on stderr (no usage block), exit status 2."""
 
-    def error(self, message: str) -> Any:  # argparse declares NoReturn
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
