@@ -1,12 +1,17 @@
 """The checkout flow served by Flask, as sync functions from a sync view.
 
-Run ``python examples/flask_app.py`` and, next to it, ``inngest-mw dev -u
+Run ``INNGEST_DEV=1 python examples/flask_app.py`` and, next to it, ``inngest-mw dev -u
 http://127.0.0.1:8000/api/inngest``; then send a ``shop/checkout`` event. Serving async functions
 instead makes the view async (needs ``flask[async]``).
+The mode comes from the environment, as in Inngest's own SDKs: ``INNGEST_DEV`` for a dev server;
+without it the app runs against Inngest Cloud, or a self-hosted Inngest at ``INNGEST_BASE_URL``,
+with ``INNGEST_SIGNING_KEY`` and ``INNGEST_EVENT_KEY`` (see the README, "Running on Inngest").
+``PORT`` changes the port.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,5 +31,7 @@ def create_app(
 
 
 if __name__ == "__main__":
-    client = inngest_mw.Inngest(app_id="shop", is_production=False)
-    create_app(client, sync_functions(client)).run(host="127.0.0.1", port=8000, threaded=True)
+    client = inngest_mw.Inngest(app_id="shop")  # mode, URLs, keys: from INNGEST_*
+    create_app(client, sync_functions(client)).run(
+        host="127.0.0.1", port=int(os.environ.get("PORT", "8000")), threaded=True
+    )

@@ -1,12 +1,17 @@
 """The checkout flow served by Tornado on its own IOLoop.
 
-Run ``python examples/tornado_app.py`` and, next to it, ``inngest-mw dev -u
+Run ``INNGEST_DEV=1 python examples/tornado_app.py`` and, next to it, ``inngest-mw dev -u
 http://127.0.0.1:8000/api/inngest``; then send a ``shop/checkout`` event.
+The mode comes from the environment, as in Inngest's own SDKs: ``INNGEST_DEV`` for a dev server;
+without it the app runs against Inngest Cloud, or a self-hosted Inngest at ``INNGEST_BASE_URL``,
+with ``INNGEST_SIGNING_KEY`` and ``INNGEST_EVENT_KEY`` (see the README, "Running on Inngest").
+``PORT`` changes the port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,8 +31,10 @@ def create_app(
 
 
 async def main() -> None:
-    client = inngest_mw.Inngest(app_id="shop", is_production=False)
-    create_app(client, async_functions(client)).listen(8000, address="127.0.0.1")
+    client = inngest_mw.Inngest(app_id="shop")  # mode, URLs, keys: from INNGEST_*
+    create_app(client, async_functions(client)).listen(
+        int(os.environ.get("PORT", "8000")), address="127.0.0.1"
+    )
     await asyncio.Event().wait()
 
 

@@ -202,24 +202,35 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     return 0
 
 
+def _took(run: dict[str, Any]) -> str:
+    """``  took 1.17s``: from the run's start to its end (nothing while it is still going)."""
+    if not run.get("ended_at") or not run.get("run_started_at"):
+        return ""
+    started = dt.datetime.fromisoformat(run["run_started_at"])
+    seconds = (dt.datetime.fromisoformat(run["ended_at"]) - started).total_seconds()
+    return f"  took {format_ms(seconds * 1000)}"
+
+
 def print_run(run: dict[str, Any]) -> None:
     """One run's steps, timeline and outcome, as ``inngest-mw run`` and the demo show it."""
     print(f"run {run['run_id']}  {run['function_id']}  {run['status']}")
     print(f"  event {run['event_id']}  started {_short(run['run_started_at'])}"
-          f"  ended {_short(run['ended_at'])}")  # fmt: skip
+          f"  ended {_short(run['ended_at'])}{_took(run)}")  # fmt: skip
     if run.get("rerun_of"):
         source = run["rerun_of"]
         frm = f" from step {source['from_step']}" if source.get("from_step") else ""
         print(f"  rerun of {source['run_id']}{frm}")
     if run["steps"]:
         print("steps:")
+        print(f"  {'STEP':<28}{'KIND':<16}{'STATUS':<11}{'ATTEMPTS':>8}{'DURATION':>10}  "
+              f"OUTPUT OR ERROR")  # fmt: skip
         for step in run["steps"]:
             if "error" in step:
                 result = read_error(step["error"]).headline
             else:
                 result = preview(step.get("output"), 50)
             print(f"  {step['name']:<28}{step['op']:<16}{step['status']:<11}"
-                  f"x{step['attempts']:<3}{format_ms(step['duration_ms']):>9}  "
+                  f"{step['attempts']:>8}{format_ms(step['duration_ms']):>10}  "
                   f"{result[:60]}")  # fmt: skip
     print("timeline:")
     for entry in run["history"]:

@@ -52,6 +52,7 @@ def serve_app(app: Any) -> Iterator[str]:
 
 
 def _wait_for_run(http: httpx.Client, event_id: str, timeout: float = 60) -> dict[str, Any]:
+    """The one run ``event_id`` starts, once it has ended."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         runs = http.get(f"/v1/events/{event_id}/runs").json()["data"]
@@ -60,6 +61,15 @@ def _wait_for_run(http: httpx.Client, event_id: str, timeout: float = 60) -> dic
             return run
         time.sleep(0.2)
     raise TimeoutError(f"the run for event {event_id} did not finish in {timeout:.0f}s")
+
+
+def _sent_events(run: dict[str, Any], step_name: str) -> list[str]:
+    """The IDs of the events a run's send-event step sent (its output), if the step completed."""
+    step = next((s for s in run["steps"] if s["name"] == step_name), None)
+    if step is None or step["status"] != "Completed":
+        return []
+    ids: list[str] = step["output"]
+    return ids
 
 
 def run_demo(db_path: str | None = None) -> int:
@@ -89,4 +99,11 @@ def run_demo(db_path: str | None = None) -> int:
         print(f"sent     shop/checkout  event {event_id}\n")
         run = _wait_for_run(http, event_id)
         print_run(run)
-        return 0 if run["status"] == "Completed" else 1
+        runs = [run]
+        for sent in _sent_events(run, demo_app.ORDER_COMPLETED):
+            follow_on = _wait_for_run(http, sent)
+            print(f"\nfollow-on run: step {demo_app.ORDER_COMPLETED} sent shop/order.completed"
+                  f" (event {sent}), which started {follow_on['function_id']}\n")  # fmt: skip
+            print_run(follow_on)
+            runs.append(follow_on)
+        return 0 if all(r["status"] == "Completed" for r in runs) else 1

@@ -1,7 +1,9 @@
 """The demo's example app: a checkout flow with sequential, sleeping, parallel and event steps.
 
 Run it yourself with ``uvicorn inngest_mw_dev.demo_app:app --port 8000`` next to ``inngest-mw dev
--u http://127.0.0.1:8000/api/inngest``; the code is plain inngest-mw and runs unchanged on Inngest.
+-u http://127.0.0.1:8000/api/inngest``; the code is plain inngest-mw and runs unchanged on Inngest's
+Dev Server. It is always in dev mode, so that importing it needs no key; the framework examples
+in ``examples/`` take their mode from the environment instead.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import inngest_mw
 from inngest_mw import Context, ContextSync, Event, TriggerEvent
 
 client = inngest_mw.Inngest(app_id="shop", is_production=False)
+# The step that sends shop/order.completed; its output is the IDs of the events it sent, which
+# start the follow-on thank-you run.
+ORDER_COMPLETED = "order-completed"
 
 
 @client.create_function(
@@ -35,7 +40,7 @@ async def checkout(ctx: Context) -> dict[str, Any]:
         )
     )
     await ctx.step.send_event(
-        "order-completed", Event(name="shop/order.completed", data={"order": order["id"]})
+        ORDER_COMPLETED, Event(name="shop/order.completed", data={"order": order["id"]})
     )
     return {
         "order": order["id"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -233,8 +234,26 @@ def test_readme_demo_command_completes_a_run() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "shop-checkout  Completed" in result.stdout
-    assert "cool-off" in result.stdout
+    checkout, _, follow_on = result.stdout.partition("\nfollow-on run: ")
+    assert "shop-checkout  Completed" in checkout
+    lines = checkout.splitlines()
+    header = lines.index("steps:") + 1
+    assert lines[header] == (
+        "  STEP                        KIND            STATUS     ATTEMPTS  DURATION  OUTPUT OR ERROR"
+    )
+    assert lines[header + 3].startswith(
+        "  cool-off                    Sleep           Completed         1"
+    )
+    [event_line] = [line for line in lines if line.startswith("  event ")]
+    assert re.search(r"  ended \S+ \S+  took (\d+ms|\d+\.\d\ds)$", event_line), event_line
+    sent = re.search(r'  order-completed .*\["(\w+)"\]$', checkout, re.MULTILINE)
+    assert sent is not None, checkout
+    assert follow_on.startswith(
+        f"step order-completed sent shop/order.completed (event {sent.group(1)}), which started"
+        " shop-thank-you\n"
+    )
+    assert "  shop-thank-you  Completed\n" in follow_on
+    assert '\noutput: "thanks for order A-1001"\n' in follow_on
 
 
 def test_event_id_starts_one_run_per_id(env: tuple[str, Record]) -> None:
