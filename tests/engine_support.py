@@ -22,10 +22,16 @@ DEFAULT_TIMEOUT = 15.0
 
 
 class FakeClock:
-    """Real time plus an offset the test moves forward, so cron ticks fall due at once."""
+    """Real time plus an offset the test moves forward, so cron ticks fall due at once.
+
+    It starts 5 s into a minute, so nearly a minute of real time passes before a minute boundary
+    (a cron tick) is crossed without the test moving the clock: a test that takes a few seconds
+    sees only the ticks it moves the clock over.
+    """
 
     def __init__(self) -> None:
-        self.offset = 0.0
+        now = time.time()
+        self.offset = (now // 60 + 1) * 60 + 5 - now
 
     def __call__(self) -> float:
         return time.time() + self.offset
