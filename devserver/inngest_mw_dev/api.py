@@ -192,10 +192,7 @@ class _Api:
             registration = parse_registration(body)
         except RegistrationError as exc:
             return _error(400, str(exc))
-        reply = self.engine.machine.register(registration)
-        self.engine.registered(registration, reply)
-        self.engine.wake()
-        return JSONResponse(reply)
+        return JSONResponse(self.engine.register(registration))
 
     async def sync(self, request: Request) -> Response:
         """``POST /fn/sync[?url=APP_URL]``: re-sync one app, or every known app URL."""

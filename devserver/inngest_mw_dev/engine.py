@@ -322,8 +322,7 @@ class Engine:
             )
         except RegistrationError as exc:
             return f"the app's in-band registration is invalid: {exc}"
-        self.registered(registration, self.machine.register(registration))
-        self.wake()
+        self.register(registration)
         return None
 
     def _sync_failed(self, url: str, reason: str) -> None:
@@ -331,8 +330,15 @@ class Engine:
             self.notice(f"sync of {url} failed: {reason}")
         self.feed.publish("sync", url=url)
 
-    def registered(self, registration: Registration, reply: dict[str, object]) -> None:
-        """An app registered here (``/fn/register``): record it and tell the live log."""
+    def register(self, registration: Registration) -> dict[str, object]:
+        """Register an app (``/fn/register``, or its in-band sync answer): store its functions,
+        record the sync, tell the live log, and wake the scheduler; the reply for the app."""
+        reply = self.machine.register(registration)
+        self._record_registration(registration, reply)
+        self.wake()
+        return reply
+
+    def _record_registration(self, registration: Registration, reply: dict[str, object]) -> None:
         self._registrations[registration.url.rstrip("/")] += 1
         count = len(registration.functions)
         if self.syncs.record(
