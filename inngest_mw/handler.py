@@ -129,6 +129,11 @@ class CommHandler:
         early = self.refuse_early(method, headers)
         if early is not None:
             return early
+        return await self.read_capped(chunks)
+
+    async def read_capped(self, chunks: AsyncIterable[bytes]) -> bytes | CommResponse:
+        """The body from ``chunks``, or a 413 as soon as it passes ``max_body_bytes`` (for an
+        adapter that has already asked ``refuse_early``)."""
         body = bytearray()
         async for chunk in chunks:
             body += chunk

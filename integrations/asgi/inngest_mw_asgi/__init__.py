@@ -62,7 +62,7 @@ class InngestASGI:
         message = await receive()
         body: bytes = message.get("body", b"")
         if message.get("more_body"):
-            return await self.handler.receive(method, headers, _rest(body, receive))
+            return await self.handler.read_capped(_rest(body, receive))
         if len(body) > self.handler.max_body_bytes:
             return self.handler.too_large()
         return body
