@@ -134,12 +134,7 @@ class EventSink:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_asgi_body(receive)
         self.calls += 1
         payload: dict[str, object]
         if self.calls <= self.fail_first:
@@ -166,3 +161,14 @@ class EventSink:
             }
         )
         await send({"type": "http.response.body", "body": raw})
+
+
+async def read_asgi_body(receive: Any) -> bytes:
+    """The whole request body an ASGI server hands over, message by message."""
+    body = b""
+    while True:
+        message = await receive()
+        chunk: bytes = message.get("body", b"")
+        body += chunk
+        if not message.get("more_body"):
+            return body

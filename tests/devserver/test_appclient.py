@@ -11,6 +11,7 @@ import pytest
 from engine_support import AppServer, free_port
 from inngest_mw_dev.appclient import AppClient
 from starlette.types import Receive, Scope, Send
+from support import read_asgi_body
 
 
 class Recorder:
@@ -23,12 +24,7 @@ class Recorder:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_asgi_body(receive)
         self.ports.append(scope["client"][1])
         if self.hang is not None:
             await asyncio.to_thread(self.hang.wait, 10)
