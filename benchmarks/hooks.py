@@ -45,18 +45,13 @@ class Colour:
     async_fn: bool
     copies: int
     """How many copies of the one-hook middleware the per-hook rows stack."""
-    wrap_copies: int
-    """The same for ``wrap_step``."""
-
-    def copies_of(self, hook: str) -> int:
-        return self.wrap_copies if hook.startswith("wrap_") else self.copies
 
 
 COLOURS: tuple[Colour, ...] = (
-    Colour("async", "`Middleware`, async function, `handle`", True, True, 50, 50),
-    Colour("sync", "`MiddlewareSync`, sync function, `handle_sync`", False, False, 50, 50),
-    Colour("sync-on-async", "`MiddlewareSync`, async function, `handle`", False, True, 50, 50),
-    Colour("async-on-sync", "`Middleware`, sync function, `handle_sync`", True, False, 50, 50),
+    Colour("async", "`Middleware`, async function, `handle`", True, True, 50),
+    Colour("sync", "`MiddlewareSync`, sync function, `handle_sync`", False, False, 50),
+    Colour("sync-on-async", "`MiddlewareSync`, async function, `handle`", False, True, 50),
+    Colour("async-on-sync", "`Middleware`, sync function, `handle_sync`", True, False, 50),
 )
 MAIN_COLOURS = ("async", "sync")
 
@@ -226,7 +221,7 @@ def run_hooks(cfg: Config, colours: Sequence[Colour] = COLOURS) -> list[HookRow]
         handlers = {"base": _handler([])}
         for hook, (_, async_cls, sync_cls) in noop.PER_HOOK.items():
             cls = async_cls if colour.async_hooks else sync_cls
-            copies = colour.copies_of(hook)
+            copies = colour.copies
             handlers.setdefault(f"none/{copies}", _handler([none_cls] * copies))
             handlers[hook] = _handler([cls] * copies)
         stats = _measure(colour, handlers, cfg)
@@ -236,10 +231,10 @@ def run_hooks(cfg: Config, colours: Sequence[Colour] = COLOURS) -> list[HookRow]
                     hook=hook,
                     kind=kind,
                     colour=colour.key,
-                    copies=colour.copies_of(hook),
+                    copies=colour.copies,
                     calls=calls.get(hook, 0),
                     base=stats["base"],
-                    without_hook=stats[f"none/{colour.copies_of(hook)}"],
+                    without_hook=stats[f"none/{colour.copies}"],
                     with_hook=stats[hook],
                 )
             )
