@@ -50,6 +50,7 @@ from inngest_mw.step import (
     StepSync,
     WaitForEventOptions,
 )
+from inngest_mw.stepkind import StepKind
 from inngest_mw.wire import Opcode
 
 __version__ = VERSION
@@ -92,6 +93,7 @@ __all__ = [
     "Step",
     "StepError",
     "StepInfo",
+    "StepKind",
     "StepMemos",
     "StepSync",
     "Throttle",

@@ -14,9 +14,10 @@ import hashlib
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt
+from inngest_mw.stepkind import RUNS_IN_APP
 from inngest_mw.wire import Op
 
 __all__ = [
@@ -29,9 +30,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("inngest_mw")
-
-
-RUN_KINDS: Final = frozenset({"run", "send_event"})
 
 
 @functools.lru_cache(maxsize=8192)
@@ -155,7 +153,7 @@ class StepCore:
             if hashed_id != self.target:
                 return Decision.SKIP
             self.target_found = True
-            return Decision.EXECUTE if kind in RUN_KINDS else Decision.REPORT
+            return Decision.EXECUTE if kind in RUNS_IN_APP else Decision.REPORT
         if self.memos and not self._warned:
             self._warned = True
             _log.warning(
@@ -164,7 +162,7 @@ class StepCore:
                 user_id,
                 len(self.memos),
             )
-        if kind in RUN_KINDS:
+        if kind in RUNS_IN_APP:
             if self.parallel_depth or self.disable_immediate:
                 return Decision.PLAN
             return Decision.EXECUTE

@@ -38,6 +38,7 @@ from inngest_mw.errors import (
     StepError,
 )
 from inngest_mw.hooks import ALL_HOOKS, HOOKS, TWIN_SUFFIX, HookKind, HookSpec, check_hook_names
+from inngest_mw.stepkind import StepKind
 
 if TYPE_CHECKING:
     from inngest_mw.client import Inngest
@@ -72,7 +73,7 @@ class StepInfo:
 
     id: str
     hashed_id: str
-    kind: str
+    kind: StepKind
     index: int
     display_name: str
     options: dict[str, Any] = field(default_factory=dict)

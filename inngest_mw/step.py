@@ -37,6 +37,7 @@ from inngest_mw.hooks import HOOKS
 from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt, SkipInterrupt
 from inngest_mw.memo import Decision, Memo, StepCore
 from inngest_mw.pipeline import HookTable, StepInfo
+from inngest_mw.stepkind import StepKind
 from inngest_mw.wire import Op, Opcode, serialize_error
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class _StepBase:
 
     def _make_info(
         self,
-        kind: str,
+        kind: StepKind,
         step_id: str,
         hashed: str,
         index: int,
@@ -159,11 +160,11 @@ class _StepBase:
     def _report_op(self, info: StepInfo) -> Op:
         """The opcode a non-run step reports when reached for the first time."""
         opts = info.options
-        if info.kind == "sleep":
+        if info.kind == StepKind.SLEEP:
             return self._op(info, Opcode.SLEEP, opts["duration"], None)
-        if info.kind == "wait_for_event":
+        if info.kind == StepKind.WAIT_FOR_EVENT:
             return self._op(info, Opcode.WAIT_FOR_EVENT, opts["event"], opts)
-        if info.kind == "invoke":
+        if info.kind == StepKind.INVOKE:
             return self._op(info, Opcode.INVOKE, info.id, opts)
         raise AssertionError(f"unknown step kind {info.kind}")
 
@@ -179,14 +180,14 @@ class _StepBase:
         self._core.add(self._announce(info, decision))
         return self._core.interrupt_for_new_step()
 
-    def _memo_value(self, kind: str, memo: Memo, output_type: object) -> Any:
+    def _memo_value(self, kind: StepKind, memo: Memo, output_type: object) -> Any:
         if memo.error is not None:
             err = memo.error
             raise StepError(
                 str(err.get("message", "")), str(err.get("name", "Error")), err.get("stack")
             )
         data = memo.data
-        if kind == "wait_for_event":
+        if kind == StepKind.WAIT_FOR_EVENT:
             return None if data is None else Event.model_validate(data)
         return _ser.decode(self._client, data, output_type)
 
@@ -269,7 +270,7 @@ class _StepBase:
 
     def _begin(
         self,
-        kind: str,
+        kind: StepKind,
         step_id: str,
         options: dict[str, Any] | None,
         args: Sequence[Any],
@@ -385,7 +386,7 @@ class Step(_StepBase):
         output_type: object = None,
     ) -> Any:
         """Run ``handler(*args)`` once per run and memoize its JSON-serializable result."""
-        return await self._step("run", step_id, None, args, handler, output_type)
+        return await self._step(StepKind.RUN, step_id, None, args, handler, output_type)
 
     async def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
         """Send events from a step (sent once, memoized), returning their IDs."""
@@ -394,38 +395,48 @@ class Step(_StepBase):
         async def send(batch: list[Event]) -> list[str]:
             return await self._client._send_with(batch, self._hooks)
 
-        return cast(list[str], await self._step("send_event", step_id, None, (batch,), send, None))
+        return cast(
+            list[str], await self._step(StepKind.SEND_EVENT, step_id, None, (batch,), send, None)
+        )
 
     async def sleep(self, step_id: str, duration: DurationLike) -> None:
         """Pause the run for ``duration`` (timedelta, "1h30m", or milliseconds)."""
-        await self._step("sleep", step_id, self._sleep_options(duration), (), None, None)
+        await self._step(StepKind.SLEEP, step_id, self._sleep_options(duration), (), None, None)
 
     async def sleep_until(self, step_id: str, until: _dt.datetime | str) -> None:
         """Pause the run until ``until`` (naive datetimes are UTC)."""
         opts = self._sleep_until_options(until)
-        await self._step("sleep", step_id, opts, (), None, None)
+        await self._step(StepKind.SLEEP, step_id, opts, (), None, None)
 
     async def wait_for_event(
         self, step_id: str, **options: Unpack[WaitForEventOptions]
     ) -> Event | None:
         """Wait for an event named ``event`` matching ``if_exp``; ``None`` after ``timeout``."""
         opts = self._wait_options(**options)
-        return cast(Event | None, await self._step("wait_for_event", step_id, opts, (), None, None))
+        return cast(
+            Event | None, await self._step(StepKind.WAIT_FOR_EVENT, step_id, opts, (), None, None)
+        )
 
     async def invoke(
         self, step_id: str, *, function: Function[T], **options: Unpack[InvokeOptions]
     ) -> T:
         """Run another function and wait for its result (its error raises ``StepError``)."""
         opts, output_type = self._invoke_options(function, **options)
-        return cast(T, await self._step("invoke", step_id, opts, (), None, output_type))
+        return cast(T, await self._step(StepKind.INVOKE, step_id, opts, (), None, output_type))
 
     async def invoke_by_id(self, step_id: str, **options: Unpack[InvokeByIdOptions]) -> Any:
         """``invoke`` by ID (``app_id`` defaults to this client's app)."""
         opts, _ = self._invoke_options(None, **options)
-        return await self._step("invoke", step_id, opts, (), None, None)
+        return await self._step(StepKind.INVOKE, step_id, opts, (), None, None)
 
     async def _step(
-        self, kind: str, step_id: str, options: _Opts, args: Sequence[Any], fn: _Fn, out: object
+        self,
+        kind: StepKind,
+        step_id: str,
+        options: _Opts,
+        args: Sequence[Any],
+        fn: _Fn,
+        out: object,
     ) -> Any:
         begun = self._begin(kind, step_id, options, args, out)
         if type(begun) is not _Pending:
@@ -475,7 +486,7 @@ class StepSync(_StepBase):
         self, step_id: str, handler: Callable[..., T], *args: Any, output_type: object = None
     ) -> T:
         """Run ``handler(*args)`` once per run and memoize its JSON-serializable result."""
-        return cast(T, self._step("run", step_id, None, args, handler, output_type))
+        return cast(T, self._step(StepKind.RUN, step_id, None, args, handler, output_type))
 
     def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
         """Send events from a step (sent once, memoized), returning their IDs."""
@@ -484,33 +495,41 @@ class StepSync(_StepBase):
         def send(batch: list[Event]) -> list[str]:
             return self._client._send_with_sync(batch, self._hooks)
 
-        return cast(list[str], self._step("send_event", step_id, None, (batch,), send, None))
+        return cast(list[str], self._step(StepKind.SEND_EVENT, step_id, None, (batch,), send, None))
 
     def sleep(self, step_id: str, duration: DurationLike) -> None:
         """Pause the run for ``duration`` (timedelta, "1h30m", or milliseconds)."""
-        self._step("sleep", step_id, self._sleep_options(duration), (), None, None)
+        self._step(StepKind.SLEEP, step_id, self._sleep_options(duration), (), None, None)
 
     def sleep_until(self, step_id: str, until: _dt.datetime | str) -> None:
         """Pause the run until ``until`` (naive datetimes are UTC)."""
-        self._step("sleep", step_id, self._sleep_until_options(until), (), None, None)
+        self._step(StepKind.SLEEP, step_id, self._sleep_until_options(until), (), None, None)
 
     def wait_for_event(self, step_id: str, **options: Unpack[WaitForEventOptions]) -> Event | None:
         """Wait for an event named ``event`` matching ``if_exp``; ``None`` after ``timeout``."""
         opts = self._wait_options(**options)
-        return cast(Event | None, self._step("wait_for_event", step_id, opts, (), None, None))
+        return cast(
+            Event | None, self._step(StepKind.WAIT_FOR_EVENT, step_id, opts, (), None, None)
+        )
 
     def invoke(self, step_id: str, *, function: Function[T], **options: Unpack[InvokeOptions]) -> T:
         """Run another function and wait for its result (its error raises ``StepError``)."""
         opts, output_type = self._invoke_options(function, **options)
-        return cast(T, self._step("invoke", step_id, opts, (), None, output_type))
+        return cast(T, self._step(StepKind.INVOKE, step_id, opts, (), None, output_type))
 
     def invoke_by_id(self, step_id: str, **options: Unpack[InvokeByIdOptions]) -> Any:
         """``invoke`` by ID (``app_id`` defaults to this client's app)."""
         opts, _ = self._invoke_options(None, **options)
-        return self._step("invoke", step_id, opts, (), None, None)
+        return self._step(StepKind.INVOKE, step_id, opts, (), None, None)
 
     def _step(
-        self, kind: str, step_id: str, options: _Opts, args: Sequence[Any], fn: _Fn, out: object
+        self,
+        kind: StepKind,
+        step_id: str,
+        options: _Opts,
+        args: Sequence[Any],
+        fn: _Fn,
+        out: object,
     ) -> Any:
         begun = self._begin(kind, step_id, options, args, out)
         if type(begun) is not _Pending:

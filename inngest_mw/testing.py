@@ -27,6 +27,7 @@ from inngest_mw.execution import CallRequest, CallResult, RequestMeta, request_f
 from inngest_mw.function import Function, Handler
 from inngest_mw.memo import parse_memos
 from inngest_mw.pipeline import HookTable, MiddlewareSync, PipelineSpec, StepInfo, mark_inner
+from inngest_mw.stepkind import StepKind
 from inngest_mw.wire import Opcode, serialize_error
 
 __all__ = [
@@ -303,9 +304,9 @@ class _Driver:
     def _resolve_external(self, kind: Opcode, hashed: str, user_id: str) -> None:
         """Sleeps, waits and invokes: what the server would have done, from the mocks."""
         step_kind = {
-            Opcode.SLEEP: "sleep",
-            Opcode.WAIT_FOR_EVENT: "wait_for_event",
-            Opcode.INVOKE: "invoke",
+            Opcode.SLEEP: StepKind.SLEEP,
+            Opcode.WAIT_FOR_EVENT: StepKind.WAIT_FOR_EVENT,
+            Opcode.INVOKE: StepKind.INVOKE,
         }[kind]
         rec = self.state.record(
             StepInfo(id=user_id, hashed_id=hashed, kind=step_kind, index=0, display_name=user_id)
@@ -314,7 +315,7 @@ class _Driver:
         has_mock = user_id in self.state.mocks
         mock = self.state.mocks.get(user_id)
         rec.mocked = has_mock
-        if step_kind == "sleep":
+        if step_kind == StepKind.SLEEP:
             self.memoize(hashed, None)
             return
         if not has_mock:
@@ -322,11 +323,11 @@ class _Driver:
                 f"step {user_id!r} ({step_kind}) needs a mock: pass mocks={{{user_id!r}: ...}} "
                 + (
                     "(an Event, a dict, or testing.TIMEOUT)"
-                    if step_kind == "wait_for_event"
+                    if step_kind == StepKind.WAIT_FOR_EVENT
                     else "(a value or an exception)"
                 )
             )
-        if step_kind == "wait_for_event":
+        if step_kind == StepKind.WAIT_FOR_EVENT:
             if mock is TIMEOUT or mock is None:
                 value: Any = None
             elif isinstance(mock, Event):

@@ -1,0 +1,26 @@
+"""What kind of step a step call is (``StepInfo.kind``), and which kinds run in the app."""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+__all__ = ["RUNS_IN_APP", "StepKind"]
+
+
+class StepKind(enum.StrEnum):
+    """The kind of a step call, as step hooks see it in ``StepInfo.kind``.
+
+    Values are plain strings, so ``info.kind == "run"`` keeps working.
+    """
+
+    RUN = "run"
+    SEND_EVENT = "send_event"
+    SLEEP = "sleep"
+    WAIT_FOR_EVENT = "wait_for_event"
+    INVOKE = "invoke"
+
+
+RUNS_IN_APP: Final = frozenset({StepKind.RUN, StepKind.SEND_EVENT})
+"""Kinds whose work the app does itself (a handler runs in the request); the others are reported
+to the server with an opcode of their own and resolved there."""
