@@ -5,6 +5,7 @@
 (``Middleware`` / ``MiddlewareSync``). Serve with an adapter such as ``inngest_mw_asgi.serve``.
 """
 
+from inngest_mw import ai
 from inngest_mw._const import VERSION
 from inngest_mw.client import Inngest
 from inngest_mw.config import (
@@ -27,9 +28,12 @@ from inngest_mw.errors import (
     NonRetriableError,
     RetryAfterError,
     SendEventsError,
+    SendSignalError,
+    SignalNotFoundError,
     StepError,
 )
 from inngest_mw.event import Event, SendEventsResult
+from inngest_mw.fetch import FetchResponse
 from inngest_mw.function import Function
 from inngest_mw.handler import CommHandler, CommRequest, CommResponse, resolve_serve_path
 from inngest_mw.memo import Memo, StepMemos
@@ -41,12 +45,15 @@ from inngest_mw.pipeline import (
     TransformOutputResult,
 )
 from inngest_mw.serializer import PydanticSerializer, Serializer
+from inngest_mw.signals import Signal
 from inngest_mw.step import (
     Group,
     GroupSync,
     InvokeByIdOptions,
     InvokeOptions,
     Step,
+    StepAI,
+    StepAISync,
     StepSync,
     WaitForEventOptions,
 )
@@ -70,6 +77,7 @@ __all__ = [
     "Debounce",
     "Error",
     "Event",
+    "FetchResponse",
     "Function",
     "Group",
     "GroupSync",
@@ -88,9 +96,14 @@ __all__ = [
     "RetryAfterError",
     "SendEventsError",
     "SendEventsResult",
+    "SendSignalError",
     "Serializer",
+    "Signal",
+    "SignalNotFoundError",
     "Singleton",
     "Step",
+    "StepAI",
+    "StepAISync",
     "StepError",
     "StepInfo",
     "StepKind",
@@ -103,5 +116,6 @@ __all__ = [
     "TriggerEvent",
     "WaitForEventOptions",
     "__version__",
+    "ai",
     "resolve_serve_path",
 ]

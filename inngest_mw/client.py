@@ -46,13 +46,15 @@ from inngest_mw.config import (
     TriggerCron,
     TriggerEvent,
 )
-from inngest_mw.errors import ConfigError, SendEventsError
+from inngest_mw.errors import ConfigError, SendEventsError, SendSignalError
 from inngest_mw.event import Event, SendEventsResult
 from inngest_mw.function import Function, Handler, validate_options
 from inngest_mw.hooks import HOOKS
 from inngest_mw.pipeline import HookTable, MiddlewareFactory, PipelineSpec
+from inngest_mw.run_state import keys_or_none
 from inngest_mw.serializer import Serializer
 from inngest_mw.settings import Settings, resolve
+from inngest_mw.signals import signal_body, signal_outcome
 
 __all__ = ["Inngest"]
 
@@ -345,6 +347,45 @@ class Inngest:
             if attempt + 1 < _SEND_ATTEMPTS:
                 yield _Sleep(self._backoff(attempt))
         raise SendEventsError(f"sending events failed after {_SEND_ATTEMPTS} attempts: {last}")
+
+    # -- signals -------------------------------------------------------------------------
+
+    async def send_signal(self, signal: str, data: object = None) -> str:
+        """Resume the run waiting in ``step.wait_for_signal`` for ``signal``, handing it ``data``;
+        returns that run's ID. ``SignalNotFoundError`` when no run is waiting for it."""
+        return await adrive(self._signal_flow(signal, data))
+
+    def send_signal_sync(self, signal: str, data: object = None) -> str:
+        """Blocking ``send_signal``."""
+        return drive(self._signal_flow(signal, data))
+
+    def _signal_flow(self, signal: str, data: object) -> Flow[str]:
+        """POST the signal with each signing key in turn, retrying transport errors and 5xx."""
+        body = signal_body(signal, data)
+        url = f"{self.settings.api_origin}v1/signals"
+        keys = keys_or_none(self.settings.signing_keys)
+        last = "no attempt made"
+        for attempt in range(_SEND_ATTEMPTS):
+            for index, key in enumerate(keys):
+                headers = self.outbound_headers(key)
+                headers[Header.CONTENT_TYPE] = "application/json"
+                try:
+                    response = yield _Post(self, url, body, headers)
+                except httpx.HTTPError as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+                    break
+                if response.status_code in (401, 403) and index + 1 < len(keys):
+                    continue  # the fallback key may be the one the server holds now
+                run_id = signal_outcome(signal, response)
+                if run_id is not None:
+                    return run_id
+                last = f"the API answered {response.status_code}"
+                break
+            if attempt + 1 < _SEND_ATTEMPTS:
+                yield _Sleep(self._backoff(attempt))
+        raise SendSignalError(
+            f"sending signal {signal!r} failed after {_SEND_ATTEMPTS} attempts: {last}"
+        )
 
     # -- HTTP ----------------------------------------------------------------------------
 

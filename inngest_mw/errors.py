@@ -16,6 +16,8 @@ __all__ = [
     "RegistrationError",
     "RetryAfterError",
     "SendEventsError",
+    "SendSignalError",
+    "SignalNotFoundError",
     "SignatureError",
     "SigningKeyMissingError",
     "StepError",
@@ -129,6 +131,18 @@ class StepError(Error):
         super().__init__(message)
         self.name = name
         self.stack = stack
+
+
+class SignalNotFoundError(Error):
+    """``send_signal``: no run is waiting for that signal (it may have timed out or resumed)."""
+
+    code = "signal_not_found"
+
+
+class SendSignalError(Error):
+    """``send_signal`` failed: the API refused the signal or could not be reached."""
+
+    code = "send_signal_failed"
 
 
 def is_retriable(exc: BaseException) -> bool:

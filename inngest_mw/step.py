@@ -9,6 +9,7 @@ step with no step hooks never enters a flow: it is a hash, a dict pop and a retu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import datetime as _dt
 import functools
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import (
     TYPE_CHECKING,
     Any,
+    Final,
     NotRequired,
     Required,
     TypeAlias,
@@ -29,14 +31,17 @@ from typing import (
 
 from inngest_mw import serializer as _ser
 from inngest_mw._drive import Effect, Flow, Invoke, adrive, drive
+from inngest_mw.ai import AIModel, infer_options
 from inngest_mw.durations import DurationLike, format_duration, to_timedelta
 from inngest_mw.errors import NonRetriableError, RetryAfterError, StepError, is_final
 from inngest_mw.event import Event
+from inngest_mw.fetch import FetchBody, FetchResponse, fetch_options
 from inngest_mw.gather import Gate, GatherState
 from inngest_mw.hooks import HOOKS
 from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt, SkipInterrupt
 from inngest_mw.memo import Decision, Memo, StepCore
 from inngest_mw.pipeline import HookTable, StepInfo
+from inngest_mw.signals import OnConflict, Signal, signal_options
 from inngest_mw.stepkind import StepKind
 from inngest_mw.wire import Op, Opcode, serialize_error
 
@@ -50,6 +55,8 @@ __all__ = [
     "InvokeByIdOptions",
     "InvokeOptions",
     "Step",
+    "StepAI",
+    "StepAISync",
     "StepSync",
     "WaitForEventOptions",
 ]
@@ -86,6 +93,35 @@ class InvokeByIdOptions(InvokeOptions, total=False):
 
     function_id: Required[str]
     app_id: str | None
+
+
+# Steps the server resolves: their opcode, the option that names the op (``None``: the step ID),
+# and whether their options travel with the op.
+_REPORTED: Final[dict[str, tuple[Opcode, str | None, bool]]] = {
+    StepKind.SLEEP: (Opcode.SLEEP, "duration", False),
+    StepKind.WAIT_FOR_EVENT: (Opcode.WAIT_FOR_EVENT, "event", True),
+    StepKind.INVOKE: (Opcode.INVOKE, None, True),
+    StepKind.FETCH: (Opcode.GATEWAY, None, True),
+    StepKind.AI_INFER: (Opcode.AI_GATEWAY, None, True),
+    StepKind.WAIT_FOR_SIGNAL: (Opcode.WAIT_FOR_SIGNAL, "signal", True),
+}
+
+
+def _event_or_none(data: object) -> Event | None:
+    return None if data is None else Event.model_validate(data)
+
+
+def _as_is(data: object) -> object:
+    return data
+
+
+# How a memo becomes the value of the kinds whose value is not the serializer's to decode.
+_DECODERS: Final[dict[str, Callable[[Any], Any]]] = {
+    StepKind.WAIT_FOR_EVENT: _event_or_none,
+    StepKind.FETCH: FetchResponse.from_memo,
+    StepKind.WAIT_FOR_SIGNAL: Signal.from_memo,
+    StepKind.AI_INFER: _as_is,  # the provider's JSON answer, as the server stored it
+}
 
 
 class _Pending:
@@ -158,21 +194,31 @@ class _StepBase:
         )
 
     def _report_op(self, info: StepInfo) -> Op:
-        """The opcode a non-run step reports when reached for the first time."""
-        opts = info.options
-        if info.kind == StepKind.SLEEP:
-            return self._op(info, Opcode.SLEEP, opts["duration"], None)
-        if info.kind == StepKind.WAIT_FOR_EVENT:
-            return self._op(info, Opcode.WAIT_FOR_EVENT, opts["event"], opts)
-        if info.kind == StepKind.INVOKE:
-            return self._op(info, Opcode.INVOKE, info.id, opts)
-        raise AssertionError(f"unknown step kind {info.kind}")
+        """The opcode a step the server resolves reports when reached for the first time."""
+        reported = _REPORTED.get(info.kind)
+        if reported is None:
+            raise AssertionError(f"unknown step kind {info.kind}")
+        opcode, name_key, with_opts = reported
+        name = info.options[name_key] if name_key else info.id
+        return self._op(info, opcode, name, info.options if with_opts else None)
 
     def _announce(self, info: StepInfo, decision: Decision) -> Op:
         """How a new step that does not run now is reported: its own op, or ``StepPlanned``."""
         if decision is Decision.REPORT:
             return self._report_op(info)
-        return self._op(info, Opcode.STEP_PLANNED, info.id, None)
+        opts = {"type": "step.ai.wrap"} if info.kind == StepKind.AI_WRAP else None
+        return self._op(info, Opcode.STEP_PLANNED, info.id, opts)
+
+    def _run_opts(self, info: StepInfo) -> dict[str, Any] | None:
+        """A finished run step's options on the wire: only ``ai.wrap`` has any, its type and its
+        input (so the server shows the AI call's input beside its output)."""
+        if info.kind != StepKind.AI_WRAP:
+            return None
+        opts: dict[str, Any] = {"type": "step.ai.wrap"}
+        # An input that is not JSON is not shown; the step still runs.
+        with contextlib.suppress(Exception):
+            opts["input"] = _ser.encode(self._client, list(info.input))
+        return opts
 
     def _plan_or_report(self, info: StepInfo, decision: Decision) -> BaseException:
         if decision is Decision.SKIP:
@@ -187,8 +233,9 @@ class _StepBase:
                 str(err.get("message", "")), str(err.get("name", "Error")), err.get("stack")
             )
         data = memo.data
-        if kind == StepKind.WAIT_FOR_EVENT:
-            return None if data is None else Event.model_validate(data)
+        decode = _DECODERS.get(kind)
+        if decode is not None:
+            return decode(data)
         return _ser.decode(self._client, data, output_type)
 
     def _finish_new(self, info: StepInfo, call: _Call) -> ResponseInterrupt:
@@ -201,7 +248,7 @@ class _StepBase:
                     f"step {info.id!r} returned a value that is not JSON-serializable: {exc}"
                 ),
             )
-        op = self._op(info, Opcode.STEP_RUN, info.id, None)
+        op = self._op(info, Opcode.STEP_RUN, info.id, self._run_opts(info))
         op.data = data
         self._core.add(op)
         return ResponseInterrupt()
@@ -429,6 +476,43 @@ class Step(_StepBase):
         opts, _ = self._invoke_options(None, **options)
         return await self._step(StepKind.INVOKE, step_id, opts, (), None, None)
 
+    async def fetch(
+        self,
+        step_id: str,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        body: FetchBody = None,
+    ) -> FetchResponse:
+        """Have the server make this HTTP request (durably, once) and return its answer.
+
+        Any status is an answer; only a request that gets none is retried and then fails the step.
+        """
+        opts = fetch_options(url, method, headers, body)
+        return cast(FetchResponse, await self._step(StepKind.FETCH, step_id, opts, (), None, None))
+
+    async def wait_for_signal(
+        self,
+        step_id: str,
+        *,
+        signal: str,
+        timeout: DurationLike,
+        on_conflict: OnConflict = "fail",
+    ) -> Signal | None:
+        """Wait until ``client.send_signal(signal, data)`` resumes this run; ``None`` after
+        ``timeout``. Another run already waiting on ``signal`` fails this step, unless
+        ``on_conflict="replace"`` takes the signal over."""
+        opts = signal_options(signal, timeout, on_conflict)
+        return cast(
+            Signal | None, await self._step(StepKind.WAIT_FOR_SIGNAL, step_id, opts, (), None, None)
+        )
+
+    @property
+    def ai(self) -> StepAI:
+        """AI steps: ``infer`` (the server calls the model) and ``wrap`` (a recorded AI call)."""
+        return StepAI(self)
+
     async def _step(
         self,
         kind: StepKind,
@@ -522,6 +606,43 @@ class StepSync(_StepBase):
         opts, _ = self._invoke_options(None, **options)
         return self._step(StepKind.INVOKE, step_id, opts, (), None, None)
 
+    def fetch(
+        self,
+        step_id: str,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        body: FetchBody = None,
+    ) -> FetchResponse:
+        """Have the server make this HTTP request (durably, once) and return its answer.
+
+        Any status is an answer; only a request that gets none is retried and then fails the step.
+        """
+        opts = fetch_options(url, method, headers, body)
+        return cast(FetchResponse, self._step(StepKind.FETCH, step_id, opts, (), None, None))
+
+    def wait_for_signal(
+        self,
+        step_id: str,
+        *,
+        signal: str,
+        timeout: DurationLike,
+        on_conflict: OnConflict = "fail",
+    ) -> Signal | None:
+        """Wait until ``client.send_signal(signal, data)`` resumes this run; ``None`` after
+        ``timeout``. Another run already waiting on ``signal`` fails this step, unless
+        ``on_conflict="replace"`` takes the signal over."""
+        opts = signal_options(signal, timeout, on_conflict)
+        return cast(
+            Signal | None, self._step(StepKind.WAIT_FOR_SIGNAL, step_id, opts, (), None, None)
+        )
+
+    @property
+    def ai(self) -> StepAISync:
+        """AI steps: ``infer`` (the server calls the model) and ``wrap`` (a recorded AI call)."""
+        return StepAISync(self)
+
     def _step(
         self,
         kind: StepKind,
@@ -537,6 +658,76 @@ class StepSync(_StepBase):
         if fn is not None and inspect.iscoroutinefunction(fn):  # checked only when it may run
             raise TypeError(f"step {step_id!r}: a sync function cannot run an async step handler")
         return drive(self._flow(begun.info, begun.memo, fn, out, None))
+
+
+class StepAI:
+    """``ctx.step.ai`` of an async function."""
+
+    __slots__ = ("_step",)
+
+    def __init__(self, step: Step) -> None:
+        self._step = step
+
+    async def infer(
+        self, step_id: str, *, model: AIModel, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Have the server send ``body`` to ``model`` and return the provider's JSON answer.
+
+        The request is made once per run (retried only when it fails), outside the app.
+        """
+        opts = infer_options(model, body)
+        return cast(
+            dict[str, Any], await self._step._step(StepKind.AI_INFER, step_id, opts, (), None, None)
+        )
+
+    @overload
+    async def wrap(
+        self,
+        step_id: str,
+        handler: Callable[..., Awaitable[T]],
+        *args: Any,
+        output_type: object = None,
+    ) -> T: ...
+    @overload
+    async def wrap(
+        self, step_id: str, handler: Callable[..., T], *args: Any, output_type: object = None
+    ) -> T: ...
+    async def wrap(
+        self,
+        step_id: str,
+        handler: Callable[..., Any],
+        *args: Any,
+        output_type: object = None,
+    ) -> Any:
+        """``step.run`` of an AI call made by the app: its input and output are recorded as one."""
+        return await self._step._step(StepKind.AI_WRAP, step_id, None, args, handler, output_type)
+
+
+class StepAISync:
+    """``ctx.step.ai`` of a sync function."""
+
+    __slots__ = ("_step",)
+
+    def __init__(self, step: StepSync) -> None:
+        self._step = step
+
+    def infer(self, step_id: str, *, model: AIModel, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Have the server send ``body`` to ``model`` and return the provider's JSON answer.
+
+        The request is made once per run (retried only when it fails), outside the app.
+        """
+        opts = infer_options(model, body)
+        return cast(
+            dict[str, Any], self._step._step(StepKind.AI_INFER, step_id, opts, (), None, None)
+        )
+
+    def wrap(
+        self, step_id: str, handler: Callable[..., T], *args: Any, output_type: object = None
+    ) -> T:
+        """``step.run`` of an AI call made by the app: its input and output are recorded as one."""
+        return cast(
+            T, self._step._step(StepKind.AI_WRAP, step_id, None, args, handler, output_type)
+        )
 
 
 def _boundary(hooks: HookTable) -> Flow[None]:

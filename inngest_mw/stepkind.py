@@ -19,8 +19,15 @@ class StepKind(enum.StrEnum):
     SLEEP = "sleep"
     WAIT_FOR_EVENT = "wait_for_event"
     INVOKE = "invoke"
+    FETCH = "fetch"
+    """``step.fetch``: an HTTP request the server makes."""
+    AI_INFER = "ai.infer"
+    """``step.ai.infer``: a model request the server makes."""
+    AI_WRAP = "ai.wrap"
+    """``step.ai.wrap``: a ``run`` step recorded as an AI call."""
+    WAIT_FOR_SIGNAL = "wait_for_signal"
 
 
-RUNS_IN_APP: Final = frozenset({StepKind.RUN, StepKind.SEND_EVENT})
+RUNS_IN_APP: Final = frozenset({StepKind.RUN, StepKind.SEND_EVENT, StepKind.AI_WRAP})
 """Kinds whose work the app does itself (a handler runs in the request); the others are reported
 to the server with an opcode of their own and resolved there."""

@@ -4,7 +4,9 @@
 executor would (memoizing each step, following plans and parallel steps, retrying with the attempt
 counter, running ``on_failure`` when the run fails) and returns a ``TestRun``. ``mocks`` replaces
 steps by ID: ``run`` (a value or an exception to raise), ``sleep`` (skipped unless mocked),
-``wait_for_event`` (an ``Event``/dict, or ``TIMEOUT``), ``invoke`` (a value or an exception);
+``wait_for_event`` (an ``Event``/dict, or ``TIMEOUT``), ``invoke`` (a value or an exception),
+``fetch`` (a ``FetchResponse``), ``ai.infer`` (the provider's answer), ``wait_for_signal`` (a
+``Signal``, its data, or ``TIMEOUT``);
 ``send_event`` is recorded and never sent. An unmocked wait or invoke raises ``UnmockedStepError``
 naming the step instead of hanging. Mocks and recording are themselves a middleware, appended
 innermost, so user middleware runs exactly as in production.
@@ -24,9 +26,11 @@ from inngest_mw.client import Inngest
 from inngest_mw.errors import Error
 from inngest_mw.event import Event
 from inngest_mw.execution import CallRequest, CallResult, RequestMeta, request_flow
+from inngest_mw.fetch import FetchResponse
 from inngest_mw.function import Function, Handler
 from inngest_mw.memo import parse_memos
 from inngest_mw.pipeline import HookTable, MiddlewareSync, PipelineSpec, StepInfo, mark_inner
+from inngest_mw.signals import Signal
 from inngest_mw.stepkind import StepKind
 from inngest_mw.wire import Opcode, serialize_error
 
@@ -47,6 +51,22 @@ class _Timeout:
 
 
 TIMEOUT: Final = _Timeout()
+
+# The steps the server resolves, by the opcode they report, and what their mocks may be.
+_EXTERNAL: Final = {
+    Opcode.SLEEP: StepKind.SLEEP,
+    Opcode.WAIT_FOR_EVENT: StepKind.WAIT_FOR_EVENT,
+    Opcode.INVOKE: StepKind.INVOKE,
+    Opcode.GATEWAY: StepKind.FETCH,
+    Opcode.AI_GATEWAY: StepKind.AI_INFER,
+    Opcode.WAIT_FOR_SIGNAL: StepKind.WAIT_FOR_SIGNAL,
+}
+_MOCK_HINTS: Final = {
+    StepKind.WAIT_FOR_EVENT: "(an Event, a dict, or testing.TIMEOUT)",
+    StepKind.WAIT_FOR_SIGNAL: "(a Signal, the signal's data, or testing.TIMEOUT)",
+    StepKind.FETCH: "(a FetchResponse, or an exception for a request that got no answer)",
+    StepKind.AI_INFER: "(the provider's answer as a dict, or an exception)",
+}
 """Mock value for a ``wait_for_event`` that times out."""
 
 
@@ -269,7 +289,13 @@ class _Driver:
             self.disable_immediate = True
         for op in out.ops:
             self._apply(
-                op.op, op.hashed_id, op.user_id, op.data if op.has_data else None, op.error, attempt
+                op.op,
+                op.hashed_id,
+                op.user_id,
+                op.name,
+                op.data if op.has_data else None,
+                op.error,
+                attempt,
             )
         return False
 
@@ -278,6 +304,7 @@ class _Driver:
         kind: Opcode,
         hashed: str,
         user_id: str,
+        name: str,
         data: Any,
         error: dict[str, Any] | None,
         attempt: int,
@@ -299,15 +326,12 @@ class _Driver:
         elif kind == Opcode.STEP_PLANNED:
             self.pending.append(hashed)
         else:
-            self._resolve_external(kind, hashed, user_id)
+            self._resolve_external(kind, hashed, user_id, name)
 
-    def _resolve_external(self, kind: Opcode, hashed: str, user_id: str) -> None:
-        """Sleeps, waits and invokes: what the server would have done, from the mocks."""
-        step_kind = {
-            Opcode.SLEEP: StepKind.SLEEP,
-            Opcode.WAIT_FOR_EVENT: StepKind.WAIT_FOR_EVENT,
-            Opcode.INVOKE: StepKind.INVOKE,
-        }[kind]
+    def _resolve_external(self, kind: Opcode, hashed: str, user_id: str, name: str) -> None:
+        """Steps the server resolves (sleeps, waits, invokes, fetches, AI requests, signals):
+        what the server would have done, from the mocks."""
+        step_kind = _EXTERNAL[kind]
         rec = self.state.record(
             StepInfo(id=user_id, hashed_id=hashed, kind=step_kind, index=0, display_name=user_id)
         )
@@ -321,12 +345,12 @@ class _Driver:
         if not has_mock:
             raise UnmockedStepError(
                 f"step {user_id!r} ({step_kind}) needs a mock: pass mocks={{{user_id!r}: ...}} "
-                + (
-                    "(an Event, a dict, or testing.TIMEOUT)"
-                    if step_kind == StepKind.WAIT_FOR_EVENT
-                    else "(a value or an exception)"
-                )
+                + _MOCK_HINTS.get(step_kind, "(a value or an exception)")
             )
+        if isinstance(mock, BaseException):
+            rec.error = serialize_error(mock)
+            self.memoize(hashed, {"error": rec.error})
+            return
         if step_kind == StepKind.WAIT_FOR_EVENT:
             if mock is TIMEOUT or mock is None:
                 value: Any = None
@@ -336,12 +360,23 @@ class _Driver:
                 value = dict(mock)  # type: ignore[call-overload]
             rec.output = value
             self.memoize(hashed, value)
-        elif isinstance(mock, BaseException):
-            rec.error = serialize_error(mock)
-            self.memoize(hashed, {"error": rec.error})
-        else:
-            rec.output = mock
-            self.memoize(hashed, {"data": mock})
+            return
+        if step_kind == StepKind.WAIT_FOR_SIGNAL:
+            if mock is TIMEOUT or mock is None:
+                rec.output = None
+                self.memoize(hashed, None)
+                return
+            signal = mock if isinstance(mock, Signal) else Signal(name, mock)
+            mock = {"signal": signal.signal, "data": signal.data}
+        elif isinstance(mock, FetchResponse):
+            mock = {
+                "url": mock.url,
+                "headers": dict(mock.headers),
+                "body": mock.body,
+                "status_code": mock.status,
+            }
+        rec.output = mock
+        self.memoize(hashed, {"data": mock})
 
     def finish(self) -> TestRun:
         result = self.result

@@ -23,6 +23,11 @@ class Opcode(enum.StrEnum):
     SLEEP = "Sleep"
     WAIT_FOR_EVENT = "WaitForEvent"
     INVOKE = "InvokeFunction"
+    AI_GATEWAY = "AIGateway"
+    """``step.ai.infer``: the server makes the inference request."""
+    GATEWAY = "Gateway"
+    """``step.fetch``: the server makes the HTTP request."""
+    WAIT_FOR_SIGNAL = "WaitForSignal"
 
 
 def serialize_error(exc: BaseException) -> dict[str, Any]:

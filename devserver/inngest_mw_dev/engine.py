@@ -25,6 +25,7 @@ from inngest_mw.jsonbody import JSONBodyError, parse_json
 from inngest_mw.signature import sign, verify
 from inngest_mw_dev.appclient import AppClient
 from inngest_mw_dev.executor import CallOutcome, call_app
+from inngest_mw_dev.gateway import GatewayCall, GatewayDone, perform
 from inngest_mw_dev.kinds import QueueKind
 from inngest_mw_dev.live import LiveFeed
 from inngest_mw_dev.machine import HistoryNote, PreparedCall, RunMachine
@@ -99,7 +100,7 @@ class Engine:
         self._server: _Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: dict[int, asyncio.Task[None]] = {}
-        self._outcomes: list[tuple[QueueItem, CallOutcome, float]] = []
+        self._outcomes: list[tuple[QueueItem, CallOutcome | GatewayDone, float]] = []
         self._wake = asyncio.Event()
 
     @property
@@ -425,17 +426,22 @@ class Engine:
         for line in notices:
             self.notice(line)
         for item, prepared in calls:
-            self._inflight[item.id] = asyncio.create_task(self._call(item, prepared))
+            work = (
+                self._call(item, prepared)
+                if isinstance(prepared, PreparedCall)
+                else self._gateway(item, prepared)
+            )
+            self._inflight[item.id] = asyncio.create_task(work)
         return leased >= limit > 0
 
     def _work(
         self,
-        outcomes: list[tuple[QueueItem, CallOutcome, float]],
+        outcomes: list[tuple[QueueItem, CallOutcome | GatewayDone, float]],
         limit: int,
         notices: list[str],
         *,
         isolate: bool,
-    ) -> tuple[list[tuple[QueueItem, PreparedCall]], int]:
+    ) -> tuple[list[tuple[QueueItem, PreparedCall | GatewayCall]], int]:
         """The tick's transitions; with ``isolate``, each in its own transaction. Live-log lines
         go to ``notices``, published once the tick has committed."""
         machine = self.machine
@@ -443,12 +449,16 @@ class Engine:
             self._guarded(isolate, item, machine.apply_outcome, item, outcome, started)
         now = self.clock()
         items = machine.lease(now, self._lease_seconds, limit) if limit > 0 else []
-        calls: list[tuple[QueueItem, PreparedCall]] = []
+        calls: list[tuple[QueueItem, PreparedCall | GatewayCall]] = []
         for item in items:
             if item.kind == QueueKind.CALL:
                 prepared = self._guarded(isolate, item, machine.prepare_call, item)
                 if prepared is not None:
                     calls.append((item, prepared))
+            elif item.kind == QueueKind.GATEWAY:
+                request = self._guarded(isolate, item, machine.prepare_gateway, item)
+                if request is not None:
+                    calls.append((item, request))
             else:
                 unmatched = self._unmatched(item) if item.kind == QueueKind.EVENT else None
                 self._guarded(isolate, item, machine.run_item, item)
@@ -488,6 +498,18 @@ class Engine:
                 now=self.clock(),
             )
             self._outcomes.append((item, outcome, started))
+        finally:
+            self._inflight.pop(item.id, None)
+            self._wake.set()
+
+    async def _gateway(self, item: QueueItem, call: GatewayCall) -> None:
+        """Make a run's ``step.fetch`` / ``step.ai.infer`` request; the tick commits the answer."""
+        try:
+            if self._http is None:
+                return
+            started = self.clock()
+            done = await perform(self._http, call, self.request_timeout)
+            self._outcomes.append((item, done, started))
         finally:
             self._inflight.pop(item.id, None)
             self._wake.set()

@@ -28,6 +28,8 @@ class QueueKind(StrEnum):
     CRON = "cron"
     DEBOUNCE = "debounce"
     BATCH = "batch"
+    GATEWAY = "gateway"
+    """Make a ``step.fetch`` or ``step.ai.infer`` request for a run (see ``gateway``)."""
 
 
 class RunStatus(StrEnum):
@@ -58,6 +60,8 @@ class PauseKind(StrEnum):
     """The event of a ``step.waitForEvent``."""
     INVOKE = "invoke"
     """The ``inngest/function.finished`` of an invoked run."""
+    SIGNAL = "signal"
+    """A ``step.waitForSignal``: resumed by ``POST /v1/signals``."""
 
 
 class Opcode(StrEnum):
@@ -71,6 +75,9 @@ class Opcode(StrEnum):
     SLEEP = "Sleep"
     WAIT_FOR_EVENT = "WaitForEvent"
     INVOKE_FUNCTION = "InvokeFunction"
+    AI_GATEWAY = "AIGateway"
+    GATEWAY = "Gateway"
+    WAIT_FOR_SIGNAL = "WaitForSignal"
     RUN_COMPLETE = "RunComplete"
     DISCOVERY_REQUEST = "DiscoveryRequest"
     NONE = "None"

@@ -29,6 +29,7 @@ from inngest_mw_dev.executor import (
     splice_body,
 )
 from inngest_mw_dev.expr import Expression, ExpressionError, compile_expression, interpolate
+from inngest_mw_dev.gateway import GatewayCall, GatewayDone, request_problem, summary
 from inngest_mw_dev.history import History, HistoryNote
 from inngest_mw_dev.ids import deterministic_uuid, new_ulid
 from inngest_mw_dev.kinds import DISCOVERY, Opcode, PauseKind, QueueKind, RunStatus, StepStatus
@@ -534,8 +535,14 @@ class RunMachine:
             )
             return PreparedCall(app.url, run.function_id, step_id, run.id, body)
 
-    def apply_outcome(self, item: QueueItem, outcome: CallOutcome, started_at: float) -> None:
-        """Commit what one call produced: completion, a retry, or the ops it reported."""
+    def apply_outcome(
+        self, item: QueueItem, outcome: CallOutcome | GatewayDone, started_at: float
+    ) -> None:
+        """Commit what one call produced: completion, a retry, or the ops it reported (or what
+        a gateway request got: see ``apply_gateway``)."""
+        if isinstance(outcome, GatewayDone):
+            self.apply_gateway(item, outcome)
+            return
         with self.history.tx():
             run = self._running(item)
             if run is None:
@@ -767,6 +774,33 @@ class RunMachine:
         self._start_invoke(run, op)
         return False
 
+    def _op_gateway(
+        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
+    ) -> bool:
+        opcode = Opcode(op.op)
+        problem = request_problem(opcode, op.opts)
+        if problem is not None:
+            self._fail_op(run, op, f"{op.op}: {problem}")
+            return False
+        self.store.enqueue(
+            QueueKind.GATEWAY,
+            self.clock(),
+            run_id=run.id,
+            function_id=run.function_id,
+            step=op.id,
+            payload={"op": opcode, "request": op.opts},
+        )
+        self._add_pending(run, 1)
+        self._mark_step(run, op.id, StepStatus.RUNNING, op=op)
+        self.history.record(run, "requesting", op.label, **summary(opcode, op.opts))
+        return False
+
+    def _op_signal(
+        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
+    ) -> bool:
+        self._start_signal_wait(run, op)
+        return False
+
     def _op_run_complete(
         self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
     ) -> bool:
@@ -940,6 +974,106 @@ class RunMachine:
         child = self._create_run(target, [event], correlation_id=correlation)
         self.history.record(run, "invoking", op.label, function_id=target_id, child_run_id=child.id)
 
+    def _start_signal_wait(self, run: RunRow, op: Op) -> None:
+        """Wait for a signal; a signal name is held by one waiting run at a time."""
+        signal = op.opts.get("signal") or op.name
+        if not isinstance(signal, str) or not signal:
+            self._fail_op(run, op, "waitForSignal needs a signal name")
+            return
+        timeout = self._timeout(run, op, op.opts.get("timeout"), required=False)
+        if run.status != RUNNING:
+            return
+        now = self.clock()
+        expires = now + (timeout if timeout is not None else _YEAR)  # the server's default
+        self._add_pending(run, 1)
+        self._mark_step(run, op.id, StepStatus.WAITING, op=op)
+        holders = [p for p in self._signal_waits(signal, now) if p.run_id != run.id]
+        if holders and op.opts.get("conflict") != "replace":
+            error = {
+                "name": "SignalConflictError",
+                "message": f"signal {signal!r} is already awaited by run {holders[0].run_id};"
+                " wait with on_conflict='replace' to take it over",
+            }
+            self._resolve_branch(run, op.id, {"error": error}, StepStatus.FAILED, via="signal")
+            return
+        for holder in holders:  # replaced: that wait ends as if it had timed out
+            other = self.store.get_run(holder.run_id)
+            if other is not None and holder.step and self.store.delete_pause(holder.id):
+                self.store.delete_pause_items(other.id, holder.step)
+                self.history.record(other, "signal_replaced", None, signal=signal, by=run.id)
+                self._resolve_branch(other, holder.step, None, StepStatus.COMPLETED, via="replaced")
+        pause_id = f"{run.id}:{op.id}"
+        self.store.insert_pause(
+            PauseRow(
+                pause_id, run.id, op.id, PauseKind.SIGNAL, "", None, _signal_key(signal), expires
+            )
+        )
+        self.schedule.step_timer(QueueKind.WAIT_TIMEOUT, run, op.id, expires, pause_id=pause_id)
+        self.history.record(run, "waiting_signal", op.label, signal=signal, timeout_s=timeout)
+
+    def _signal_waits(self, signal: str, now: float) -> list[PauseRow]:
+        return [
+            p
+            for p in self.store.pauses_for_correlation(_signal_key(signal))
+            if p.kind == PauseKind.SIGNAL and p.expires_at > now
+        ]
+
+    def resume_signal(self, signal: str, data: object) -> str | None:
+        """``POST /v1/signals``: resume the run waiting for ``signal``; its ID, or None."""
+        with self.history.tx():
+            for pause in self._signal_waits(signal, self.clock()):
+                run = self.store.get_run(pause.run_id)
+                if run is None or run.status != RUNNING or not pause.step:
+                    continue
+                if not self.store.delete_pause(pause.id):
+                    continue
+                self.store.delete_pause_items(run.id, pause.step)
+                memo = {"data": {"signal": signal, "data": data}}
+                self._resolve_branch(run, pause.step, memo, StepStatus.COMPLETED, via="signal")
+                return run.id
+        return None
+
+    def prepare_gateway(self, item: QueueItem) -> GatewayCall | None:
+        """The request a ``gateway`` item makes, or None when its run has ended."""
+        with self.history.tx():
+            run = self._running(item)
+            if run is None or not item.step:
+                return None
+            opcode = Opcode(str(item.payload.get("op")))
+            return GatewayCall(run.id, item.step, opcode, dict(item.payload.get("request") or {}))
+
+    def apply_gateway(self, item: QueueItem, done: GatewayDone) -> None:
+        """Memoize a gateway answer, or retry the request, or memoize its last failure."""
+        with self.history.tx():
+            run = self._running(item)
+            if run is None or not item.step:
+                return
+            step = self.schedule.step_name(run, item.step)
+            if done.failed and done.retriable and item.attempt + 1 < run.max_attempts:
+                now = self.clock()
+                at = now + backoff_seconds(item.attempt, self.retry_base)
+                self.store.reschedule(item.id, at, item.attempt + 1)
+                error = done.memo.get("error")
+                self._mark_step(
+                    run, item.step, StepStatus.RETRYING, attempts=item.attempt + 1, error=error
+                )
+                self.history.record(
+                    run,
+                    "retry_scheduled",
+                    step,
+                    reason=done.reason,
+                    attempt=item.attempt + 1,
+                    max_attempts=run.max_attempts,
+                    delay_ms=round((at - now) * 1000),
+                )
+                return
+            self.store.delete_item(item.id)
+            self.history.record(
+                run, "answered", step, status=done.status, duration_ms=done.duration_ms
+            )
+            status = StepStatus.FAILED if done.failed else StepStatus.COMPLETED
+            self._resolve_branch(run, item.step, done.memo, status, via="gateway")
+
     # timers
 
     def wake(self, item: QueueItem) -> None:
@@ -1046,6 +1180,9 @@ _OP_HANDLERS: dict[Opcode, _OpHandler] = {
     Opcode.SLEEP: RunMachine._op_sleep,
     Opcode.WAIT_FOR_EVENT: RunMachine._op_wait,
     Opcode.INVOKE_FUNCTION: RunMachine._op_invoke,
+    Opcode.GATEWAY: RunMachine._op_gateway,
+    Opcode.AI_GATEWAY: RunMachine._op_gateway,
+    Opcode.WAIT_FOR_SIGNAL: RunMachine._op_signal,
     Opcode.RUN_COMPLETE: RunMachine._op_run_complete,
     Opcode.DISCOVERY_REQUEST: RunMachine._op_discovery,
     Opcode.NONE: RunMachine._op_none,
@@ -1060,6 +1197,11 @@ def _compiled(source: str) -> Expression | None:
     except ExpressionError as exc:
         log.warning("invalid expression %r: %s", source, exc)
         return None
+
+
+def _signal_key(signal: str) -> str:
+    """A signal's pause correlation; the prefix keeps it apart from invoke correlations."""
+    return f"signal:{signal}"
 
 
 def _missing_error(op: Op) -> dict[str, Any]:

@@ -152,6 +152,9 @@ class EncryptionMiddleware(MiddlewareSync):
             result.output = self._seal(result.output, "the function's return value")
         elif result.step.op == Opcode.STEP_RUN:
             result.output = self._seal(result.output, f"step {result.step.id!r} output")
+            opts = result.step.opts
+            if opts is not None and "input" in opts:  # ai.wrap shows its input: sealed too
+                opts["input"] = [self._seal(opts["input"], f"step {result.step.id!r} input")]
 
     def before_send_events(self, events: list[Event]) -> list[Event] | None:
         if self.settings.decrypt_only:
