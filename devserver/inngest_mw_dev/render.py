@@ -70,6 +70,16 @@ def describe(kind: str, step: str | None, detail: Mapping[str, Any]) -> str:
             return (
                 f"{label} invoking {detail.get('function_id')} (run {detail.get('child_run_id')})"
             )
+        case "waiting_signal":
+            return f"{label} waiting for signal {detail.get('signal')}"
+        case "signal_replaced":
+            return f"wait for signal {detail.get('signal')} taken over by run {detail.get('by')}"
+        case "requesting":
+            what = detail.get("method") or f"{detail.get('format')} model request to"
+            return f"{label} engine requesting {what} {detail.get('url')}"
+        case "answered":
+            status = f"HTTP {detail['status']}" if detail.get("status") else "no answer"
+            return f"{label} answered {status} in {format_ms(detail.get('duration_ms'))}"
         case "resumed":
             failed = " with an error" if detail.get("status") == "Failed" else ""
             return f"{label} resumed by {detail.get('via')}{failed}"

@@ -21,7 +21,12 @@ class SpanKind(StrEnum):
     INVOKE = "invoke"
 
 
-_KINDS = {"Sleep": SpanKind.SLEEP, "WaitForEvent": SpanKind.WAIT, "InvokeFunction": SpanKind.INVOKE}
+_KINDS = {
+    "Sleep": SpanKind.SLEEP,
+    "WaitForEvent": SpanKind.WAIT,
+    "WaitForSignal": SpanKind.WAIT,
+    "InvokeFunction": SpanKind.INVOKE,
+}
 
 
 @dataclass(frozen=True, slots=True)

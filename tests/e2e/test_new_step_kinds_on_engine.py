@@ -23,6 +23,7 @@ from engine_support import (
 )
 from inngest_mw_asgi import serve
 from inngest_mw_dev import EngineThread
+from inngest_mw_dev.render import describe
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -201,6 +202,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             yield engine.url, client, stub
 
 
+def _lines(history: list[dict[str, Any]]) -> list[str]:
+    """The run's history as ``inngest-mw run`` and the UI print it."""
+    skip = ("at", "type", "step")
+    return [describe(h["type"], h["step"], {k: v for k, v in h.items() if k not in skip})
+            for h in history]  # fmt: skip
+
+
 def _history(url: str, run_id: str) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = get_json(f"{url}/v1/runs/{run_id}")["data"]["history"]
     return entries
@@ -253,6 +261,12 @@ def test_ai_infer_is_sent_by_the_engine_with_the_key_and_its_answer_memoized(
     assert ops == {"ask": "AIGateway", "shout": "StepRun"}
     history = _history(url, run["run_id"])
     assert "sk-test-key" not in str(history)
+    lines = _lines(history)
+    assert any(
+        line.startswith('step "ask" engine requesting openai-chat model request to http://')
+        for line in lines
+    ), lines
+    assert 'step "ask" answered HTTP 200' in [line.rsplit(" in ", 1)[0] for line in lines]
 
 
 def test_ai_infer_error_status_is_retried_then_raised_with_the_provider_answer(env: Env) -> None:
@@ -283,6 +297,9 @@ def test_a_signal_resumes_exactly_the_run_waiting_for_it(env: Env, colour: str) 
     assert _send_signal(client, colour, signal, {"by": "ana"}) == run["run_id"]
     done = wait_run(url, run["run_id"])
     assert done["output"] == {"signal": signal, "data": {"by": "ana"}}
+    lines = _lines(done["history"])
+    assert f'step "approval" waiting for signal {signal}' in lines
+    assert 'step "approval" resumed by signal' in lines
     with pytest.raises(inngest_mw.SignalNotFoundError, match=repr(signal)):
         _send_signal(client, colour, signal, None)  # that run has resumed: nobody waits now
 
