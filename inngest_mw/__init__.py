@@ -25,6 +25,8 @@ from inngest_mw.context import Context, ContextKey, ContextSync
 from inngest_mw.errors import (
     ConfigError,
     Error,
+    EventDataInvalidError,
+    EventValidationError,
     NonRetriableError,
     RetryAfterError,
     SendEventsError,
@@ -32,7 +34,7 @@ from inngest_mw.errors import (
     SignalNotFoundError,
     StepError,
 )
-from inngest_mw.event import Event, SendEventsResult
+from inngest_mw.event import Event, EventModel, SendEventsResult
 from inngest_mw.fetch import FetchResponse
 from inngest_mw.function import Function
 from inngest_mw.handler import CommHandler, CommRequest, CommResponse, resolve_serve_path
@@ -77,6 +79,9 @@ __all__ = [
     "Debounce",
     "Error",
     "Event",
+    "EventDataInvalidError",
+    "EventModel",
+    "EventValidationError",
     "FetchResponse",
     "Function",
     "Group",

@@ -18,7 +18,7 @@ import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar
 
 import httpx
 
@@ -47,7 +47,7 @@ from inngest_mw.config import (
     TriggerEvent,
 )
 from inngest_mw.errors import ConfigError, SendEventsError, SendSignalError
-from inngest_mw.event import Event, SendEventsResult
+from inngest_mw.event import Event, EventModel, Sendable, SendEventsResult, to_events
 from inngest_mw.function import Function, Handler, validate_options
 from inngest_mw.hooks import HOOKS
 from inngest_mw.pipeline import HookTable, MiddlewareFactory, PipelineSpec
@@ -168,7 +168,10 @@ class Inngest:
         self,
         *,
         fn_id: str,
-        trigger: TriggerEvent | TriggerCron | Sequence[TriggerEvent | TriggerCron],
+        trigger: TriggerEvent
+        | TriggerCron
+        | type[EventModel]
+        | Sequence[TriggerEvent | TriggerCron | type[EventModel]],
         name: str | None = None,
         retries: int | None = None,
         timeouts: Timeouts | None = None,
@@ -189,7 +192,9 @@ class Inngest:
         options = validate_options(
             fn_id=fn_id,
             name=name,
-            triggers=trigger if isinstance(trigger, TriggerEvent | TriggerCron) else list(trigger),
+            triggers=(
+                trigger if isinstance(trigger, TriggerEvent | TriggerCron | type) else list(trigger)
+            ),
             retries=retries,
             timeouts=timeouts,
             batch_events=batch_events,
@@ -221,25 +226,19 @@ class Inngest:
 
     # -- events --------------------------------------------------------------------------
 
-    @overload
-    async def send(self, events: Event, *, skip_middleware: bool = False) -> list[str]: ...
-    @overload
-    async def send(
-        self, events: Sequence[Event], *, skip_middleware: bool = False
-    ) -> list[str]: ...
-    async def send(
-        self, events: Event | Sequence[Event], *, skip_middleware: bool = False
-    ) -> list[str]:
-        """Send events; returns their IDs. ``SendEventsError.ids`` lists any accepted before a failure."""
-        batch = [events] if isinstance(events, Event) else list(events)
+    async def send(self, events: Sendable, *, skip_middleware: bool = False) -> list[str]:
+        """Send events (``Event``s or ``EventModel``s); returns their IDs.
+
+        ``SendEventsError.ids`` lists any accepted before a failure; an event whose data does not
+        match its ``EventModel`` is refused before anything is sent (``EventDataInvalidError``).
+        """
+        batch = to_events(events)
         hooks = HookTable([]) if skip_middleware else self.middleware.build(self, None)
         return await self._send_with(batch, hooks)
 
-    def send_sync(
-        self, events: Event | Sequence[Event], *, skip_middleware: bool = False
-    ) -> list[str]:
+    def send_sync(self, events: Sendable, *, skip_middleware: bool = False) -> list[str]:
         """Blocking ``send``."""
-        batch = [events] if isinstance(events, Event) else list(events)
+        batch = to_events(events)
         hooks = (
             HookTable([])
             if skip_middleware

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import pydantic
 
 from inngest_mw.durations import format_duration, to_timedelta
+from inngest_mw.event import EventModel
 
 __all__ = [
     "Batch",
@@ -118,6 +119,20 @@ class TriggerEvent(_Opt):
         if len(value) > 255:
             raise ValueError("event name must be at most 255 characters")
         return value
+
+    _model: type[EventModel] | None = pydantic.PrivateAttr(default=None)
+
+    @classmethod
+    def typed(cls, model: type[EventModel], expression: str | None = None) -> TriggerEvent:
+        """A trigger on ``model``'s event that types the handler's ``ctx.event.data`` as it."""
+        trigger = cls(event=model.event_name, expression=expression)
+        trigger._model = model
+        return trigger
+
+    @property
+    def model(self) -> type[EventModel] | None:
+        """The ``EventModel`` this trigger types the event with, if any."""
+        return self._model
 
     def to_wire(self) -> dict[str, Any]:
         return _wire(event=self.event, expression=self.expression)

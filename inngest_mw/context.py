@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, overload
+
+from typing_extensions import TypeVar
 
 from inngest_mw.errors import is_last_attempt
 from inngest_mw.event import Event
@@ -17,6 +19,8 @@ __all__ = ["Context", "ContextKey", "ContextSync"]
 
 T = TypeVar("T")
 D = TypeVar("D")
+E = TypeVar("E", default=dict[str, Any])
+"""The event data's type: a ``dict``, or the ``EventModel`` the function is triggered by."""
 _MISSING: Any = object()
 
 
@@ -34,9 +38,9 @@ class ContextKey(Generic[T]):
 
 
 @dataclass(slots=True, kw_only=True)
-class _ContextBase:
-    event: Event
-    events: list[Event]
+class _ContextBase(Generic[E]):
+    event: Event[E]
+    events: list[Event[E]]
     run_id: str
     attempt: int
     max_attempts: int | None
@@ -74,16 +78,18 @@ class _ContextBase:
 
 
 @dataclass(slots=True, kw_only=True)
-class Context(_ContextBase):
-    """Context of an async function: ``await ctx.step.run(...)``."""
+class Context(_ContextBase[E]):
+    """Context of an async function: ``await ctx.step.run(...)``. ``Context[OrderPaid]`` for a
+    function triggered by the ``EventModel`` ``OrderPaid``: ``ctx.event.data`` is one."""
 
     step: Step
     group: Group
 
 
 @dataclass(slots=True, kw_only=True)
-class ContextSync(_ContextBase):
-    """Context of a sync function: ``ctx.step.run(...)``."""
+class ContextSync(_ContextBase[E]):
+    """Context of a sync function: ``ctx.step.run(...)`` (``ContextSync[OrderPaid]``: see
+    ``Context``)."""
 
     step: StepSync
     group: GroupSync

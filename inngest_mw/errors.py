@@ -10,6 +10,8 @@ from collections.abc import Sequence
 __all__ = [
     "ConfigError",
     "Error",
+    "EventDataInvalidError",
+    "EventValidationError",
     "FunctionConfigInvalidError",
     "MiddlewareError",
     "NonRetriableError",
@@ -131,6 +133,20 @@ class StepError(Error):
         super().__init__(message)
         self.name = name
         self.stack = stack
+
+
+class EventDataInvalidError(SendEventsError):
+    """An event refused before it was sent: its data does not match its ``EventModel``."""
+
+    code = "event_data_invalid"
+    retriable = False  # the same data fails the same way on every attempt
+
+
+class EventValidationError(NonRetriableError):
+    """An event a function received (its trigger, or what ``wait_for_event`` got) does not match
+    its ``EventModel``."""
+
+    code = "event_validation_failed"
 
 
 class SignalNotFoundError(Error):

@@ -20,7 +20,7 @@ from inngest_mw._const import MAX_STEPS_PER_RUN, UNSPECIFIED_STEP_ID
 from inngest_mw._drive import Effect, Flow
 from inngest_mw.context import Context, ContextSync
 from inngest_mw.errors import Error, NonRetriableError, is_final
-from inngest_mw.event import Event
+from inngest_mw.event import Event, EventModel, typed_event
 from inngest_mw.gather import release
 from inngest_mw.hooks import HOOKS
 from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt, SkipInterrupt
@@ -242,7 +242,20 @@ class _RunHandler(Effect):
                 await release(core.gather)
 
 
-def _call_handler(handler: Handler, ctx: Context | ContextSync, core: StepCore) -> Flow[Any]:
+def _model_of(fn: Function[Any], handler: Handler) -> type[EventModel] | None:
+    """The model that types the event: the function's, not its ``on_failure`` handler's."""
+    return fn.options.event_model if handler is fn.handler else None
+
+
+def _call_handler(
+    handler: Handler, ctx: Context | ContextSync, core: StepCore, model: type[EventModel] | None
+) -> Flow[Any]:
+    if model is not None:
+        # After transform_input (which may decrypt the event), inside the function: an event that
+        # does not match fails the run, non-retriably, naming the field.
+        typed: Any = ctx  # Context[dict] becomes Context[model]: what the handler annotates
+        typed.event = typed_event(ctx.event, model)
+        typed.events = [typed_event(e, model) for e in ctx.events]
     return (yield _RunHandler(handler, ctx, core))
 
 
@@ -275,7 +288,9 @@ def request_flow(
     returned = False
     try:
         value = yield from hooks.wrap(
-            HOOKS.WRAP_FUNCTION, ctx, functools.partial(_call_handler, handler, ctx, core)
+            HOOKS.WRAP_FUNCTION,
+            ctx,
+            functools.partial(_call_handler, handler, ctx, core, _model_of(fn, handler)),
         )
         result.output = _encode_output(client, fn, value)
         returned = True

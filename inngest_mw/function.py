@@ -29,6 +29,7 @@ from inngest_mw.config import (
     _Opt,
 )
 from inngest_mw.errors import FunctionConfigInvalidError
+from inngest_mw.event import EventModel
 from inngest_mw.pipeline import MiddlewareFactory, PipelineSpec
 
 if TYPE_CHECKING:
@@ -79,7 +80,13 @@ class FunctionOptions(pydantic.BaseModel):
     @pydantic.field_validator("triggers", mode="before")
     @classmethod
     def _listify(cls, value: object) -> object:
-        return [value] if isinstance(value, TriggerEvent | TriggerCron) else value
+        items = [value] if isinstance(value, TriggerEvent | TriggerCron | type) else value
+        if not isinstance(items, list | tuple):
+            return items
+        # An EventModel class is a trigger on its event that types ``ctx.event.data``.
+        return [
+            t.trigger() if isinstance(t, type) and issubclass(t, EventModel) else t for t in items
+        ]
 
     @pydantic.field_validator("triggers")
     @classmethod
@@ -94,7 +101,21 @@ class FunctionOptions(pydantic.BaseModel):
             if key in seen:
                 raise ValueError(f"duplicate trigger {trigger.to_wire()}")
             seen.add(key)
+        models = {t.model if isinstance(t, TriggerEvent) else None for t in value}
+        typed = {m for m in models if m is not None}
+        if typed and len(models) > 1:
+            names = ", ".join(sorted(m.__name__ for m in typed))
+            raise ValueError(
+                f"a function triggered by an EventModel ({names}) takes only triggers on that one"
+                " model, so that ctx.event.data has one type"
+            )
         return value
+
+    @property
+    def event_model(self) -> type[EventModel] | None:
+        """The ``EventModel`` every trigger is on, which types ``ctx.event.data``; or None."""
+        first = self.triggers[0]
+        return first.model if isinstance(first, TriggerEvent) else None
 
     @pydantic.field_validator("retries")
     @classmethod

@@ -34,7 +34,7 @@ from inngest_mw._drive import Effect, Flow, Invoke, adrive, drive
 from inngest_mw.ai import AIModel, infer_options
 from inngest_mw.durations import DurationLike, format_duration, to_timedelta
 from inngest_mw.errors import NonRetriableError, RetryAfterError, StepError, is_final
-from inngest_mw.event import Event
+from inngest_mw.event import Event, EventModel, Sendable, to_events, typed_event
 from inngest_mw.fetch import FetchBody, FetchResponse, fetch_options
 from inngest_mw.gather import Gate, GatherState
 from inngest_mw.hooks import HOOKS
@@ -62,6 +62,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+M = TypeVar("M", bound=EventModel)
 _Opts: TypeAlias = dict[str, Any] | None
 _Fn: TypeAlias = Callable[..., Any] | None
 
@@ -233,6 +234,8 @@ class _StepBase:
                 str(err.get("message", "")), str(err.get("name", "Error")), err.get("stack")
             )
         data = memo.data
+        if kind == StepKind.WAIT_FOR_EVENT and output_type is not None and data is not None:
+            return typed_event(Event.model_validate(data), cast(type[EventModel], output_type))
         decode = _DECODERS.get(kind)
         if decode is not None:
             return decode(data)
@@ -281,12 +284,15 @@ class _StepBase:
 
     @staticmethod
     def _wait_options(
-        *, event: str, timeout: DurationLike, if_exp: str | None = None
-    ) -> dict[str, Any]:
-        opts: dict[str, Any] = {"event": event, "timeout": format_duration(to_timedelta(timeout))}
+        *, event: str | type[EventModel], timeout: DurationLike, if_exp: str | None = None
+    ) -> tuple[dict[str, Any], type[EventModel] | None]:
+        """The options, and the model the event is validated as (when ``event`` is one)."""
+        model = event if isinstance(event, type) and issubclass(event, EventModel) else None
+        name = model.event_name if model is not None else event
+        opts: dict[str, Any] = {"event": name, "timeout": format_duration(to_timedelta(timeout))}
         if if_exp is not None:
             opts["if"] = if_exp
-        return opts
+        return opts, model
 
     def _invoke_options(
         self,
@@ -435,9 +441,9 @@ class Step(_StepBase):
         """Run ``handler(*args)`` once per run and memoize its JSON-serializable result."""
         return await self._step(StepKind.RUN, step_id, None, args, handler, output_type)
 
-    async def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
+    async def send_event(self, step_id: str, events: Sendable) -> list[str]:
         """Send events from a step (sent once, memoized), returning their IDs."""
-        batch = [events] if isinstance(events, Event) else list(events)
+        batch = to_events(events)
 
         async def send(batch: list[Event]) -> list[str]:
             return await self._client._send_with(batch, self._hooks)
@@ -455,14 +461,26 @@ class Step(_StepBase):
         opts = self._sleep_until_options(until)
         await self._step(StepKind.SLEEP, step_id, opts, (), None, None)
 
+    @overload
+    async def wait_for_event(
+        self,
+        step_id: str,
+        *,
+        event: type[M],
+        timeout: DurationLike,
+        if_exp: str | None = None,
+    ) -> Event[M] | None: ...
+    @overload
     async def wait_for_event(
         self, step_id: str, **options: Unpack[WaitForEventOptions]
-    ) -> Event | None:
-        """Wait for an event named ``event`` matching ``if_exp``; ``None`` after ``timeout``."""
-        opts = self._wait_options(**options)
-        return cast(
-            Event | None, await self._step(StepKind.WAIT_FOR_EVENT, step_id, opts, (), None, None)
-        )
+    ) -> Event | None: ...
+    async def wait_for_event(self, step_id: str, **options: Any) -> Any:
+        """Wait for an event named ``event`` matching ``if_exp``; ``None`` after ``timeout``.
+
+        With an ``EventModel`` as ``event``, the event's data is validated as it.
+        """
+        opts, model = self._wait_options(**options)
+        return await self._step(StepKind.WAIT_FOR_EVENT, step_id, opts, (), None, model)
 
     async def invoke(
         self, step_id: str, *, function: Function[T], **options: Unpack[InvokeOptions]
@@ -572,9 +590,9 @@ class StepSync(_StepBase):
         """Run ``handler(*args)`` once per run and memoize its JSON-serializable result."""
         return cast(T, self._step(StepKind.RUN, step_id, None, args, handler, output_type))
 
-    def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
+    def send_event(self, step_id: str, events: Sendable) -> list[str]:
         """Send events from a step (sent once, memoized), returning their IDs."""
-        batch = [events] if isinstance(events, Event) else list(events)
+        batch = to_events(events)
 
         def send(batch: list[Event]) -> list[str]:
             return self._client._send_with_sync(batch, self._hooks)
@@ -589,12 +607,26 @@ class StepSync(_StepBase):
         """Pause the run until ``until`` (naive datetimes are UTC)."""
         self._step(StepKind.SLEEP, step_id, self._sleep_until_options(until), (), None, None)
 
-    def wait_for_event(self, step_id: str, **options: Unpack[WaitForEventOptions]) -> Event | None:
-        """Wait for an event named ``event`` matching ``if_exp``; ``None`` after ``timeout``."""
-        opts = self._wait_options(**options)
-        return cast(
-            Event | None, self._step(StepKind.WAIT_FOR_EVENT, step_id, opts, (), None, None)
-        )
+    @overload
+    def wait_for_event(
+        self,
+        step_id: str,
+        *,
+        event: type[M],
+        timeout: DurationLike,
+        if_exp: str | None = None,
+    ) -> Event[M] | None: ...
+    @overload
+    def wait_for_event(
+        self, step_id: str, **options: Unpack[WaitForEventOptions]
+    ) -> Event | None: ...
+    def wait_for_event(self, step_id: str, **options: Any) -> Any:
+        """Wait for an event named ``event`` matching ``if_exp``; ``None`` after ``timeout``.
+
+        With an ``EventModel`` as ``event``, the event's data is validated as it.
+        """
+        opts, model = self._wait_options(**options)
+        return self._step(StepKind.WAIT_FOR_EVENT, step_id, opts, (), None, model)
 
     def invoke(self, step_id: str, *, function: Function[T], **options: Unpack[InvokeOptions]) -> T:
         """Run another function and wait for its result (its error raises ``StepError``)."""

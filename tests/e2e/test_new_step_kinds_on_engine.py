@@ -30,9 +30,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 import inngest_mw
-from inngest_mw import Context, ContextSync, StepError, TriggerEvent, ai
+from inngest_mw import Context, ContextSync, EventModel, StepError, TriggerEvent, ai
 
 COLOURS = ["async", "sync"]
+
+
+class Shipped(EventModel, name="k/typed.shipped"):
+    order: str
+    boxes: int
 
 
 class Stub:
@@ -177,8 +182,16 @@ def build(client: inngest_mw.Inngest, stub_url: str, down_url: str) -> list[Any]
             return {"refused": exc.name}
         return None if got is None else {"signal": got.signal, "data": got.data}
 
+    @create(fn_id="typed", trigger=Shipped)
+    async def typed(ctx: Context[Shipped]) -> Any:
+        return {"order": ctx.event.data.order, "boxes": ctx.event.data.boxes * 2}
+
+    @create(fn_id="typed-sync", trigger=Shipped)
+    def typed_sync(ctx: ContextSync[Shipped]) -> Any:
+        return {"order": ctx.event.data.order, "boxes": ctx.event.data.boxes * 2}
+
     return [fetch_async, fetch_sync, down_async, down_sync, infer_async, infer_sync, busy_async,
-            signal_async, signal_sync]  # fmt: skip
+            signal_async, signal_sync, typed, typed_sync]  # fmt: skip
 
 
 Env = tuple[str, inngest_mw.Inngest, Stub]
@@ -331,3 +344,19 @@ def test_a_second_wait_on_a_held_signal_fails_unless_it_replaces(env: Env) -> No
     wait_step(url, third["run_id"], "approval", "Waiting")
     assert client.send_signal_sync(signal, 1) == third["run_id"]
     assert wait_run(url, third["run_id"])["output"] == {"signal": signal, "data": 1}
+
+
+def test_a_typed_event_round_trips_through_the_engine_and_an_invalid_one_is_never_sent(
+    env: Env,
+) -> None:
+    url, client, _ = env
+    [event_id] = client.send_sync(Shipped(order="S-1", boxes=2))
+    runs = [wait_run(url, r["run_id"]) for r in runs_for_event(url, event_id, count=2)]
+    assert sorted(r["function_id"] for r in runs) == ["kinds-typed", "kinds-typed-sync"]
+    assert [r["output"] for r in runs] == [{"order": "S-1", "boxes": 4}] * 2
+    bad = inngest_mw.Event(name="k/typed.shipped", data={"order": "S-2", "boxes": "two"})
+    with pytest.raises(inngest_mw.EventDataInvalidError, match=r"data\.boxes"):
+        client.send_sync(bad)
+    # What did reach the engine with that name: only the valid event.
+    listed = get_json(f"{url}/v1/events?limit=500")["data"]
+    assert [e["id"] for e in listed if e["name"] == "k/typed.shipped"] == [event_id]
