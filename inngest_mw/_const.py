@@ -45,4 +45,5 @@ class Header:
     CONTENT_LENGTH: Final = "content-length"
     REQUEST_ID: Final = "x-request-id"
     JOB_ID: Final = "x-inngest-job-id"
+    GENERATION_ID: Final = "x-inngest-generation-id"
     SERVER_TIMING: Final = "server-timing"

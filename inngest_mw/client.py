@@ -33,6 +33,7 @@ from inngest_mw._const import (
     Header,
 )
 from inngest_mw._drive import Effect, Flow, adrive, drive
+from inngest_mw.checkpoint import checkpointing_default
 from inngest_mw.config import (
     Batch,
     Cancel,
@@ -85,6 +86,7 @@ class Inngest:
         middleware: Sequence[MiddlewareFactory] | None = None,
         request_timeout: int | _dt.timedelta | None = None,
         serializer: Serializer | None = None,
+        checkpointing: bool | None = None,
     ) -> None:
         if not isinstance(app_id, str) or not app_id.strip():
             raise ConfigError("app_id: must be a non-empty string")
@@ -105,6 +107,9 @@ class Inngest:
         else:
             self.request_timeout = (request_timeout or 30_000) / 1000
         self.middleware = PipelineSpec(list(middleware or []))
+        self.checkpointing = checkpointing_default() if checkpointing is None else checkpointing
+        """Run the next steps in the same request, checkpointing each, where the server allows
+        it (``INNGEST_CHECKPOINTING=0`` or ``checkpointing=False`` turns it off)."""
         self._sync_http: httpx.Client | None = None
 
     # -- configuration -------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pydantic
 from inngest_mw import serializer as _ser
 from inngest_mw._const import MAX_STEPS_PER_RUN, UNSPECIFIED_STEP_ID
 from inngest_mw._drive import Effect, Flow
+from inngest_mw.checkpoint import Checkpointer
 from inngest_mw.context import Context, ContextSync
 from inngest_mw.errors import Error, NonRetriableError, is_final
 from inngest_mw.event import Event, EventModel, typed_event
@@ -63,6 +64,9 @@ class CallRequest:
     disable_immediate: bool
     use_api: bool
     raw_steps: Any = None
+    fn_uuid: str | None = None
+    """The server's internal ID of the function (``ctx.fn_id``); checkpoints name it."""
+    qi_id: str | None = None
 
 
 def _field(mapping: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
@@ -110,6 +114,8 @@ def parse_call(body: object) -> CallRequest:
         disable_immediate=bool(ctx.get("disable_immediate_execution", False)),
         use_api=use_api,
         raw_steps=raw_steps,
+        fn_uuid=ctx.get("fn_id") if isinstance(ctx.get("fn_id"), str) else None,
+        qi_id=ctx.get("qi_id") if isinstance(ctx.get("qi_id"), str) else None,
     )
 
 
@@ -133,16 +139,30 @@ class RequestMeta:
     step_id: str = UNSPECIFIED_STEP_ID
     request_id: str | None = None
     job_id: str | None = None
+    generation_id: str | None = None
 
 
-def _core(call: CallRequest, meta: RequestMeta) -> StepCore:
+def _core(client: Inngest, call: CallRequest, meta: RequestMeta) -> StepCore:
     target = None if meta.step_id == UNSPECIFIED_STEP_ID else meta.step_id
-    return StepCore(
+    core = StepCore(
         memos=call.steps,
         target=target,
         disable_immediate=call.disable_immediate,
         stack=call.stack,
     )
+    # As the server expects (and the TypeScript SDK does): only a discovery request of a run
+    # whose steps are not being planned in parallel runs its steps back to back.
+    allowed = target is None and not call.disable_immediate
+    if client.checkpointing and allowed and call.fn_uuid and call.run_id:
+        core.checkpoint = Checkpointer(
+            client,
+            call.run_id,
+            call.fn_uuid,
+            qi_id=call.qi_id,
+            request_id=meta.request_id,
+            generation_id=meta.generation_id,
+        )
+    return core
 
 
 def _base_fields(
@@ -270,7 +290,7 @@ def request_flow(
     async_path: bool,
 ) -> Flow[CallResult]:
     """The whole sequence of one call request, from ``transform_input`` to ``before_response``."""
-    core = _core(call, meta)
+    core = _core(client, call, meta)
     fields = _base_fields(client, fn, call, meta)
     args = (client, core, hooks, call.attempt, call.max_attempts)
     ctx: Context | ContextSync
@@ -303,7 +323,7 @@ def request_flow(
     if hooks.has(HOOKS.AFTER_EXECUTION):
         yield from hooks.call(HOOKS.AFTER_EXECUTION)
     out = _settle(core, result)
-    if len(out.ops) <= 1 and hooks.has(HOOKS.TRANSFORM_OUTPUT):
+    if len(out.ops) <= 1 and hooks.has(HOOKS.TRANSFORM_OUTPUT) and not core.output_transformed:
         yield from hooks.call(HOOKS.TRANSFORM_OUTPUT, result)
     out = _apply_output(result, out)
     if returned and out.error is None:

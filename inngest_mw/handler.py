@@ -342,6 +342,7 @@ class CommHandler:
             step_id=query.get("stepId") or "step",
             request_id=request.headers.get(Header.REQUEST_ID) or None,
             job_id=request.headers.get(Header.JOB_ID) or None,
+            generation_id=request.headers.get(Header.GENERATION_ID) or None,
         )
         return key, found[0], found[1], body, meta
 

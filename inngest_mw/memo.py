@@ -124,6 +124,10 @@ class StepCore:
     main_task: Any = None
     gather: Any = None
     """The ``gather.GatherState`` of an async request with ``asyncio.gather``-ed steps."""
+    checkpoint: Any = None
+    """The ``checkpoint.Checkpointer`` when this request may run steps back to back."""
+    output_transformed: bool = False
+    """The reported step already went through ``transform_output`` (a refused checkpoint)."""
     _counts: dict[str, int] = field(default_factory=dict)
     _warned: bool = False
 

@@ -32,6 +32,7 @@ from typing import (
 from inngest_mw import serializer as _ser
 from inngest_mw._drive import Effect, Flow, Invoke, adrive, drive
 from inngest_mw.ai import AIModel, infer_options
+from inngest_mw.checkpoint import Checkpointer
 from inngest_mw.durations import DurationLike, format_duration, to_timedelta
 from inngest_mw.errors import NonRetriableError, RetryAfterError, StepError, is_final
 from inngest_mw.event import Event, EventModel, Sendable, to_events, typed_event
@@ -40,7 +41,7 @@ from inngest_mw.gather import Gate, GatherState
 from inngest_mw.hooks import HOOKS
 from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt, SkipInterrupt
 from inngest_mw.memo import Decision, Memo, StepCore
-from inngest_mw.pipeline import HookTable, StepInfo
+from inngest_mw.pipeline import HookTable, OutputStep, StepInfo, TransformOutputResult
 from inngest_mw.signals import OnConflict, Signal, signal_options
 from inngest_mw.stepkind import StepKind
 from inngest_mw.wire import Op, Opcode, serialize_error
@@ -365,8 +366,35 @@ class _StepBase:
                 raise self._fail_new(info, exc) from None
             raise
         if call.executed:
+            checkpoint = self._core.checkpoint
+            alone = gate is None and not self._core.parallel_depth  # not one of parallel steps
+            if checkpoint is not None and alone and checkpoint.usable():
+                return (yield from self._checkpointed(info, call, checkpoint))
             raise self._finish_new(info, call)
         return value
+
+    def _checkpointed(self, info: StepInfo, call: _Call, checkpoint: Checkpointer) -> Flow[Any]:
+        """Report a step that ran to the server and go on with its value in this request; if
+        the server does not take it, the step ends the request as it would have."""
+        core, hooks = self._core, self._hooks
+        interrupt = self._finish_new(info, call)
+        op = core.ops[-1]
+        if op.op is not Opcode.STEP_RUN:  # its output cannot be sent: it fails as usual
+            raise interrupt
+        if hooks.has(HOOKS.TRANSFORM_OUTPUT):
+            # What leaves the app goes through transform_output (encryption seals it here), once.
+            result = TransformOutputResult()
+            result.output = op.data
+            result.step = OutputStep(op.user_id, op.hashed_id, op.op, op.opts)
+            yield from hooks.call(HOOKS.TRANSFORM_OUTPUT, result)
+            if result.has_output():
+                op.data = result.output
+            core.output_transformed = True
+        if not (yield from checkpoint.send(op)):
+            raise interrupt
+        core.ops.pop()
+        core.output_transformed = False
+        return call.output
 
     def _inner(
         self,

@@ -256,7 +256,7 @@ def classify(status: int, headers: dict[str, str], content: bytes, now: float) -
     if status == 200:
         return Completed(payload)
     if status == 206:
-        return _parse_ops(payload, no_retry, retry_at)
+        return parse_ops(payload, no_retry, retry_at)
     error = _error_object(payload, status)
     return CallFailed(error, not no_retry, retry_at, f"HTTP {status}: {error['message']}")
 
@@ -301,7 +301,7 @@ def _error_object(payload: object, status: int) -> dict[str, Any]:
     return {"name": "Error", "message": f"HTTP {status}: {text[:_ERROR_TEXT_LIMIT]}"}
 
 
-def _parse_ops(payload: object, no_retry: bool, retry_at: float | None) -> CallOutcome:
+def parse_ops(payload: object, no_retry: bool, retry_at: float | None) -> CallOutcome:
     if isinstance(payload, dict):
         payload = [payload]
     if payload is None:

@@ -1033,6 +1033,31 @@ class RunMachine:
                 return run.id
         return None
 
+    def checkpoint(self, run_id: str, ops: list[Op], started_at: float) -> tuple[int, str] | None:
+        """``POST /v1/checkpoint/{run}/async``: memoize steps an app ran within one request.
+
+        None when saved; else the status and reason (404 no such running run, 400 an op that is
+        not a finished step, 413 over a size limit). Each step is saved as its own ``StepRun``
+        would be, so a crash before the request ends loses only the step in progress.
+        """
+        with self.history.tx():
+            run = self.store.get_run(run_id)
+            if run is None or run.status != RUNNING:
+                return 404, f"run {run_id} is not running"
+            for op in ops:
+                if op.op not in (Opcode.STEP_RUN, Opcode.STEP) or not op.id:
+                    return 400, f"cannot checkpoint async steps: {op.op or 'an op without a name'}"
+            for op in ops:
+                memo = {"data": op.data}
+                encoded = canonical_text(memo)
+                too_large = step_output_error(op.label, op.data, utf8_len(encoded) - _DATA_WRAPPER)
+                if too_large is not None:
+                    return 413, str(too_large.get("message"))
+                self._save_step(run, op, memo, StepStatus.COMPLETED, started_at, encoded)
+                if run.status != RUNNING:  # the state grew past its limit: the run has failed
+                    return 413, "the run's state is over its size limit"
+            return None
+
     def prepare_gateway(self, item: QueueItem) -> GatewayCall | None:
         """The request a ``gateway`` item makes, or None when its run has ended."""
         with self.history.tx():

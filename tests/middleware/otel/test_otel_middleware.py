@@ -38,20 +38,28 @@ class Env:
     metrics: InMemoryMetricReader
 
 
-def build(client: inngest_mw.Inngest) -> list[inngest_mw.Function[Any]]:
+def three_steps(client: inngest_mw.Inngest) -> list[inngest_mw.Function[Any]]:
+    """The same three-step function in both colours, on events named after the app."""
     create = client.create_function
+    app = client.app_id
 
-    @create(fn_id="three", trigger=TriggerEvent(event="otel/three"))
+    @create(fn_id="three", trigger=TriggerEvent(event=f"{app}/three"))
     async def three(ctx: Context) -> int:
         a = await ctx.step.run("a", lambda: 1)
         b = await ctx.step.run("b", lambda: a + 1)
         return a + b + await ctx.step.run("c", lambda: b + 1)
 
-    @create(fn_id="three-sync", trigger=TriggerEvent(event="otel/three-sync"))
+    @create(fn_id="three-sync", trigger=TriggerEvent(event=f"{app}/three-sync"))
     def three_sync(ctx: ContextSync) -> int:
         a = ctx.step.run("a", lambda: 1)
         b = ctx.step.run("b", lambda: a + 1)
         return a + b + ctx.step.run("c", lambda: b + 1)
+
+    return [three, three_sync]
+
+
+def build(client: inngest_mw.Inngest) -> list[inngest_mw.Function[Any]]:
+    create = client.create_function
 
     @create(fn_id="child", trigger=TriggerEvent(event="otel/child"))
     def child(ctx: ContextSync) -> int:
@@ -85,8 +93,7 @@ def build(client: inngest_mw.Inngest) -> list[inngest_mw.Function[Any]]:
         await ctx.step.run("bad", bad)
 
     return [
-        three,
-        three_sync,
+        *three_steps(client),
         child,
         parent,
         sender,
@@ -116,8 +123,21 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             event_api_base_url=engine.url,
             middleware=[middleware],
         )
-        with AppServer(serve(client, build(client))) as app:
+        # The same middleware on an app that makes one request per step (checkpointing off).
+        per_request = inngest_mw.Inngest(
+            app_id="otel-pr",
+            is_production=False,
+            api_base_url=engine.url,
+            event_api_base_url=engine.url,
+            middleware=[middleware],
+            checkpointing=False,
+        )
+        with (
+            AppServer(serve(client, build(client))) as app,
+            AppServer(serve(per_request, three_steps(per_request))) as per_request_app,
+        ):
             sync(app)
+            sync(per_request_app)
             yield Env(engine.url, app.url, exporter, reader)
     tracer_provider.shutdown()
     meter_provider.shutdown()
@@ -178,27 +198,27 @@ def counted(env: Env, name: str, **labels: Any) -> int:
     return sum(int(p.value) for p in metric_points(env, name, **labels))
 
 
+@pytest.mark.parametrize("app", ["otel", "otel-pr"])
 @pytest.mark.parametrize("fn", ["three", "three-sync"])
 def test_a_three_step_run_is_one_trace_with_a_span_per_request_and_exactly_three_step_spans(
-    env: Env, fn: str
+    env: Env, app: str, fn: str
 ) -> None:
-    [event_id] = send(env.url, {"name": f"otel/{fn}", "data": {}})
+    [event_id] = send(env.url, {"name": f"{app}/{fn}", "data": {}})
     run = run_for_event(env.url, event_id)
     assert (run["status"], run["output"]) == ("Completed", 6)
     run_id = run["run_id"]
     trace_id = run_trace_id(run_id)
 
     requests = requests_of(env, run_id=run_id)
-    # Three requests each execute one step; the fourth replays all three and returns.
-    assert len(requests) == 4
-    assert sorted(
+    memoized = sorted(
         cast(int, s.attributes["inngest.steps.memoized"]) for s in requests if s.attributes
-    ) == [
-        0,
-        1,
-        2,
-        3,
-    ]
+    )
+    if app == "otel":
+        # Checkpointing (the default): one request runs all three steps back to back.
+        assert memoized == [0]
+    else:
+        # Three requests each execute one step; the fourth replays all three and returns.
+        assert memoized == [0, 1, 2, 3]
     assert all(s.kind is SpanKind.SERVER for s in requests)
     # No server traceparent and no sender: all requests hang off one synthetic parent.
     assert len({parent_id(s) for s in requests}) == 1
@@ -210,17 +230,17 @@ def test_a_three_step_run_is_one_trace_with_a_span_per_request_and_exactly_three
     assert len(spans) == len(requests) + len(steps)
     request_ids = {span_id(s) for s in requests}
     assert {parent_id(s) for s in steps} <= request_ids
-    assert len({parent_id(s) for s in steps}) == 3, "each step ran in its own request"
+    assert len({parent_id(s) for s in steps}) == len(requests) - (app == "otel-pr")
     step_attrs = steps[0].attributes or {}
     assert step_attrs["inngest.run.id"] == run_id
     assert step_attrs["inngest.step.kind"] == "run"
     request_attrs = requests[0].attributes or {}
     assert request_attrs["faas.trigger"] == "pubsub"
     assert request_attrs["faas.invocation_id"] == run_id
-    assert request_attrs["inngest.event.name"] == f"otel/{fn}"
+    assert request_attrs["inngest.event.name"] == f"{app}/{fn}"
     assert str(request_attrs["code.function.name"]).endswith(fn.replace("-", "_"))
 
-    fn_id = f"otel-{fn}"
+    fn_id = f"{app}-{fn}"
     assert counted(env, "inngest.runs.started", **{"inngest.function.id": fn_id}) == 1
     assert counted(env, "inngest.runs.finished", **{"inngest.function.id": fn_id}) == 1
     assert counted(env, "inngest.steps.started", **{"inngest.function.id": fn_id}) == 3
