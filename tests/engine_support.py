@@ -19,6 +19,9 @@ import inngest.fast_api
 import uvicorn
 
 DEFAULT_TIMEOUT = 15.0
+START_TIMEOUT = 60.0
+"""For a Python process to start and listen: its imports alone can take tens of seconds on a
+busy two-core machine."""
 
 
 class FakeClock:

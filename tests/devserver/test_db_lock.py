@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from engine_support import free_port, poll
+from engine_support import START_TIMEOUT, free_port, poll
 from inngest_mw_dev import EngineThread
 from inngest_mw_dev.dblock import DatabaseInUseError
 
@@ -37,7 +37,12 @@ def engine_process(db: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
     proc = subprocess.Popen(_dev(db, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        poll(lambda: _healthy(port) or proc.poll() is not None, bool, what="engine to start")
+        poll(
+            lambda: _healthy(port) or proc.poll() is not None,
+            bool,
+            timeout=START_TIMEOUT,
+            what="engine to start",
+        )
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         yield proc, port
     finally:

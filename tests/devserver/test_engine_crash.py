@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import inngest
 from engine_support import (
+    START_TIMEOUT,
     dev_client,
     free_port,
     get_json,
@@ -46,7 +47,7 @@ def engine_process(port: int, db: Path, log: Path) -> Iterator[subprocess.Popen[
         poll(
             lambda: _healthy(port) or proc.poll() is not None,
             bool,
-            timeout=15,
+            timeout=START_TIMEOUT,
             what="engine process to start",
         )
         assert proc.poll() is None, log.read_text()

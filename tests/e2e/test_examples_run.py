@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from engine_support import free_port, get_json, get_run, poll, runs_for_event
+from engine_support import START_TIMEOUT, free_port, get_json, get_run, poll, runs_for_event
 from inngest_mw_dev import EngineThread
 
 from inngest_mw.signature import hash_signing_key
@@ -53,7 +53,7 @@ def _example(name: str, env: dict[str, str], *, cloud: bool = False) -> Iterator
             except httpx.TransportError:
                 return None
 
-        poll(answered, lambda r: r is not None, what=f"{name} to listen")
+        poll(answered, lambda r: r is not None, timeout=START_TIMEOUT, what=f"{name} to listen")
         yield url
     finally:
         process.terminate()

@@ -19,7 +19,16 @@ from typing import Any
 
 import httpx
 import pytest
-from engine_support import AppServer, free_port, poll, run_for_event, runs_for_event, send, sync
+from engine_support import (
+    START_TIMEOUT,
+    AppServer,
+    free_port,
+    poll,
+    run_for_event,
+    runs_for_event,
+    send,
+    sync,
+)
 from inngest_mw_asgi import serve
 from inngest_mw_dev import EngineThread
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
@@ -103,7 +112,12 @@ def _app_process(port: int, env: dict[str, str], log: Path) -> Iterator[subproce
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        poll(lambda: _answers(port) or proc.poll() is not None, bool, what="the app to start")
+        poll(
+            lambda: _answers(port) or proc.poll() is not None,
+            bool,
+            timeout=START_TIMEOUT,
+            what="the app to start",
+        )
         assert proc.poll() is None, log.read_text()
         yield proc
     finally:

@@ -18,7 +18,16 @@ from typing import Any
 
 import httpx
 import pytest
-from engine_support import AppServer, free_port, get_run, poll, send, sync, wait_run
+from engine_support import (
+    START_TIMEOUT,
+    AppServer,
+    free_port,
+    get_run,
+    poll,
+    send,
+    sync,
+    wait_run,
+)
 from inngest_mw_dev import EngineThread
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from run_control_app import Calls, build_app
@@ -62,7 +71,7 @@ def _serve_demo_app(engine_url: str) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/api/inngest"
     try:
-        poll(lambda: _answers(url), bool, what="the demo app to start")
+        poll(lambda: _answers(url), bool, timeout=START_TIMEOUT, what="the demo app to start")
         yield url
     finally:
         process.terminate()
