@@ -138,9 +138,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def _processes(
-    python: str, steps: int, profile: Path | None
+    python: str, steps: int, profile: Path | None, app_args: Sequence[str] = ()
 ) -> Iterator[tuple[str, str, subprocess.Popen[bytes], subprocess.Popen[bytes]]]:
-    """The engine (``python``) and the app (this interpreter) running and synced."""
+    """The engine (``python``) and the app (this interpreter, given ``app_args`` too) running
+    and synced."""
     with tempfile.TemporaryDirectory() as tmp:
         engine_port, app_port = _free_port(), _free_port()
         engine_url = f"http://127.0.0.1:{engine_port}"
@@ -155,7 +156,7 @@ def _processes(
         try:
             _wait_until_up(f"{engine_url}/health", engine, "engine")
             app_command = [sys.executable, "-m", "benchmarks.step_app", "--port", str(app_port)]
-            app_command += ["--engine", engine_url, "--steps", str(steps)]
+            app_command += ["--engine", engine_url, "--steps", str(steps), *app_args]
             app = subprocess.Popen(app_command, cwd=ROOT, stdout=subprocess.DEVNULL)
             _wait_until_up(f"{app_url}/stats", app, "app")
             httpx.put(app_url + SERVE_PATH, timeout=30).raise_for_status()

@@ -66,17 +66,17 @@ class Ledger:
         }
 
 
-def build_app(engine_url: str, steps: int) -> tuple[Any, Ledger]:
-    """The ASGI app (Inngest endpoint at ``/api/inngest`` plus ``GET /stats``) and its ledger."""
+def build_app(engine_url: str, steps: int, *, checkpointing: bool = False) -> tuple[Any, Ledger]:
+    """The ASGI app (Inngest endpoint at ``/api/inngest`` plus ``GET /stats``) and its ledger.
+
+    Checkpointing is off unless asked: the CPU benchmark's unit is one call request per step."""
     ledger = Ledger()
     client = inngest_mw.Inngest(
         app_id="bench-cpu",
         is_production=False,
         api_base_url=engine_url,
         event_api_base_url=engine_url,
-        # One call request per step, the unit this benchmark measures; checkpointing (several
-        # steps per request) is measured on its own.
-        checkpointing=False,
+        checkpointing=checkpointing,
     )
 
     @client.create_function(fn_id="work", trigger=inngest_mw.TriggerEvent(event=EVENT))
@@ -112,8 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--engine", required=True, help="engine URL the app registers with")
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument(
+        "--checkpointing", action="store_true", help="run steps back to back (default: off)"
+    )
     args = parser.parse_args(argv)
-    app, _ = build_app(args.engine, max(1, args.steps))
+    app, _ = build_app(args.engine, max(1, args.steps), checkpointing=args.checkpointing)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
     return 0
 

@@ -61,6 +61,9 @@ class Checkpointer:
     deadline: float = field(default_factory=lambda: time.monotonic() + MAX_RUNTIME_S)
     refused: bool = False
     sent: int = 0
+    http: httpx.AsyncClient | None = None
+    """The async client this request's checkpoints share (opened by the first, closed by
+    ``close`` when the handler returns): one connection, not one per step."""
 
     @property
     def url(self) -> str:
@@ -95,7 +98,7 @@ class Checkpointer:
             headers = self.client.outbound_headers(key)
             headers[Header.CONTENT_TYPE] = "application/json"
             try:
-                response = yield _CheckpointPost(self.client, self.url, body, headers)
+                response = yield _CheckpointPost(self, body, headers)
             except httpx.HTTPError:
                 break
             status = response.status_code
@@ -111,6 +114,12 @@ class Checkpointer:
         self.refused = True
         return False
 
+    def close(self) -> Flow[None]:
+        """Close the async client, if a checkpoint opened one."""
+        if self.http is not None:
+            yield _Close(self.http)
+            self.http = None
+
 
 def _is_json(response: httpx.Response) -> bool:
     try:
@@ -121,23 +130,36 @@ def _is_json(response: httpx.Response) -> bool:
 
 
 class _CheckpointPost(Effect):
-    """The checkpoint POST, with the client's sync client or a per-operation async one."""
+    """The checkpoint POST, with the client's sync client or the request's async one."""
 
-    __slots__ = ("body", "client", "headers", "url")
+    __slots__ = ("body", "checkpointer", "headers")
 
-    def __init__(self, client: Inngest, url: str, body: bytes, headers: dict[str, str]) -> None:
-        self.client, self.url, self.body, self.headers = client, url, body, headers
+    def __init__(self, checkpointer: Checkpointer, body: bytes, headers: dict[str, str]) -> None:
+        self.checkpointer, self.body, self.headers = checkpointer, body, headers
 
     def run(self) -> httpx.Response:
-        return self.client.sync_http().post(
-            self.url, content=self.body, headers=self.headers, timeout=self.client.request_timeout
+        cp = self.checkpointer
+        return cp.client.sync_http().post(
+            cp.url, content=self.body, headers=self.headers, timeout=cp.client.request_timeout
         )
 
     async def arun(self) -> httpx.Response:
-        async with self.client.async_http() as http:
-            return await http.post(
-                self.url,
-                content=self.body,
-                headers=self.headers,
-                timeout=self.client.request_timeout,
-            )
+        cp = self.checkpointer
+        if cp.http is None:
+            cp.http = cp.client.new_async_http()
+        return await cp.http.post(
+            cp.url, content=self.body, headers=self.headers, timeout=cp.client.request_timeout
+        )
+
+
+class _Close(Effect):
+    __slots__ = ("http",)
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    def run(self) -> None:
+        raise RuntimeError("an async client is closed on the async path only")
+
+    async def arun(self) -> None:
+        await self.http.aclose()

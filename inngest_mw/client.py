@@ -401,8 +401,12 @@ class Inngest:
         with a cached client's connections still open. The TLS context is shared, which is what
         makes creating a client expensive.
         """
-        async with httpx.AsyncClient(verify=_tls_context()) as client:
+        async with self.new_async_http() as client:
             yield client
+
+    def new_async_http(self) -> httpx.AsyncClient:
+        """A new async HTTP client (the caller closes it), sharing the TLS context."""
+        return httpx.AsyncClient(verify=_tls_context())
 
     def sync_http(self) -> httpx.Client:
         if self._sync_http is None:

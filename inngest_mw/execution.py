@@ -318,6 +318,8 @@ def request_flow(
         pass
     except Exception as exc:
         result.error = exc
+    if core.checkpoint is not None:
+        yield from core.checkpoint.close()
     if core.boundary_due():
         yield from _boundary(hooks)
     if hooks.has(HOOKS.AFTER_EXECUTION):

@@ -1,6 +1,7 @@
 """``POST /v1/checkpoint/{run_id}/async``: an app reports steps it ran within one call request, as
 the Inngest server's route does (``pkg/api/apiv1/checkpoint.go``): only finished steps
-(``StepRun``) may be checkpointed; 404 for a run that is not running, 413 over a size limit."""
+(``StepRun``) may be checkpointed; 404 for a run that is not running, 409 from a request the
+engine has given up on (a stale dispatch: the app must stop), 413 over a size limit."""
 
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ def checkpoint_routes(engine: Engine, authed: Callable[[Handler], Handler]) -> l
             return _refused(400, f"invalid steps: {reason}", run_id)
         started = body.get("request_started_at")
         started_at = started / 1000 if isinstance(started, int | float) else time.time()
-        refused = engine.machine.checkpoint(run_id, parsed.ops, started_at)
+        qi_id = body.get("qi_id")
+        qi_id = qi_id if isinstance(qi_id, str) and qi_id else None
+        refused = engine.machine.checkpoint(run_id, parsed.ops, started_at, qi_id)
         if refused is not None:
             return _refused(refused[0], refused[1], run_id)
         return JSONResponse({"data": {"run_id": run_id}})

@@ -134,12 +134,15 @@ def splice_body(
     attempt: int,
     max_attempts: int,
     disable_immediate_execution: bool,
+    qi_id: str | None = None,
 ) -> bytes:
     """The call body, spliced from state already encoded as canonical JSON text.
 
     ``steps_json`` is ``(hash, memo JSON)`` in completion order (the stack). Events and memos are
     encoded once, when stored, not on every call; only ``ctx`` is encoded here. When the body
     would exceed 4 MiB, events and steps are left for the SDK to fetch (``use_api``).
+    ``qi_id`` names this dispatch, for a request that may checkpoint (the engine refuses a
+    checkpoint from a dispatch it has given up on).
     """
     stack = [step for step, _ in steps_json]
 
@@ -149,7 +152,8 @@ def splice_body(
     head = (
         f'{{"attempt":{int(attempt)},"disable_immediate_execution":{immediate},"env":"",'
         f'"fn_id":{_string(fn_uuid)},"max_attempts":{int(max_attempts)},'
-        f'"run_id":{_string(run_id)},"stack":{{"current":{len(stack)},"stack":{stack_json}}},'
+        + ("" if qi_id is None else f'"qi_id":{_string(qi_id)},')
+        + f'"run_id":{_string(run_id)},"stack":{{"current":{len(stack)},"stack":{stack_json}}},'
         f'"step_id":{_string(step_id)},"use_api":'
     )
 

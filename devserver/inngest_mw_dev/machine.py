@@ -10,6 +10,7 @@ engine does the HTTP calls; which items a transition queues and when they fall d
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -119,6 +120,10 @@ class RunMachine:
         self.schedule = Scheduling(store, self.admission, self.history, clock)
         self.functions: dict[str, FunctionDef] = {}
         self.function_apps: dict[str, str] = {}
+        self._dispatches: dict[int, tuple[str, str]] = {}
+        """Discovery calls in flight: queue item -> (the ``qi_id`` it was sent, its run). A
+        checkpoint naming another ``qi_id`` comes from a superseded dispatch."""
+        self._dispatch_seq = itertools.count(1)
         self._load_functions()
 
     @contextmanager
@@ -522,6 +527,10 @@ class RunMachine:
                     now=now,
                     attempts=item.attempt + 1,
                 )
+            qi_id = None
+            if step_id == DISCOVERY:  # only a discovery request may checkpoint: fence it
+                qi_id = f"{item.id}-{next(self._dispatch_seq)}"
+                self._dispatches[item.id] = (qi_id, run.id)
             body = splice_body(
                 events_json=run.events_json,
                 first_event_json=first_event_json(run.events_json, run.events),
@@ -532,6 +541,7 @@ class RunMachine:
                 attempt=item.attempt,
                 max_attempts=run.max_attempts,
                 disable_immediate_execution=run.force_plan,
+                qi_id=qi_id,
             )
             return PreparedCall(app.url, run.function_id, step_id, run.id, body)
 
@@ -543,6 +553,7 @@ class RunMachine:
         if isinstance(outcome, GatewayDone):
             self.apply_gateway(item, outcome)
             return
+        self._dispatches.pop(item.id, None)  # answered (or given up on): no longer current
         with self.history.tx():
             run = self._running(item)
             if run is None:
@@ -1033,17 +1044,22 @@ class RunMachine:
                 return run.id
         return None
 
-    def checkpoint(self, run_id: str, ops: list[Op], started_at: float) -> tuple[int, str] | None:
+    def checkpoint(
+        self, run_id: str, ops: list[Op], started_at: float, qi_id: str | None = None
+    ) -> tuple[int, str] | None:
         """``POST /v1/checkpoint/{run}/async``: memoize steps an app ran within one request.
 
-        None when saved; else the status and reason (404 no such running run, 400 an op that is
-        not a finished step, 413 over a size limit). Each step is saved as its own ``StepRun``
-        would be, so a crash before the request ends loses only the step in progress.
+        None when saved; else the status and reason (404 no such running run, 409 a request
+        this engine no longer waits for, 400 an op that is not a finished step, 413 over a size
+        limit). Each step is saved as its own ``StepRun`` would be, so a crash before the request
+        ends loses only the step in progress.
         """
         with self.history.tx():
             run = self.store.get_run(run_id)
             if run is None or run.status != RUNNING:
                 return 404, f"run {run_id} is not running"
+            if qi_id is not None and not self._is_current(qi_id, run_id):
+                return 409, f"stale dispatch: request {qi_id} of run {run_id} was superseded"
             for op in ops:
                 if op.op not in (Opcode.STEP_RUN, Opcode.STEP) or not op.id:
                     return 400, f"cannot checkpoint async steps: {op.op or 'an op without a name'}"
@@ -1057,6 +1073,18 @@ class RunMachine:
                 if run.status != RUNNING:  # the state grew past its limit: the run has failed
                     return 413, "the run's state is over its size limit"
             return None
+
+    def _is_current(self, qi_id: str, run_id: str) -> bool:
+        item, _, _ = qi_id.partition("-")
+        return (
+            item.isascii()
+            and item.isdigit()
+            and self._dispatches.get(int(item))
+            == (
+                qi_id,
+                run_id,
+            )
+        )
 
     def prepare_gateway(self, item: QueueItem) -> GatewayCall | None:
         """The request a ``gateway`` item makes, or None when its run has ended."""
