@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +36,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import inngest_mw
-from inngest_mw import Context, TriggerEvent
+from inngest_mw import Context, ContextSync, TriggerEvent
 
 HERE = Path(__file__).resolve().parent
 
@@ -98,7 +99,21 @@ def crashing_app() -> ASGIApp:
 
         return await ctx.step.run("fragile", work)
 
-    return serve(client, [crash])
+    @client.create_function(
+        fn_id="crash-late", trigger=TriggerEvent(event="faults/crash-late"), retries=20
+    )
+    def crash_late(ctx: ContextSync) -> list[str]:
+        """Three steps in one request (checkpointing): the second kills the process once."""
+
+        def step(name: str) -> str:
+            (markers / f"{name}-{time.time_ns()}").touch()
+            if name == "two" and ctx.attempt == 0:
+                os._exit(1)
+            return name
+
+        return [ctx.step.run(name, step, name) for name in ("one", "two", "three")]
+
+    return serve(client, [crash, crash_late])
 
 
 @contextmanager
@@ -163,6 +178,29 @@ def test_an_app_process_dying_mid_step_is_retried_until_it_is_back(tmp_path: Pat
     assert attempts[0] == 0
     [step] = run["steps"]
     assert (step["name"], step["status"]) == ("fragile", "Completed")
+
+
+def test_a_crash_mid_request_loses_only_the_step_in_progress(tmp_path: Path) -> None:
+    """With checkpointing the steps of a run share one request; ``kill -9`` of the app in the
+    second step loses that step only: the first was checkpointed and is not run again."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    port, log = free_port(), tmp_path / "app.log"
+    with EngineThread(tmp_path / "e.db", port=0, retry_base=0.1, tick=0.02) as engine:
+        env = {**os.environ, "FAULTS_ENGINE_URL": engine.url, "FAULTS_MARKERS": str(markers),
+               "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+        with _app_process(port, env, log) as proc:
+            assert httpx.put(f"http://127.0.0.1:{port}/api/inngest", timeout=10).status_code == 200
+            [event_id] = send(engine.url, {"name": "faults/crash-late"})
+            assert proc.wait(15) == 1
+        [started] = runs_for_event(engine.url, event_id)
+        saved = _run(engine.url, started["run_id"])["steps"]
+        assert [(s["name"], s["status"]) for s in saved] == [("one", "Completed")]
+        with _app_process(port, env, log):
+            run = run_for_event(engine.url, event_id, timeout=30)
+    assert (run["status"], run["output"]) == ("Completed", ["one", "two", "three"])
+    ran = sorted(p.name.split("-")[0] for p in markers.iterdir())
+    assert ran == ["one", "three", "two", "two"], "only the step in progress ran twice"
 
 
 def _run(engine_url: str, run_id: str) -> dict[str, Any]:
