@@ -47,7 +47,12 @@ from inngest_mw.config import (
     TriggerCron,
     TriggerEvent,
 )
-from inngest_mw.errors import ConfigError, SendEventsError, SendSignalError
+from inngest_mw.errors import (
+    ConfigError,
+    FunctionConfigInvalidError,
+    SendEventsError,
+    SendSignalError,
+)
 from inngest_mw.event import Event, EventModel, Sendable, SendEventsResult, to_events
 from inngest_mw.function import Function, Handler, validate_options
 from inngest_mw.hooks import HOOKS
@@ -107,6 +112,8 @@ class Inngest:
         else:
             self.request_timeout = (request_timeout or 30_000) / 1000
         self.middleware = PipelineSpec(list(middleware or []))
+        if checkpointing is not None and not isinstance(checkpointing, bool):
+            raise ConfigError(f"checkpointing: must be True, False or None, not {checkpointing!r}")
         self.checkpointing = checkpointing_default() if checkpointing is None else checkpointing
         """Run the next steps in the same request, checkpointing each, where the server allows
         it (``INNGEST_CHECKPOINTING=0`` or ``checkpointing=False`` turns it off)."""
@@ -192,8 +199,11 @@ class Inngest:
         on_failure: Handler | None = None,
         middleware: Sequence[MiddlewareFactory] | None = None,
         output_type: object = None,
+        checkpointing: bool | None = None,
     ) -> Callable[[Callable[..., Any]], Function[Any]]:
-        """Decorate a handler ``(ctx) -> result`` (sync or async); options are validated now."""
+        """Decorate a handler ``(ctx) -> result`` (sync or async); options are validated now.
+
+        ``checkpointing`` overrides the client's for this function (None: the client's)."""
         options = validate_options(
             fn_id=fn_id,
             name=name,
@@ -213,6 +223,11 @@ class Inngest:
             singleton=singleton,
         )
         spec = PipelineSpec(list(middleware or []))
+        if checkpointing is not None and not isinstance(checkpointing, bool):
+            raise FunctionConfigInvalidError(
+                f"checkpointing: must be True, False or None, not {checkpointing!r} "
+                f"(function {fn_id!r})"
+            )
 
         def decorator(handler: Callable[..., Any]) -> Function[Any]:
             if not callable(handler):
@@ -225,6 +240,7 @@ class Inngest:
                 middleware=spec.factories,
                 output_type=output_type,
                 client=self,
+                checkpointing=checkpointing,
             )
 
         return decorator

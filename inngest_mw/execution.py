@@ -142,7 +142,7 @@ class RequestMeta:
     generation_id: str | None = None
 
 
-def _core(client: Inngest, call: CallRequest, meta: RequestMeta) -> StepCore:
+def _core(client: Inngest, fn: Function[Any], call: CallRequest, meta: RequestMeta) -> StepCore:
     target = None if meta.step_id == UNSPECIFIED_STEP_ID else meta.step_id
     core = StepCore(
         memos=call.steps,
@@ -153,7 +153,8 @@ def _core(client: Inngest, call: CallRequest, meta: RequestMeta) -> StepCore:
     # As the server expects (and the TypeScript SDK does): only a discovery request of a run
     # whose steps are not being planned in parallel runs its steps back to back.
     allowed = target is None and not call.disable_immediate
-    if client.checkpointing and allowed and call.fn_uuid and call.run_id:
+    enabled = client.checkpointing if fn.checkpointing is None else fn.checkpointing
+    if enabled and allowed and call.fn_uuid and call.run_id:
         core.checkpoint = Checkpointer(
             client,
             call.run_id,
@@ -290,7 +291,7 @@ def request_flow(
     async_path: bool,
 ) -> Flow[CallResult]:
     """The whole sequence of one call request, from ``transform_input`` to ``before_response``."""
-    core = _core(client, call, meta)
+    core = _core(client, fn, call, meta)
     fields = _base_fields(client, fn, call, meta)
     args = (client, core, hooks, call.attempt, call.max_attempts)
     ctx: Context | ContextSync

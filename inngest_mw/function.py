@@ -220,6 +220,7 @@ class Function(Generic[T]):
         middleware: Sequence[MiddlewareFactory],
         output_type: object,
         client: Inngest | None = None,
+        checkpointing: bool | None = None,
     ) -> None:
         self.client = client
         """The client that created this function (its middleware applies to every call)."""
@@ -232,6 +233,8 @@ class Function(Generic[T]):
         self.is_async = inspect.iscoroutinefunction(handler)
         self.output_type = output_type
         self.middleware = PipelineSpec(middleware)
+        self.checkpointing = checkpointing
+        """This function's own checkpointing choice; None leaves it to the client."""
         if on_failure is not None and inspect.iscoroutinefunction(on_failure) != self.is_async:
             raise FunctionConfigInvalidError(
                 f"on_failure: must be {'async' if self.is_async else 'sync'} like the handler "

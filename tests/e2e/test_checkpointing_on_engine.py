@@ -26,6 +26,7 @@ from inngest_mw_encryption import EncryptionMiddleware, LibsodiumStrategy
 
 import inngest_mw
 from inngest_mw import Context, ContextSync, TriggerEvent
+from inngest_mw.errors import FunctionConfigInvalidError
 
 KEY = "checkpoint-test-key"
 
@@ -120,7 +121,13 @@ def build(client: inngest_mw.Inngest, runs: dict[str, int]) -> list[inngest_mw.F
     async def parked(ctx: Context) -> None:
         await ctx.step.wait_for_event("never", event="cp/never", timeout="1h")
 
-    return [ten, ten_sync, sleepy, secret, flaky, flaky_sync, parked]
+    @client.create_function(
+        fn_id="one-by-one", trigger=TriggerEvent(event="cp/one-by-one"), checkpointing=False
+    )
+    def one_by_one(ctx: ContextSync) -> int:
+        return sum(ctx.step.run(f"s{i}", lambda i=i: i) for i in range(3))
+
+    return [ten, ten_sync, sleepy, secret, flaky, flaky_sync, parked, one_by_one]
 
 
 Env = tuple[str, Counted, dict[str, int]]
@@ -173,6 +180,27 @@ def test_without_checkpointing_each_step_is_a_request(off: Env, fn: str) -> None
     run = next(r for r in _runs(url, event_id) if r["function_id"] == fn)
     assert (run["status"], run["output"]) == ("Completed", 45)
     assert counted.calls[fn] - before == 11  # ten steps, then the function's result
+
+
+def test_a_function_can_turn_checkpointing_off_for_itself(on: Env) -> None:
+    url, counted, _ = on
+    before = counted.calls.get("cp-one-by-one", 0)
+    [event_id] = send(url, {"name": "cp/one-by-one", "data": {}})
+    assert run_for_event(url, event_id)["output"] == 3
+    assert counted.calls["cp-one-by-one"] - before == 4
+
+
+def test_checkpointing_options_must_be_booleans() -> None:
+    with pytest.raises(
+        inngest_mw.ConfigError, match=r"^checkpointing: must be True, False or None"
+    ):
+        inngest_mw.Inngest(app_id="x", checkpointing="yes")  # type: ignore[arg-type]
+    client = inngest_mw.Inngest(app_id="x", is_production=False)
+    with pytest.raises(
+        FunctionConfigInvalidError,
+        match=r"^checkpointing: must be True, False or None, not 1 \(function 'f'\)$",
+    ):
+        client.create_function(fn_id="f", trigger=TriggerEvent(event="e"), checkpointing=1)  # type: ignore[arg-type]
 
 
 def test_a_step_the_engine_must_act_on_ends_the_request(on: Env) -> None:
