@@ -5,7 +5,7 @@
 (``Middleware`` / ``MiddlewareSync``). Serve with an adapter such as ``inngest_mw_asgi.serve``.
 """
 
-from inngest_mw import ai
+from inngest_mw import ai, realtime
 from inngest_mw._const import VERSION
 from inngest_mw.client import Inngest
 from inngest_mw.config import (
@@ -56,6 +56,8 @@ from inngest_mw.step import (
     Step,
     StepAI,
     StepAISync,
+    StepRealtime,
+    StepRealtimeSync,
     StepSync,
     WaitForEventOptions,
 )
@@ -113,6 +115,8 @@ __all__ = [
     "StepInfo",
     "StepKind",
     "StepMemos",
+    "StepRealtime",
+    "StepRealtimeSync",
     "StepSync",
     "Throttle",
     "Timeouts",
@@ -122,5 +126,6 @@ __all__ = [
     "WaitForEventOptions",
     "__version__",
     "ai",
+    "realtime",
     "resolve_serve_path",
 ]

@@ -147,6 +147,7 @@ def _core(client: Inngest, call: CallRequest, meta: RequestMeta) -> StepCore:
     core = StepCore(
         memos=call.steps,
         target=target,
+        run_id=call.run_id,
         disable_immediate=call.disable_immediate,
         stack=call.stack,
     )

@@ -29,6 +29,7 @@ from typing import (
     overload,
 )
 
+from inngest_mw import realtime as _realtime
 from inngest_mw import serializer as _ser
 from inngest_mw._drive import Effect, Flow, Invoke, adrive, drive
 from inngest_mw.ai import AIModel, infer_options
@@ -58,6 +59,8 @@ __all__ = [
     "Step",
     "StepAI",
     "StepAISync",
+    "StepRealtime",
+    "StepRealtimeSync",
     "StepSync",
     "WaitForEventOptions",
 ]
@@ -123,6 +126,14 @@ _DECODERS: Final[dict[str, Callable[[Any], Any]]] = {
     StepKind.FETCH: FetchResponse.from_memo,
     StepKind.WAIT_FOR_SIGNAL: Signal.from_memo,
     StepKind.AI_INFER: _as_is,  # the provider's JSON answer, as the server stored it
+}
+
+
+# The ``opts.type`` a step that runs in the app carries when planned or finished, as the
+# TypeScript SDK sends it (the server and its UI tell these steps from ``step.run`` by it).
+_RUN_TYPES: Final[dict[str, str]] = {
+    StepKind.AI_WRAP: "step.ai.wrap",
+    StepKind.REALTIME_PUBLISH: "step.realtime.publish",
 }
 
 
@@ -208,15 +219,20 @@ class _StepBase:
         """How a new step that does not run now is reported: its own op, or ``StepPlanned``."""
         if decision is Decision.REPORT:
             return self._report_op(info)
-        opts = {"type": "step.ai.wrap"} if info.kind == StepKind.AI_WRAP else None
+        kind_type = _RUN_TYPES.get(info.kind)
+        opts = {"type": kind_type} if kind_type else None
         return self._op(info, Opcode.STEP_PLANNED, info.id, opts)
 
     def _run_opts(self, info: StepInfo) -> dict[str, Any] | None:
-        """A finished run step's options on the wire: only ``ai.wrap`` has any, its type and its
-        input (so the server shows the AI call's input beside its output)."""
-        if info.kind != StepKind.AI_WRAP:
+        """A finished run step's options on the wire: its type for ``ai.wrap`` and
+        ``realtime.publish``, and ``ai.wrap``'s input (so the server shows the AI call's input
+        beside its output)."""
+        kind_type = _RUN_TYPES.get(info.kind)
+        if kind_type is None:
             return None
-        opts: dict[str, Any] = {"type": "step.ai.wrap"}
+        opts: dict[str, Any] = {"type": kind_type}
+        if info.kind != StepKind.AI_WRAP:
+            return opts
         # An input that is not JSON is not shown; the step still runs.
         with contextlib.suppress(Exception):
             opts["input"] = _ser.encode(self._client, list(info.input))
@@ -559,6 +575,11 @@ class Step(_StepBase):
         """AI steps: ``infer`` (the server calls the model) and ``wrap`` (a recorded AI call)."""
         return StepAI(self)
 
+    @property
+    def realtime(self) -> StepRealtime:
+        """Realtime steps: ``publish`` (a message published once per run)."""
+        return StepRealtime(self)
+
     async def _step(
         self,
         kind: StepKind,
@@ -703,6 +724,11 @@ class StepSync(_StepBase):
         """AI steps: ``infer`` (the server calls the model) and ``wrap`` (a recorded AI call)."""
         return StepAISync(self)
 
+    @property
+    def realtime(self) -> StepRealtimeSync:
+        """Realtime steps: ``publish`` (a message published once per run)."""
+        return StepRealtimeSync(self)
+
     def _step(
         self,
         kind: StepKind,
@@ -788,6 +814,54 @@ class StepAISync:
         return cast(
             T, self._step._step(StepKind.AI_WRAP, step_id, None, args, handler, output_type)
         )
+
+
+class StepRealtime:
+    """``ctx.step.realtime`` of an async function."""
+
+    __slots__ = ("_step",)
+
+    def __init__(self, step: Step) -> None:
+        self._step = step
+
+    async def publish(self, step_id: str, channel: str, topic: str, data: T) -> T:
+        """Publish ``data`` to ``topic`` of ``channel`` as a step: sent once per run (a retry or
+        a replay does not send it again), tagged with the run's ID; returns ``data``."""
+        _realtime.check_names(channel, topic)
+        step = self._step
+        run_id = step._core.run_id or None
+
+        async def send(channel: str, topic: str, data: T) -> T:
+            await _realtime.publish(step._client, channel, topic, data, run_id=run_id)
+            return data
+
+        opts = {"channel": channel, "topic": topic}
+        args = (channel, topic, data)
+        return cast(T, await step._step(StepKind.REALTIME_PUBLISH, step_id, opts, args, send, None))
+
+
+class StepRealtimeSync:
+    """``ctx.step.realtime`` of a sync function."""
+
+    __slots__ = ("_step",)
+
+    def __init__(self, step: StepSync) -> None:
+        self._step = step
+
+    def publish(self, step_id: str, channel: str, topic: str, data: T) -> T:
+        """Publish ``data`` to ``topic`` of ``channel`` as a step: sent once per run (a retry or
+        a replay does not send it again), tagged with the run's ID; returns ``data``."""
+        _realtime.check_names(channel, topic)
+        step = self._step
+        run_id = step._core.run_id or None
+
+        def send(channel: str, topic: str, data: T) -> T:
+            _realtime.publish_sync(step._client, channel, topic, data, run_id=run_id)
+            return data
+
+        opts = {"channel": channel, "topic": topic}
+        args = (channel, topic, data)
+        return cast(T, step._step(StepKind.REALTIME_PUBLISH, step_id, opts, args, send, None))
 
 
 def _boundary(hooks: HookTable) -> Flow[None]:
