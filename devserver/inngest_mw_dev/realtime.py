@@ -61,7 +61,7 @@ TOKEN_TTL_S = 60  # DefaultExpiry
 ISSUER = "rt.inngest.com"
 KEEPALIVE_S = 15.0  # KeepaliveInterval
 SSE_MAX_S = 15 * 60  # SSEConnectionTimeout
-_QUEUE_SIZE = 10_000
+QUEUE_SIZE = 10_000
 """Messages a subscriber may lag behind by; one that falls further behind is disconnected."""
 _MAX_TOKEN_BODY = 64 * 1024
 _ZERO_UUID = "00000000-0000-0000-0000-000000000000"
@@ -87,7 +87,7 @@ class Subscriber:
 
     def __init__(self, topics: set[tuple[str, str]]) -> None:
         self.topics = topics
-        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(_QUEUE_SIZE)
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_SIZE)
         self.dropped = False
 
 

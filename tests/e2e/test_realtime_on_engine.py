@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import fastapi
@@ -28,10 +29,10 @@ TOPICS = ["progress", "status"]
 N = 5
 
 
-def build(client: inngest_mw.Inngest) -> list[Any]:
+def build(client: inngest_mw.Inngest, prefix: str) -> list[Any]:
     create = client.create_function
 
-    @create(fn_id="publish-async", trigger=TriggerEvent(event="rt/publish.async"))
+    @create(fn_id="publish-async", trigger=TriggerEvent(event=f"{prefix}/publish.async"))
     async def publish_async(ctx: Context) -> Any:
         channel = ctx.event.data["channel"]
         for i in range(ctx.event.data["n"]):
@@ -40,7 +41,7 @@ def build(client: inngest_mw.Inngest) -> list[Any]:
         await ctx.publish(channel, "status", "done")
         return "published"
 
-    @create(fn_id="publish-sync", trigger=TriggerEvent(event="rt/publish.sync"))
+    @create(fn_id="publish-sync", trigger=TriggerEvent(event=f"{prefix}/publish.sync"))
     def publish_sync(ctx: ContextSync) -> Any:
         channel = ctx.event.data["channel"]
         for i in range(ctx.event.data["n"]):
@@ -64,8 +65,16 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             app_id="rt", is_production=False, api_base_url=engine.url,
             event_api_base_url=engine.url,
         )  # fmt: skip
-        with AppServer(serve(client, build(client))) as app:
+        # The same functions with checkpointing off: one request per step, the body replayed.
+        stepwise = inngest_mw.Inngest(
+            app_id="rt-stepwise", is_production=False, api_base_url=engine.url,
+            event_api_base_url=engine.url, checkpointing=False,
+        )  # fmt: skip
+        with AppServer(serve(client, build(client, "rt"))) as app, AppServer(
+            serve(stepwise, build(stepwise, "rt-stepwise"))
+        ) as stepwise_app:  # fmt: skip
             sync(app)
+            sync(stepwise_app)
             yield engine.url, client, clock
 
 
@@ -85,14 +94,15 @@ def _expected(channel: str) -> list[tuple[str, str, str, Any]]:
 
 
 @pytest.mark.parametrize("colour", COLOURS)
+@pytest.mark.parametrize("app", ["rt", "rt-stepwise"])
 async def test_a_subscriber_started_before_the_run_receives_every_message_in_order(
-    env: Env, colour: str
+    env: Env, app: str, colour: str
 ) -> None:
     url, client, _ = env
-    channel = f"order:{colour}"
+    channel = f"order:{app}:{colour}"
     async with realtime.subscribe(client, channel, TOPICS) as sub:
         [event_id] = await client.send(
-            inngest_mw.Event(name=f"rt/publish.{colour}", data={"channel": channel, "n": N})
+            inngest_mw.Event(name=f"{app}/publish.{colour}", data={"channel": channel, "n": N})
         )
         got = await _take(sub, N + 1)
     assert [(m.kind, m.channel, m.topic, m.data) for m in got] == _expected(channel)
@@ -284,3 +294,31 @@ def test_a_publish_naming_an_unknown_run_is_forwarded_and_makes_no_run(env: Env)
     [message] = asyncio.run(publish_for_nobody())
     assert (message.data, message.run_id) == (1, "01ARZ3NDEKTSV4RRFFQ69G5FAV")
     assert get_json(f"{url}/v1/runs")["data"] == runs_before
+
+
+def test_with_a_signing_key_publishing_and_minting_need_it_and_subscribing_the_token(
+    tmp_path: Path,
+) -> None:
+    key = "signkey-test-" + "cd" * 32
+    with EngineThread(tmp_path / "keyed.db", port=0, signing_key=key) as engine:
+        client = inngest_mw.Inngest(
+            app_id="keyed", is_production=False, api_base_url=engine.url, signing_key=key
+        )
+        for path in ("publish?channel=c&topic=t", "token"):
+            refused = httpx.post(f"{engine.url}/v1/realtime/{path}", json=[], timeout=10)
+            assert refused.status_code == 401, path
+            assert "signing key" in refused.json()["error"]
+
+        async def round_trip() -> list[realtime.Message]:
+            async with realtime.subscribe(client, "keyed", ["t"]) as sub:
+                await realtime.publish(client, "keyed", "t", {"ok": True})
+                return await _take(sub, 1)
+
+        [message] = asyncio.run(round_trip())
+        assert message.data == {"ok": True}
+        stranger = inngest_mw.Inngest(
+            app_id="keyed", is_production=False, api_base_url=engine.url,
+            signing_key="signkey-test-" + "ef" * 32,
+        )  # fmt: skip
+        with pytest.raises(realtime.RealtimeError, match=r"refused publishing to keyed/t \(401\)"):
+            realtime.publish_sync(stranger, "keyed", "t", 1)
