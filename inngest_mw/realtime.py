@@ -413,8 +413,8 @@ class Subscription:
                     continue
                 if isinstance(raw, dict):
                     yield Message.from_wire(raw)
-        except httpx.HTTPError as exc:
-            if not self._closed:
+        except (httpx.HTTPError, httpx.StreamError) as exc:
+            if not self._closed:  # closed by ``aclose`` (another task): the iteration just ends
                 raise RealtimeError(
                     f"the subscription to {self.channel} broke: {type(exc).__name__}: {exc}"
                 ) from None

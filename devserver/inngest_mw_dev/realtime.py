@@ -253,19 +253,22 @@ class _Realtime:
         return JSONResponse({"jwt": self.tokens.mint(topics)}, status_code=201)
 
     def _message(self, request: Request, kind: str, data: object) -> dict[str, Any]:
-        query = request.query_params
-        channel, topic = query.get("channel", ""), query.get("topic", "")
+        def first(name: str) -> str:  # as the server reads a repeated parameter: its first value
+            values = request.query_params.getlist(name)
+            return values[0] if values else ""
+
+        channel, topic = first("channel"), first("topic")
         for name, value in (("channel", channel), ("topic", topic)):
             if not value:
                 raise BodyError(400, f"the {name} query parameter is required")
         message: dict[str, Any] = {"kind": kind, "data": data, "created_at": _now_iso(),
                                    "channel": channel, "topic": topic}  # fmt: skip
-        run_id = query.get("run_id")
+        run_id = first("run_id")
         if run_id:
             if not _ULID.match(run_id):
                 raise BodyError(400, f"run_id must be a run's ID (a ULID), got {run_id[:40]!r}")
             message["run_id"] = run_id.upper()
-        metadata = query.get("metadata")
+        metadata = first("metadata")
         if metadata:
             try:
                 message["metadata"] = parse_json(metadata)

@@ -157,10 +157,18 @@ async def test_a_client_publish_reaches_only_the_subscribed_topics(env: Env) -> 
         await realtime.publish(client, "elsewhere", "level", {"ignored": True})
         await asyncio.to_thread(realtime.publish_sync, client, "alerts", "level", "not JSON-ish")
         await realtime.publish(client, "alerts", "level", [1, 2, 3])
-        got = await _take(sub, 2)
+        async with httpx.AsyncClient(timeout=10) as http:
+            # The TypeScript SDK may repeat ``topic``; the server reads the first.
+            raw = await http.post(
+                f"{client.api_origin}v1/realtime/publish?channel=alerts&topic=level&topic=x",
+                content=b"plain text, not JSON",
+            )
+            assert (raw.status_code, raw.content) == (200, b"")
+        got = await _take(sub, 3)
     assert [(m.topic, m.data, m.run_id) for m in got] == [
         ("level", "not JSON-ish", None),
         ("level", [1, 2, 3], None),
+        ("level", "plain text, not JSON", None),
     ]
 
 
@@ -322,3 +330,26 @@ def test_with_a_signing_key_publishing_and_minting_need_it_and_subscribing_the_t
         )  # fmt: skip
         with pytest.raises(realtime.RealtimeError, match=r"refused publishing to keyed/t \(401\)"):
             realtime.publish_sync(stranger, "keyed", "t", 1)
+
+
+async def test_closing_a_subscription_from_another_task_ends_its_iteration(env: Env) -> None:
+    _, client, _ = env
+    sub = realtime.subscribe(client, "closing", ["t"])
+    await sub.open()
+    got: list[realtime.Message] = []
+    first = asyncio.Event()
+
+    async def read() -> None:
+        async for message in sub:
+            got.append(message)
+            first.set()
+
+    reader = asyncio.create_task(read())
+    await realtime.publish(client, "closing", "t", "last")
+    async with asyncio.timeout(10):
+        await first.wait()
+        await sub.aclose()  # the reader is waiting for the next message
+        await reader
+    assert [m.data for m in got] == ["last"]
+    with pytest.raises(realtime.RealtimeError, match="was closed"):
+        await sub.open()
