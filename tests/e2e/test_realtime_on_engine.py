@@ -12,6 +12,7 @@ from typing import Any
 
 import fastapi
 import httpx
+import markupsafe
 import pytest
 import websockets
 import websockets.sync.client
@@ -118,6 +119,8 @@ async def test_a_subscriber_started_before_the_run_receives_every_message_in_ord
     ]
     line = describe("published", None, published[0])
     assert line == f'published to {channel}/progress: {{"i":0}} (7 bytes)'
+    page = await asyncio.to_thread(httpx.get, f"{url}/runs/{run['run_id']}", timeout=10)
+    assert str(markupsafe.escape(line)) in page.text  # the UI's run page shows it too
 
 
 async def test_a_fastapi_endpoint_relays_a_subscription_to_its_own_client(env: Env) -> None:
