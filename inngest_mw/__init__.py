@@ -46,6 +46,7 @@ from inngest_mw.pipeline import (
     StepInfo,
     TransformOutputResult,
 )
+from inngest_mw.realtime import StepRealtime, StepRealtimeSync
 from inngest_mw.serializer import PydanticSerializer, Serializer
 from inngest_mw.signals import Signal
 from inngest_mw.step import (
@@ -56,8 +57,6 @@ from inngest_mw.step import (
     Step,
     StepAI,
     StepAISync,
-    StepRealtime,
-    StepRealtimeSync,
     StepSync,
     WaitForEventOptions,
 )

@@ -24,7 +24,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from urllib.parse import urlencode
 
 import httpx
@@ -34,9 +34,13 @@ from inngest_mw._const import Header
 from inngest_mw._drive import Flow, adrive, drive
 from inngest_mw.errors import Error
 from inngest_mw.run_state import keys_or_none
+from inngest_mw.stepkind import StepKind
 
 if TYPE_CHECKING:
     from inngest_mw.client import Inngest
+    from inngest_mw.step import Step, StepSync
+
+T = TypeVar("T")
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -430,3 +434,54 @@ def subscribe(
     """Subscribe to ``topics`` of ``channel``: ``async with subscribe(...) as sub: async for m in
     sub``. Without ``token``, one is minted with the client's signing key."""
     return Subscription(client, channel, topics, token)
+
+
+# -- the publish step (``ctx.step.realtime``) ------------------------------------------
+
+
+class StepRealtime:
+    """``ctx.step.realtime`` of an async function."""
+
+    __slots__ = ("_step",)
+
+    def __init__(self, step: Step) -> None:
+        self._step = step
+
+    async def publish(self, step_id: str, channel: str, topic: str, data: T) -> T:
+        """Publish ``data`` to ``topic`` of ``channel`` as a step: sent once per run (a retry or
+        a replay does not send it again), tagged with the run's ID; returns ``data``."""
+        check_names(channel, topic)
+        step = self._step
+        run_id = step._core.run_id or None
+
+        async def send(channel: str, topic: str, data: T) -> T:
+            await publish(step._client, channel, topic, data, run_id=run_id)
+            return data
+
+        opts = {"channel": channel, "topic": topic}
+        args = (channel, topic, data)
+        return cast(T, await step._step(StepKind.REALTIME_PUBLISH, step_id, opts, args, send, None))
+
+
+class StepRealtimeSync:
+    """``ctx.step.realtime`` of a sync function."""
+
+    __slots__ = ("_step",)
+
+    def __init__(self, step: StepSync) -> None:
+        self._step = step
+
+    def publish(self, step_id: str, channel: str, topic: str, data: T) -> T:
+        """Publish ``data`` to ``topic`` of ``channel`` as a step: sent once per run (a retry or
+        a replay does not send it again), tagged with the run's ID; returns ``data``."""
+        check_names(channel, topic)
+        step = self._step
+        run_id = step._core.run_id or None
+
+        def send(channel: str, topic: str, data: T) -> T:
+            publish_sync(step._client, channel, topic, data, run_id=run_id)
+            return data
+
+        opts = {"channel": channel, "topic": topic}
+        args = (channel, topic, data)
+        return cast(T, step._step(StepKind.REALTIME_PUBLISH, step_id, opts, args, send, None))

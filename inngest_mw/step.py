@@ -29,7 +29,6 @@ from typing import (
     overload,
 )
 
-from inngest_mw import realtime as _realtime
 from inngest_mw import serializer as _ser
 from inngest_mw._drive import Effect, Flow, Invoke, adrive, drive
 from inngest_mw.ai import AIModel, infer_options
@@ -43,6 +42,7 @@ from inngest_mw.hooks import HOOKS
 from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt, SkipInterrupt
 from inngest_mw.memo import Decision, Memo, StepCore
 from inngest_mw.pipeline import HookTable, OutputStep, StepInfo, TransformOutputResult
+from inngest_mw.realtime import StepRealtime, StepRealtimeSync
 from inngest_mw.signals import OnConflict, Signal, signal_options
 from inngest_mw.stepkind import StepKind
 from inngest_mw.wire import Op, Opcode, serialize_error
@@ -59,8 +59,6 @@ __all__ = [
     "Step",
     "StepAI",
     "StepAISync",
-    "StepRealtime",
-    "StepRealtimeSync",
     "StepSync",
     "WaitForEventOptions",
 ]
@@ -814,54 +812,6 @@ class StepAISync:
         return cast(
             T, self._step._step(StepKind.AI_WRAP, step_id, None, args, handler, output_type)
         )
-
-
-class StepRealtime:
-    """``ctx.step.realtime`` of an async function."""
-
-    __slots__ = ("_step",)
-
-    def __init__(self, step: Step) -> None:
-        self._step = step
-
-    async def publish(self, step_id: str, channel: str, topic: str, data: T) -> T:
-        """Publish ``data`` to ``topic`` of ``channel`` as a step: sent once per run (a retry or
-        a replay does not send it again), tagged with the run's ID; returns ``data``."""
-        _realtime.check_names(channel, topic)
-        step = self._step
-        run_id = step._core.run_id or None
-
-        async def send(channel: str, topic: str, data: T) -> T:
-            await _realtime.publish(step._client, channel, topic, data, run_id=run_id)
-            return data
-
-        opts = {"channel": channel, "topic": topic}
-        args = (channel, topic, data)
-        return cast(T, await step._step(StepKind.REALTIME_PUBLISH, step_id, opts, args, send, None))
-
-
-class StepRealtimeSync:
-    """``ctx.step.realtime`` of a sync function."""
-
-    __slots__ = ("_step",)
-
-    def __init__(self, step: StepSync) -> None:
-        self._step = step
-
-    def publish(self, step_id: str, channel: str, topic: str, data: T) -> T:
-        """Publish ``data`` to ``topic`` of ``channel`` as a step: sent once per run (a retry or
-        a replay does not send it again), tagged with the run's ID; returns ``data``."""
-        _realtime.check_names(channel, topic)
-        step = self._step
-        run_id = step._core.run_id or None
-
-        def send(channel: str, topic: str, data: T) -> T:
-            _realtime.publish_sync(step._client, channel, topic, data, run_id=run_id)
-            return data
-
-        opts = {"channel": channel, "topic": topic}
-        args = (channel, topic, data)
-        return cast(T, step._step(StepKind.REALTIME_PUBLISH, step_id, opts, args, send, None))
 
 
 def _boundary(hooks: HookTable) -> Flow[None]:
