@@ -5,7 +5,7 @@
 (``Middleware`` / ``MiddlewareSync``). Serve with an adapter such as ``inngest_mw_asgi.serve``.
 """
 
-from inngest_mw import ai
+from inngest_mw import ai, realtime
 from inngest_mw._const import VERSION
 from inngest_mw.client import Inngest
 from inngest_mw.config import (
@@ -46,6 +46,7 @@ from inngest_mw.pipeline import (
     StepInfo,
     TransformOutputResult,
 )
+from inngest_mw.realtime import StepRealtime, StepRealtimeSync
 from inngest_mw.serializer import PydanticSerializer, Serializer
 from inngest_mw.signals import Signal
 from inngest_mw.step import (
@@ -113,6 +114,8 @@ __all__ = [
     "StepInfo",
     "StepKind",
     "StepMemos",
+    "StepRealtime",
+    "StepRealtimeSync",
     "StepSync",
     "Throttle",
     "Timeouts",
@@ -122,5 +125,6 @@ __all__ = [
     "WaitForEventOptions",
     "__version__",
     "ai",
+    "realtime",
     "resolve_serve_path",
 ]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, overload
 
 from typing_extensions import TypeVar
 
+from inngest_mw import realtime as _realtime
 from inngest_mw.errors import is_last_attempt
 from inngest_mw.event import Event
 
@@ -85,6 +86,12 @@ class Context(_ContextBase[E]):
     step: Step
     group: Group
 
+    async def publish(self, channel: str, topic: str, data: object) -> None:
+        """Publish ``data`` to ``topic`` of ``channel`` now, tagged with this run. Not a step:
+        it publishes again each time the function body replays (``step.realtime.publish``
+        publishes once per run)."""
+        await _realtime.publish(self.step._client, channel, topic, data, run_id=self.run_id or None)
+
 
 @dataclass(slots=True, kw_only=True)
 class ContextSync(_ContextBase[E]):
@@ -93,3 +100,9 @@ class ContextSync(_ContextBase[E]):
 
     step: StepSync
     group: GroupSync
+
+    def publish(self, channel: str, topic: str, data: object) -> None:
+        """Publish ``data`` to ``topic`` of ``channel`` now, tagged with this run. Not a step:
+        it publishes again each time the function body replays (``step.realtime.publish``
+        publishes once per run)."""
+        _realtime.publish_sync(self.step._client, channel, topic, data, run_id=self.run_id or None)

@@ -147,6 +147,7 @@ def _core(client: Inngest, fn: Function[Any], call: CallRequest, meta: RequestMe
     core = StepCore(
         memos=call.steps,
         target=target,
+        run_id=call.run_id,
         disable_immediate=call.disable_immediate,
         stack=call.stack,
     )

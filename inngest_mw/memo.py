@@ -113,6 +113,7 @@ class StepCore:
 
     memos: dict[str, Memo]
     target: str | None = None
+    run_id: str = ""
     disable_immediate: bool = False
     stack: list[str] = field(default_factory=list)
     ops: list[Op] = field(default_factory=list)

@@ -42,6 +42,7 @@ from inngest_mw.hooks import HOOKS
 from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt, SkipInterrupt
 from inngest_mw.memo import Decision, Memo, StepCore
 from inngest_mw.pipeline import HookTable, OutputStep, StepInfo, TransformOutputResult
+from inngest_mw.realtime import StepRealtime, StepRealtimeSync
 from inngest_mw.signals import OnConflict, Signal, signal_options
 from inngest_mw.stepkind import StepKind
 from inngest_mw.wire import Op, Opcode, serialize_error
@@ -123,6 +124,14 @@ _DECODERS: Final[dict[str, Callable[[Any], Any]]] = {
     StepKind.FETCH: FetchResponse.from_memo,
     StepKind.WAIT_FOR_SIGNAL: Signal.from_memo,
     StepKind.AI_INFER: _as_is,  # the provider's JSON answer, as the server stored it
+}
+
+
+# The ``opts.type`` a step that runs in the app carries when planned or finished, as the
+# TypeScript SDK sends it (the server and its UI tell these steps from ``step.run`` by it).
+_RUN_TYPES: Final[dict[str, str]] = {
+    StepKind.AI_WRAP: "step.ai.wrap",
+    StepKind.REALTIME_PUBLISH: "step.realtime.publish",
 }
 
 
@@ -208,15 +217,20 @@ class _StepBase:
         """How a new step that does not run now is reported: its own op, or ``StepPlanned``."""
         if decision is Decision.REPORT:
             return self._report_op(info)
-        opts = {"type": "step.ai.wrap"} if info.kind == StepKind.AI_WRAP else None
+        kind_type = _RUN_TYPES.get(info.kind)
+        opts = {"type": kind_type} if kind_type else None
         return self._op(info, Opcode.STEP_PLANNED, info.id, opts)
 
     def _run_opts(self, info: StepInfo) -> dict[str, Any] | None:
-        """A finished run step's options on the wire: only ``ai.wrap`` has any, its type and its
-        input (so the server shows the AI call's input beside its output)."""
-        if info.kind != StepKind.AI_WRAP:
+        """A finished run step's options on the wire: its type for ``ai.wrap`` and
+        ``realtime.publish``, and ``ai.wrap``'s input (so the server shows the AI call's input
+        beside its output)."""
+        kind_type = _RUN_TYPES.get(info.kind)
+        if kind_type is None:
             return None
-        opts: dict[str, Any] = {"type": "step.ai.wrap"}
+        opts: dict[str, Any] = {"type": kind_type}
+        if info.kind != StepKind.AI_WRAP:
+            return opts
         # An input that is not JSON is not shown; the step still runs.
         with contextlib.suppress(Exception):
             opts["input"] = _ser.encode(self._client, list(info.input))
@@ -559,6 +573,11 @@ class Step(_StepBase):
         """AI steps: ``infer`` (the server calls the model) and ``wrap`` (a recorded AI call)."""
         return StepAI(self)
 
+    @property
+    def realtime(self) -> StepRealtime:
+        """Realtime steps: ``publish`` (a message published once per run)."""
+        return StepRealtime(self)
+
     async def _step(
         self,
         kind: StepKind,
@@ -702,6 +721,11 @@ class StepSync(_StepBase):
     def ai(self) -> StepAISync:
         """AI steps: ``infer`` (the server calls the model) and ``wrap`` (a recorded AI call)."""
         return StepAISync(self)
+
+    @property
+    def realtime(self) -> StepRealtimeSync:
+        """Realtime steps: ``publish`` (a message published once per run)."""
+        return StepRealtimeSync(self)
 
     def _step(
         self,

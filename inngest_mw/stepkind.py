@@ -26,8 +26,12 @@ class StepKind(enum.StrEnum):
     AI_WRAP = "ai.wrap"
     """``step.ai.wrap``: a ``run`` step recorded as an AI call."""
     WAIT_FOR_SIGNAL = "wait_for_signal"
+    REALTIME_PUBLISH = "realtime.publish"
+    """``step.realtime.publish``: a message published once per run, by the app."""
 
 
-RUNS_IN_APP: Final = frozenset({StepKind.RUN, StepKind.SEND_EVENT, StepKind.AI_WRAP})
+RUNS_IN_APP: Final = frozenset(
+    {StepKind.RUN, StepKind.SEND_EVENT, StepKind.AI_WRAP, StepKind.REALTIME_PUBLISH}
+)
 """Kinds whose work the app does itself (a handler runs in the request); the others are reported
 to the server with an opcode of their own and resolved there."""

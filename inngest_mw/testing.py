@@ -7,7 +7,8 @@ steps by ID: ``run`` (a value or an exception to raise), ``sleep`` (skipped unle
 ``wait_for_event`` (an ``Event``/dict, or ``TIMEOUT``), ``invoke`` (a value or an exception),
 ``fetch`` (a ``FetchResponse``), ``ai.infer`` (the provider's answer), ``wait_for_signal`` (a
 ``Signal``, its data, or ``TIMEOUT``);
-``send_event`` is recorded and never sent. An unmocked wait or invoke raises ``UnmockedStepError``
+``send_event`` is recorded and never sent, and so is every realtime publish
+(``step.realtime.publish``, ``ctx.publish``, ``realtime.publish``: ``TestRun.published``). An unmocked wait or invoke raises ``UnmockedStepError``
 naming the step instead of hanging. Mocks and recording are themselves a middleware, appended
 innermost, so user middleware runs exactly as in production.
 """
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict, Unpack
 
+from inngest_mw import realtime as _realtime
 from inngest_mw._drive import adrive, drive
 from inngest_mw.client import Inngest
 from inngest_mw.errors import Error
@@ -98,6 +100,8 @@ class TestRun:
     error: dict[str, Any] | None = None
     steps: list[StepRecord] = field(default_factory=list)
     events_sent: list[Event] = field(default_factory=list)
+    published: list[_realtime.PublishedMessage] = field(default_factory=list)
+    """Realtime messages the run published (in order; none was sent)."""
     attempts: int = 1
     requests: int = 0
     trace: list[str] = field(default_factory=list)
@@ -124,6 +128,7 @@ class _State:
         self.records: dict[str, StepRecord] = {}
         self.order: list[str] = []
         self.events: list[Event] = []
+        self.published: list[_realtime.PublishedMessage] = []
         self.trace: list[str] = []
         self.ids = itertools.count()
 
@@ -154,6 +159,10 @@ class _State:
         with self.lock:
             self.events.extend(events)
             return [f"test-event-{next(self.ids)}" for _ in events]
+
+    def fake_publish(self, message: _realtime.PublishedMessage) -> None:
+        with self.lock:
+            self.published.append(message)
 
     def note(self, entry: str) -> None:
         with self.lock:
@@ -382,6 +391,7 @@ class _Driver:
         result = self.result
         result.steps = [self.state.records[h] for h in self.state.order]
         result.events_sent = list(self.state.events)
+        result.published = list(self.state.published)
         result.trace = list(self.state.trace)
         return result
 
@@ -461,15 +471,19 @@ async def _run(
 ) -> TestRun:
     state = _State(mocks)
     driver = _Driver(fn, handler, batch, state, client, max_attempts, run_id)
-    while True:
-        call, hooks, meta, attempt = driver.request()
-        flow = request_flow(client, fn, handler, call, hooks, meta, async_path=fn.is_async)
-        if fn.is_async:
-            out = await adrive(flow)
-        else:
-            out = await asyncio.to_thread(drive, flow)
-        if driver.settle(out, attempt):
-            break
+    recording = _realtime._recorder.set(state.fake_publish)
+    try:
+        while True:
+            call, hooks, meta, attempt = driver.request()
+            flow = request_flow(client, fn, handler, call, hooks, meta, async_path=fn.is_async)
+            if fn.is_async:
+                out = await adrive(flow)
+            else:
+                out = await asyncio.to_thread(drive, flow)
+            if driver.settle(out, attempt):
+                break
+    finally:
+        _realtime._recorder.reset(recording)
     result = driver.finish()
     if result.error is not None and allow_failure_handler and fn.on_failure is not None:
         failed = _failure_event(fn, batch, run_id, result.error)

@@ -26,6 +26,7 @@ from inngest_mw_dev.bodies import BodyError, read_json
 from inngest_mw_dev.checkpoints import checkpoint_routes
 from inngest_mw_dev.ingest import EventError, normalize_events
 from inngest_mw_dev.limits import MAX_INGEST_BODY, MAX_REGISTER_BODY
+from inngest_mw_dev.realtime import realtime_routes
 from inngest_mw_dev.registration import RegistrationError, parse_registration
 from inngest_mw_dev.signals import signal_routes
 from inngest_mw_dev.store import RunRow, Store
@@ -268,6 +269,7 @@ def create_app(engine: Engine) -> ASGIApp:
         Route("/v1/events/{event_id}/runs", authed(api.event_runs), methods=["GET"]),
         Route("/v1/events/{event_id}", authed(api.event), methods=["GET"]),
         *signal_routes(engine, authed),
+        *realtime_routes(engine, authed),
         *checkpoint_routes(engine, authed),
         *control_routes(data, authed),
         *ui_routes(data, authed),

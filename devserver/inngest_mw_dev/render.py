@@ -80,6 +80,11 @@ def describe(kind: str, step: str | None, detail: Mapping[str, Any]) -> str:
         case "answered":
             status = f"HTTP {detail['status']}" if detail.get("status") else "no answer"
             return f"{label} answered {status} in {format_ms(detail.get('duration_ms'))}"
+        case "published":
+            return (
+                f"published to {detail.get('channel')}/{detail.get('topic')}: "
+                f"{detail.get('data')} ({detail.get('bytes')} bytes)"
+            )
         case "resumed":
             failed = " with an error" if detail.get("status") == "Failed" else ""
             return f"{label} resumed by {detail.get('via')}{failed}"

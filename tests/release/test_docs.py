@@ -17,7 +17,7 @@ from release.workspace import ROOT, distributions
 DOCS = ROOT / "docs"
 PAGES = [DOCS / "index.md", *sorted((DOCS / "guides").glob("*.md"))]
 # Public modules besides each distribution's top-level packages.
-PUBLIC_SUBMODULES = ["inngest_mw.ai", "inngest_mw.testing"]
+PUBLIC_SUBMODULES = ["inngest_mw.ai", "inngest_mw.realtime", "inngest_mw.testing"]
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
 
