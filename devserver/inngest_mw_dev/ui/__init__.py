@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from inngest_mw_dev.control_api import ApiData, Handler, ParamError
+from inngest_mw_dev.hooks_view import format_us
 from inngest_mw_dev.queries import RUN_STATUSES, RefError
 from inngest_mw_dev.render import describe, format_ms, preview
 from inngest_mw_dev.stacks import read_error
@@ -45,6 +46,7 @@ def _environment() -> jinja2.Environment:
     env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
     env.filters["compact"] = lambda v: preview(v, 120)
     env.filters["duration"] = format_ms
+    env.filters["micros"] = format_us
     env.filters["headline"] = lambda e: read_error(e).headline
     return env
 
