@@ -38,9 +38,13 @@ class StepTimer(Middleware):
         return await call_next()
 
 
-def build_app(engine_url: str) -> Any:
-    client = inngest_mw.Inngest(app_id="seen", is_production=False, api_base_url=engine_url,
-                                event_api_base_url=engine_url, middleware=[AuditLog, StepTimer])  # fmt: skip
+def build_app(engine_url: str, signing_key: str | None = None) -> Any:
+    """The app for an engine at ``engine_url``; with ``signing_key``, in cloud mode."""
+    client = inngest_mw.Inngest(app_id="seen", is_production=signing_key is not None,
+                                signing_key=signing_key,
+                                event_key="seen-key" if signing_key else None,
+                                api_base_url=engine_url, event_api_base_url=engine_url,
+                                middleware=[AuditLog, StepTimer])  # fmt: skip
 
     @client.create_function(
         fn_id="checkout", trigger=TriggerEvent(event=EVENTS["async"]), retries=0

@@ -70,6 +70,9 @@ async def _serve(args: argparse.Namespace) -> int:
           flush=True)  # fmt: skip
     print(f"web UI: {engine.url}/   apps reach this engine with INNGEST_DEV={engine.url}",
           flush=True)  # fmt: skip
+    if engine.sign_in_code:
+        print(f"web UI sign-in code: {engine.sign_in_code}   (enter it, or the signing key, at "
+              f"{engine.url}/login; it changes on every start)", flush=True)  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
