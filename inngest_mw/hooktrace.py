@@ -46,6 +46,8 @@ MAX_ERROR: Final = 160
 _ASK: Final = "1"
 
 _now: Callable[[], int] = time.perf_counter_ns
+_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+"""A JSON string literal in ASCII only (a header value)."""
 
 
 def requested(headers: Mapping[str, str]) -> bool:
@@ -78,12 +80,12 @@ class HookTrace:
         size = 30  # the envelope and a "more" count
         for entry in self.entries:
             label, hook, start, duration, inner, step, error = entry
-            text = json.dumps(
-                [_cut(label, MAX_LABEL), hook, start // 1000, duration // 1000, inner // 1000,
-                 None if step is None else _cut(step, MAX_LABEL),
-                 None if error is None else _cut(error, MAX_ERROR)],
-                separators=(",", ":"),
-            )  # fmt: skip
+            text = (
+                f"[{_string(_cut(label, MAX_LABEL))},{_string(hook)},{start // 1000},"
+                f"{duration // 1000},{inner // 1000},"
+                f"{'null' if step is None else _string(_cut(step, MAX_LABEL))},"
+                f"{'null' if error is None else _string(_cut(error, MAX_ERROR))}]"
+            )
             if size + len(text) + 1 > MAX_HEADER_BYTES:
                 break
             kept.append(text)
@@ -96,13 +98,19 @@ class HookTrace:
         self, fn: Callable[..., Any], hook: str, label: str, *, wrap: bool, is_async: bool
     ) -> Any:
         """``fn`` (a bound hook), recording each call; the same colour and signature as ``fn``."""
+        steps = hook in _STEP_HOOKS
         if wrap:
-            return self._wrap_async(fn, hook, label) if is_async else self._wrap(fn, hook, label)
-        return self._chain_async(fn, hook, label) if is_async else self._chain(fn, hook, label)
+            return (self._wrap_async if is_async else self._wrap)(fn, hook, label, steps)
+        return (self._chain_async if is_async else self._chain)(fn, hook, label, steps)
 
-    def _chain(self, fn: Callable[..., Any], hook: str, label: str) -> Callable[..., Any]:
+    def _chain(
+        self, fn: Callable[..., Any], hook: str, label: str, steps: bool
+    ) -> Callable[..., Any]:
         def timed(*args: Any) -> Any:
-            entry = self.begin(label, hook, _step_of(args))
+            if len(self.entries) >= MAX_ENTRIES:  # full: count the call, time nothing
+                self.dropped += 1
+                return fn(*args)
+            entry = self.begin(label, hook, _step_of(args) if steps else None)
             try:
                 return fn(*args)
             except BaseException as exc:
@@ -114,10 +122,13 @@ class HookTrace:
         return timed
 
     def _chain_async(
-        self, fn: Callable[..., Coroutine[Any, Any, Any]], hook: str, label: str
+        self, fn: Callable[..., Coroutine[Any, Any, Any]], hook: str, label: str, steps: bool
     ) -> Callable[..., Coroutine[Any, Any, Any]]:
         async def timed(*args: Any) -> Any:
-            entry = self.begin(label, hook, _step_of(args))
+            if len(self.entries) >= MAX_ENTRIES:
+                self.dropped += 1
+                return await fn(*args)
+            entry = self.begin(label, hook, _step_of(args) if steps else None)
             try:
                 return await fn(*args)
             except BaseException as exc:
@@ -128,17 +139,22 @@ class HookTrace:
 
         return timed
 
-    def _wrap(self, fn: Callable[..., Any], hook: str, label: str) -> Callable[..., Any]:
+    def _wrap(
+        self, fn: Callable[..., Any], hook: str, label: str, steps: bool
+    ) -> Callable[..., Any]:
         def timed(call_next: Callable[[], Any], arg: Any) -> Any:
-            entry = self.begin(label, hook, _step_of((arg,)))
-            passed: list[BaseException] = []
+            if len(self.entries) >= MAX_ENTRIES:
+                self.dropped += 1
+                return fn(call_next, arg)
+            entry = self.begin(label, hook, _step_of((arg,)) if steps else None)
+            passed = [0]  # the id of what call_next raised: no reference, so no cycle
 
             def inner() -> Any:
                 began = _now()
                 try:
                     return call_next()
                 except BaseException as exc:
-                    passed.append(exc)
+                    passed[0] = id(exc)
                     raise
                 finally:
                     entry[4] += _now() - began
@@ -146,28 +162,30 @@ class HookTrace:
             try:
                 return fn(inner, arg)
             except BaseException as exc:
-                if not passed or exc is not passed[-1]:
+                if id(exc) != passed[0]:
                     entry[6] = _describe(exc)
                 raise
             finally:
                 entry[3] = _now() - self.started - entry[2]
-                passed.clear()
 
         return timed
 
     def _wrap_async(
-        self, fn: Callable[..., Coroutine[Any, Any, Any]], hook: str, label: str
+        self, fn: Callable[..., Coroutine[Any, Any, Any]], hook: str, label: str, steps: bool
     ) -> Callable[..., Coroutine[Any, Any, Any]]:
         async def timed(call_next: Callable[[], Any], arg: Any) -> Any:
-            entry = self.begin(label, hook, _step_of((arg,)))
-            passed: list[BaseException] = []
+            if len(self.entries) >= MAX_ENTRIES:
+                self.dropped += 1
+                return await fn(call_next, arg)
+            entry = self.begin(label, hook, _step_of((arg,)) if steps else None)
+            passed = [0]  # the id of what call_next raised: no reference, so no cycle
 
             async def inner() -> Any:
                 began = _now()
                 try:
                     return await call_next()
                 except BaseException as exc:
-                    passed.append(exc)
+                    passed[0] = id(exc)
                     raise
                 finally:
                     entry[4] += _now() - began
@@ -175,14 +193,20 @@ class HookTrace:
             try:
                 return await fn(inner, arg)
             except BaseException as exc:
-                if not passed or exc is not passed[-1]:
+                if id(exc) != passed[0]:
                     entry[6] = _describe(exc)
                 raise
             finally:
                 entry[3] = _now() - self.started - entry[2]
-                passed.clear()
 
         return timed
+
+
+_STEP_HOOKS: Final = frozenset(
+    {"transform_step_input", "on_step_start", "on_step_complete", "on_step_error", "wrap_step",
+     "wrap_step_handler"}
+)  # fmt: skip
+"""The hooks whose first argument is the step's ``StepInfo``."""
 
 
 def _step_of(args: tuple[Any, ...]) -> str | None:
