@@ -62,3 +62,32 @@ def build_app(engine_url: str, signing_key: str | None = None) -> Any:
         return {"reserved": reserved, **charged}
 
     return serve(client, [checkout, checkout_sync])
+
+
+class Around(MiddlewareSync):
+    """A wrap hook around the function: the other hooks of the request run inside it."""
+
+    def wrap_function(self, call_next: Callable[[], Any], ctx: Any) -> Any:
+        self.entered = True
+        return call_next()
+
+
+def build_flaky_app(engine_url: str, failures: dict[str, int]) -> Any:
+    """One request per step (no checkpointing) and a step that fails on its first attempt."""
+    client = inngest_mw.Inngest(app_id="flaky", is_production=False, api_base_url=engine_url,
+                                event_api_base_url=engine_url, checkpointing=False,
+                                middleware=[AuditLog])  # fmt: skip
+
+    def charge() -> str:
+        failures["charge"] = failures.get("charge", 0) + 1
+        if failures["charge"] == 1:
+            raise TimeoutError("the card network timed out")
+        return "charged"
+
+    @client.create_function(fn_id="pay", trigger=TriggerEvent(event="seen/pay"), retries=1,
+                            middleware=[Around])  # fmt: skip
+    def pay(ctx: ContextSync) -> str:
+        ctx.step.run("reserve", lambda: 2)
+        return ctx.step.run("charge", charge)
+
+    return serve(client, [pay])

@@ -291,7 +291,7 @@ def create_app(engine: Engine) -> ASGIApp:
         Route("/health", api.health, methods=["GET"]),
         Route("/e/{key}", api.ingest, methods=["POST"]),
         Route("/fn/register", authed(api.register), methods=["POST"]),
-        Route("/fn/sync", authed(api.sync), methods=["POST"]),
+        Route("/fn/sync", api.authed_ui(api.sync), methods=["POST"]),  # the UI's Resync
         Route("/v0/runs/{run_id}/batch", authed(api.batch), methods=["GET"]),
         Route("/v0/runs/{run_id}/actions", authed(api.actions), methods=["GET"]),
         Route("/v1/events/{event_id}/runs", authed(api.event_runs), methods=["GET"]),

@@ -14,7 +14,7 @@ import pytest
 from engine_support import AppServer, get_run, run_for_event, send, sync
 from inngest_mw_dev import EngineThread
 from inngest_mw_dev.cli import main
-from middleware_seen_app import EVENTS, build_app
+from middleware_seen_app import EVENTS, build_app, build_flaky_app
 
 from inngest_mw._const import Header
 
@@ -108,3 +108,33 @@ def test_a_hostile_trace_header_is_a_note_never_an_error(engine: EngineThread, c
     page = httpx.get(f"{engine.url}/runs/{run['run_id']}", timeout=10)
     assert page.status_code == 200
     assert "could not be read" in page.text
+
+
+def test_each_request_and_attempt_is_its_own_entry_with_hooks_nested_in_wraps(
+    engine: EngineThread,
+) -> None:
+    failures: dict[str, int] = {}
+    with AppServer(build_flaky_app(engine.url, failures)) as served:
+        sync(served)
+        [event_id] = send(engine.url, {"name": "seen/pay", "data": {}})
+        run = run_for_event(engine.url, event_id)
+    assert run["status"] == "Completed", run
+    assert failures == {"charge": 2}
+    requests = run["middleware"]
+    targets = [(r["step_name"], r["attempt"]) for r in requests]
+    # Each new step runs in the request that found it: reserve in the first, charge (failing)
+    # in the second; the retry targets the step; the last request completes the run.
+    assert targets == [(None, 1), (None, 1), ("charge", 2), (None, 1)], targets
+    assert requests[1]["outcome"] == "reported charge"
+    assert requests[-1]["outcome"] == "completed"
+    for request in requests:
+        [outer] = [h for h in request["hooks"] if h["hook"] == "wrap_function"]
+        assert (outer["middleware"], outer["depth"]) == ("Around", 0)
+        inside = [h for h in request["hooks"] if h["hook"] != "wrap_function"]
+        later = [h for h in inside if h["start_us"] > outer["start_us"]]
+        assert all(h["depth"] == 1 for h in later), request
+    retried = [h["hook"] for h in requests[2]["hooks"] if h["step"] == "charge"]
+    assert retried == ["on_step_complete"]  # the audit log fails on charge, again: shown again
+    assert [h["error"] for h in requests[2]["hooks"] if h["step"] == "charge"] == [
+        "ConnectionError: audit log unavailable"
+    ]

@@ -157,6 +157,12 @@ def test_with_a_signing_key_the_ui_works_after_signing_in_and_refuses_without(
     expect(page.locator("#live-dot.on")).to_be_visible()  # the live stream is signed in too
     expect(page.locator('#middleware tr[data-hook="audit-log.on_step_complete"]')).to_have_count(2)
 
+    page.goto(f"{url}/apps")
+    with page.expect_response(lambda r: "/fn/sync" in r.url) as resynced:
+        page.click("button[data-post^='/fn/sync']")  # Resync: a change the UI makes, signed in
+    assert resynced.value.status == 200
+    expect(page.locator(".sync-synced")).to_have_count(1)
+
     # A change with the session cookie but not the UI's header is refused, with a sentence.
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     forged = httpx.post(f"{url}/v1/events", json={"name": "x/forged"},
