@@ -234,3 +234,46 @@ def test_what_a_trace_encodes_is_what_decoding_reads(
     assert seen is not None
     assert seen.problem is None
     assert len(seen.calls) + seen.more == len(calls)
+
+
+class Eager(Middleware):
+    """Async hooks that never wait: on a sync function they run on the calling thread."""
+
+    async def wrap_function(self, call_next: Callable[[], Awaitable[Any]], ctx: Any) -> Any:
+        self.wrapped = True
+        return await call_next()
+
+    async def on_step_start(self, info: StepInfo) -> None:
+        self.seen = info.id
+
+
+class Blocking(MiddlewareSync):
+    """Sync hooks that may block: on an async function each runs in a worker thread."""
+
+    blocking = True
+
+    def on_step_start(self, info: StepInfo) -> None:
+        self.seen = info.id
+
+    def wrap_step_handler(self, call_next: Callable[[], Any], info: StepInfo) -> Any:
+        self.handled = info.id
+        return call_next()
+
+
+@pytest.mark.parametrize("fn", ["a", "s"])
+async def test_every_way_a_hook_is_called_is_traced(fn: str) -> None:
+    client = inngest_mw.Inngest(app_id="trace", is_production=False, middleware=[Eager, Blocking])
+    handler = inngest_mw.CommHandler(client, _functions(client))
+    response = await _post(handler, fn, ASK)
+    assert response.status == 206
+    seen = decode(response.headers[Header.MW_TRACE])
+    assert seen is not None
+    assert [(c.middleware, c.hook, c.step) for c in seen.calls] == [
+        ("Eager", "wrap_function", None),
+        ("Eager", "on_step_start", "charge"),
+        ("Blocking", "on_step_start", "charge"),
+        ("Blocking", "wrap_step_handler", "charge"),
+    ]
+    assert all(c.error is None for c in seen.calls)
+    outer = seen.calls[0]
+    assert all(c.start_us >= outer.start_us for c in seen.calls)
