@@ -47,3 +47,5 @@ class Header:
     JOB_ID: Final = "x-inngest-job-id"
     GENERATION_ID: Final = "x-inngest-generation-id"
     SERVER_TIMING: Final = "server-timing"
+    MW_TRACE: Final = "x-inngest-mw-trace"
+    """Asked for on a call request (``1``), answered with the hook trace (``hooktrace``)."""

@@ -15,7 +15,7 @@ import urllib.parse
 from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from typing import Any, cast
 
-from inngest_mw import signature, syncing
+from inngest_mw import hooktrace, signature, syncing
 from inngest_mw._const import (
     CAPABILITIES,
     DEFAULT_SERVE_PATH,
@@ -42,6 +42,7 @@ from inngest_mw.execution import (
 )
 from inngest_mw.function import Function, Handler
 from inngest_mw.hooks import HOOKS
+from inngest_mw.hooktrace import HookTrace
 from inngest_mw.jsonbody import JSONBodyError, parse_json
 from inngest_mw.pipeline import PipelineSpec
 from inngest_mw.responses import call_response, error_response
@@ -387,8 +388,11 @@ class CommHandler:
         call = self._call(body)
         if isinstance(call, CommResponse):
             return call
+        trace = HookTrace() if hooktrace.requested(request.headers) else None
         try:
-            hooks = self._pipeline(fn).build(self.client, request.raw, async_path=fn.is_async)
+            hooks = self._pipeline(fn).build(
+                self.client, request.raw, async_path=fn.is_async, trace=trace
+            )
             if call.use_api:
                 yield Await(load_from_api(self.client, call))
 
@@ -398,9 +402,12 @@ class CommHandler:
                 )
                 return call_response((yield from flow), key)
 
-            return (yield from hooks.wrap(HOOKS.WRAP_REQUEST, request, run))
+            response = yield from hooks.wrap(HOOKS.WRAP_REQUEST, request, run)
         except Error as exc:
-            return error_response(exc, key)
+            response = error_response(exc, key)
+        if trace is not None and (trace.entries or trace.dropped):
+            response.headers[Header.MW_TRACE] = trace.encode()
+        return response
 
     def _pipeline(self, fn: Function[Any]) -> PipelineSpec:
         """Client then function middleware, combined once per function (again if the client's

@@ -31,6 +31,7 @@ from inngest_mw_dev.registration import RegistrationError, parse_registration
 from inngest_mw_dev.signals import signal_routes
 from inngest_mw_dev.store import RunRow, Store
 from inngest_mw_dev.syncs import SyncError
+from inngest_mw_dev.uiauth import Denied, UiAuth
 
 if TYPE_CHECKING:
     from inngest_mw_dev.engine import Engine
@@ -128,22 +129,50 @@ class _Api:
             # or its hash.
             bare = strip_key_prefix(key)
             self._bearers = [c.encode() for c in (bare, hash_signing_key(bare))]
+        self.ui = UiAuth(key, engine.sign_in_code) if key else None
+
+    def _bearer_ok(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        supplied = strip_key_prefix(token.strip()).encode()
+        ok = False
+        for candidate in self._bearers:  # check all: constant time per candidate
+            ok = hmac.compare_digest(candidate, supplied) or ok
+        return scheme.lower() == "bearer" and bool(supplied) and ok
 
     def authed(self, handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
-            if self._bearers:
-                header = request.headers.get("authorization", "")
-                scheme, _, token = header.partition(" ")
-                supplied = strip_key_prefix(token.strip()).encode()
-                ok = False
-                for candidate in self._bearers:  # check all: constant time per candidate
-                    ok = hmac.compare_digest(candidate, supplied) or ok
-                if scheme.lower() != "bearer" or not supplied or not ok:
-                    return JSONResponse(
-                        {"error": "Unauthorized: missing or invalid signing key", "status": 401},
-                        status_code=401,
-                    )
+            if self._bearers and not self._bearer_ok(request):
+                return JSONResponse(
+                    {"error": "Unauthorized: missing or invalid signing key", "status": 401},
+                    status_code=401,
+                )
             return await handler(request)
+
+        return guarded
+
+    def authed_ui(
+        self, handler: Handler, page: Callable[[Request, Denied], Response] | None = None
+    ) -> Handler:
+        """``authed``, and for a browser also a signed-in session (``uiauth``); a refused page
+        gets ``page(request, denied)`` (the sign-in form), a refused API call JSON."""
+        ui = self.ui
+
+        async def guarded(request: Request) -> Response:
+            if ui is None or self._bearer_ok(request):
+                return await handler(request)
+            denied = ui.check(request)
+            if denied is None:
+                return await handler(request)
+            if page is not None:
+                return page(request, denied)
+            if "authorization" in request.headers:
+                reason = "missing or invalid signing key"
+            else:
+                reason = denied.reason
+            return JSONResponse({"error": f"Unauthorized: {reason}" if denied.status == 401
+                                 else denied.reason, "status": denied.status},
+                                status_code=denied.status)  # fmt: skip
 
         return guarded
 
@@ -263,7 +292,7 @@ def create_app(engine: Engine) -> ASGIApp:
         Route("/health", api.health, methods=["GET"]),
         Route("/e/{key}", api.ingest, methods=["POST"]),
         Route("/fn/register", authed(api.register), methods=["POST"]),
-        Route("/fn/sync", authed(api.sync), methods=["POST"]),
+        Route("/fn/sync", api.authed_ui(api.sync), methods=["POST"]),  # the UI's Resync
         Route("/v0/runs/{run_id}/batch", authed(api.batch), methods=["GET"]),
         Route("/v0/runs/{run_id}/actions", authed(api.actions), methods=["GET"]),
         Route("/v1/events/{event_id}/runs", authed(api.event_runs), methods=["GET"]),
@@ -271,8 +300,8 @@ def create_app(engine: Engine) -> ASGIApp:
         *signal_routes(engine, authed),
         *realtime_routes(engine, authed),
         *checkpoint_routes(engine, authed),
-        *control_routes(data, authed),
-        *ui_routes(data, authed),
+        *control_routes(data, api.authed_ui),
+        *ui_routes(data, api.authed_ui, api.ui),
     ]
     app = Starlette(
         routes=routes,

@@ -23,6 +23,7 @@ from inngest_mw.signature import hash_signing_key
 from inngest_mw_dev import cliargs
 from inngest_mw_dev.dbfile import UnusableDatabaseError
 from inngest_mw_dev.engine import Engine
+from inngest_mw_dev.hooks_view import hook_lines
 from inngest_mw_dev.machine import HistoryNote
 from inngest_mw_dev.render import describe, format_ms, preview
 from inngest_mw_dev.stacks import error_lines, read_error
@@ -69,6 +70,9 @@ async def _serve(args: argparse.Namespace) -> int:
           flush=True)  # fmt: skip
     print(f"web UI: {engine.url}/   apps reach this engine with INNGEST_DEV={engine.url}",
           flush=True)  # fmt: skip
+    if engine.sign_in_code:
+        print(f"web UI sign-in code: {engine.sign_in_code}   (enter it, or the signing key, at "
+              f"{engine.url}/login; it changes on every start)", flush=True)  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -236,6 +240,10 @@ def print_run(run: dict[str, Any]) -> None:
     for entry in run["history"]:
         detail = {k: v for k, v in entry.items() if k not in ("at", "type", "step")}
         print(f"  {_short(entry['at'], ms=True)}  {describe(entry['type'], entry['step'], detail)}")
+    if run.get("middleware"):
+        print("middleware (the hooks the app's middleware ran, per request):")
+        for line in hook_lines(run["middleware"]):
+            print(line)
     if run["status"] == "Completed":
         print(f"output: {preview(run['output'], 400)}")
     elif run["error"] is not None:

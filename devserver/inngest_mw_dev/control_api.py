@@ -20,6 +20,7 @@ from starlette.routing import Route
 from inngest_mw_dev.api import run_json
 from inngest_mw_dev.bodies import parse_body, read_body
 from inngest_mw_dev.control import RunControl
+from inngest_mw_dev.hooks_view import requests_view
 from inngest_mw_dev.ingest import EventError
 from inngest_mw_dev.limits import MAX_INGEST_BODY
 from inngest_mw_dev.queries import (
@@ -158,6 +159,9 @@ class ApiData:
         }  # fmt: skip
         out["reruns"] = self.control.reruns_of(run.id)
         out["events"] = run.events
+        out["middleware"] = requests_view(
+            store.request_hooks(run.id), {s["id"]: s["name"] for s in out["steps"]}, run.queued_at
+        )
         out["error_view"] = error_view(run.error)
         for step in out["steps"]:
             step["error_view"] = error_view(step.get("error"))

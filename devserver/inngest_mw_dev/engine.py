@@ -32,6 +32,7 @@ from inngest_mw_dev.machine import HistoryNote, PreparedCall, RunMachine
 from inngest_mw_dev.registration import Registration, RegistrationError, parse_registration
 from inngest_mw_dev.store import QueueItem, Store
 from inngest_mw_dev.syncs import SyncError, SyncLog, SyncStatus, url_problem
+from inngest_mw_dev.uiauth import new_sign_in_code
 
 __all__ = ["Engine"]
 
@@ -79,6 +80,8 @@ class Engine:
         self.db_path = Path(db_path)
         self.host, self.port = host, port
         self.signing_key = signing_key or None
+        self.sign_in_code = new_sign_in_code() if self.signing_key else None
+        """With a signing key: the web UI's sign-in code for this start (``uiauth``)."""
         self.event_keys = list(event_keys or [])
         self.app_urls = list(app_urls)
         self.poll_interval = poll_interval

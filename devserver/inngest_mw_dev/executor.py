@@ -6,6 +6,7 @@ garbage) into a ``Completed``, ``OpsResponse`` or ``CallFailed`` without ever ra
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -16,6 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import h11
 
+from inngest_mw._const import Header
+from inngest_mw.hooktrace import SeenTrace, decode
 from inngest_mw.jsonbody import JSONBodyError, parse_json
 from inngest_mw.signature import sign
 from inngest_mw_dev.appclient import AppClient
@@ -62,6 +65,7 @@ class Op:
 @dataclass(frozen=True, slots=True)
 class Completed:
     output: Any
+    hooks: SeenTrace | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,7 @@ class OpsResponse:
     ops: list[Op]
     no_retry: bool
     retry_at: float | None
+    hooks: SeenTrace | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,8 @@ class CallFailed:
     retriable: bool
     retry_at: float | None
     reason: str
+    hooks: SeenTrace | None = None
+    """What the app's middleware did in this request, when it said (``inngest_mw.hooktrace``)."""
 
 
 CallOutcome = Completed | OpsResponse | CallFailed
@@ -214,6 +221,7 @@ async def call_app(
         "X-Run-ID": run_id,
         "X-Inngest-Step-ID": step_id,
         "x-inngest-req-version": "2",
+        Header.MW_TRACE: "1",
     }
     if signing_key:
         headers["X-Inngest-Signature"] = sign(body, signing_key)
@@ -225,9 +233,11 @@ async def call_app(
     except (OSError, h11.ProtocolError, ValueError) as exc:
         reason = f"connection error ({type(exc).__name__})"
         return _failed("NetworkError", f"{type(exc).__name__}: {exc}", reason)
-    return classify(
+    outcome = classify(
         response.status, response.headers, response.content, time.time() if now is None else now
     )
+    seen = decode(response.headers.get(Header.MW_TRACE))
+    return outcome if seen is None else dataclasses.replace(outcome, hooks=seen)
 
 
 def _failed(

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from inngest_mw.hooktrace import SeenTrace
 from inngest_mw_dev.admission import SINGLETON, Admission, Flush
 from inngest_mw_dev.canonical import canonical_text, utf8_len
 from inngest_mw_dev.executor import (
@@ -51,7 +52,7 @@ from inngest_mw_dev.registration import (
     event_name_matches,
 )
 from inngest_mw_dev.scheduling import Scheduling
-from inngest_mw_dev.store import AppRow, PauseRow, QueueItem, RunRow, Store
+from inngest_mw_dev.store import AppRow, PauseRow, QueueItem, RequestHooksRow, RunRow, Store
 from inngest_mw_dev.timing import backoff_seconds, parse_seconds, sleep_until
 
 __all__ = [
@@ -558,6 +559,8 @@ class RunMachine:
             run = self._running(item)
             if run is None:
                 return
+            if outcome.hooks is not None and (outcome.hooks.calls or outcome.hooks.problem):
+                self._record_hooks(run, item, outcome, outcome.hooks, started_at)
             if isinstance(outcome, Completed):
                 self.store.delete_item(item.id)
                 self._finalize(run, COMPLETED, output=outcome.output)
@@ -577,6 +580,21 @@ class RunMachine:
                 )
             else:
                 self._apply_ops(run, item, outcome, started_at)
+
+    def _record_hooks(
+        self, run: RunRow, item: QueueItem, outcome: CallOutcome, seen: SeenTrace, started: float
+    ) -> None:
+        """Keep what the app's middleware did in this request, with the attempt it belongs to."""
+        if isinstance(outcome, Completed):
+            said = "completed"
+        elif isinstance(outcome, CallFailed):
+            said = f"failed: {outcome.reason}"[:200]
+        else:
+            said = f"reported {', '.join(op.label for op in outcome.ops[:5]) or 'no steps'}"[:200]
+        calls = [call.to_json() for call in seen.calls]
+        self.store.add_request_hooks(RequestHooksRow(run.id, started, item.step or DISCOVERY,
+                                                     item.attempt, said, calls, seen.more,
+                                                     seen.problem))  # fmt: skip
 
     def _retry_or_fail(self, run: RunRow, item: QueueItem, failure: CallFailed) -> None:
         step = None if item.step == DISCOVERY else item.step

@@ -101,8 +101,18 @@ CREATE TABLE IF NOT EXISTS reruns (
 )
 """
 
+_REQUEST_HOOKS = """
+CREATE TABLE request_hooks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, started_at REAL NOT NULL,
+    step TEXT NOT NULL, attempt INTEGER NOT NULL, outcome TEXT NOT NULL, calls TEXT NOT NULL,
+    more INTEGER NOT NULL DEFAULT 0, problem TEXT
+);
+CREATE INDEX request_hooks_by_run ON request_hooks (run_id)
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("the schema of the releases before versioning, adopted as version 1", _UNVERSIONED),
+    Migration("the middleware hooks each call request ran, per attempt", _REQUEST_HOOKS),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -31,6 +31,7 @@ __all__ = [
     "HistoryRow",
     "PauseRow",
     "QueueItem",
+    "RequestHooksRow",
     "RunRow",
     "StepRow",
     "Store",
@@ -140,6 +141,20 @@ class BufferRow:
     events: list[str]
     first_at: float
     item_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHooksRow:
+    """The middleware hooks one call request ran (``inngest_mw.hooktrace``), as stored."""
+
+    run_id: str
+    started_at: float
+    step: str
+    attempt: int
+    outcome: str
+    calls: list[dict[str, Any]]
+    more: int
+    problem: str | None
 
 
 @dataclass(slots=True)
@@ -781,6 +796,25 @@ class Store:
             (run_id, ts, kind, step, _dump(detail)),
         )
         return HistoryRow(int(cursor.lastrowid or 0), run_id, ts, kind, step, detail)
+
+    # middleware hooks per request
+
+    def add_request_hooks(self, row: RequestHooksRow) -> None:
+        self._db.execute(
+            "INSERT INTO request_hooks (run_id, started_at, step, attempt, outcome, calls, more,"
+            " problem) VALUES (?,?,?,?,?,?,?,?)",
+            (row.run_id, row.started_at, row.step, row.attempt, row.outcome, _dump(row.calls),
+             row.more, row.problem),
+        )  # fmt: skip
+
+    def request_hooks(self, run_id: str) -> list[RequestHooksRow]:
+        """Every traced request of a run, in the order they were made."""
+        rows = self._all("SELECT * FROM request_hooks WHERE run_id = ? ORDER BY id", run_id)
+        return [
+            RequestHooksRow(r["run_id"], r["started_at"], r["step"], r["attempt"], r["outcome"],
+                            json.loads(r["calls"]), r["more"], r["problem"])
+            for r in rows
+        ]  # fmt: skip
 
     def history(self, run_id: str) -> list[HistoryRow]:
         rows = self._all("SELECT * FROM history WHERE run_id = ? ORDER BY id", run_id)

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import jinja2
 from starlette.requests import Request
@@ -20,10 +20,20 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from inngest_mw_dev.bodies import read_body
 from inngest_mw_dev.control_api import ApiData, Handler, ParamError
+from inngest_mw_dev.hooks_view import format_us
 from inngest_mw_dev.queries import RUN_STATUSES, RefError
 from inngest_mw_dev.render import describe, format_ms, preview
 from inngest_mw_dev.stacks import read_error
+from inngest_mw_dev.uiauth import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    SIGN_IN_REASON,
+    Denied,
+    UiAuth,
+)
 
 __all__ = ["ui_routes"]
 
@@ -45,6 +55,7 @@ def _environment() -> jinja2.Environment:
     env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
     env.filters["compact"] = lambda v: preview(v, 120)
     env.filters["duration"] = format_ms
+    env.filters["micros"] = format_us
     env.filters["headline"] = lambda e: read_error(e).headline
     return env
 
@@ -131,12 +142,66 @@ class _Pages:
         return self.render("function.html", "function", fn=fn)
 
 
-def ui_routes(data: ApiData, authed: Any) -> list[BaseRoute]:
-    """The UI's pages and its static assets (``/static/...``)."""
+class _SignIn:
+    """The sign-in form of an engine with a signing key (``uiauth``): no secret in any URL."""
+
+    def __init__(self, pages: _Pages, auth: UiAuth) -> None:
+        self.pages, self.auth = pages, auth
+
+    def form(self, request: Request, status: int, reason: str, target: str) -> Response:
+        return self.pages.render("login.html", "login", status, reason=reason, next=target)
+
+    def refused(self, request: Request, denied: Denied) -> Response:
+        """A page asked for without a session: the form, with the status and the sentence."""
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        reason = "" if denied.reason == SIGN_IN_REASON else denied.reason  # the form says it
+        return self.form(request, denied.status, reason, _local(target))
+
+    async def show(self, request: Request) -> Response:
+        if self.auth.session_ok(request.cookies.get(SESSION_COOKIE)):
+            return RedirectResponse(_local(request.query_params.get("next", "/")), 303)
+        return self.form(request, 200, "", _local(request.query_params.get("next", "/")))
+
+    async def submit(self, request: Request) -> Response:
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host')}":
+            return self.form(request, 403, "refused: this sign-in comes from another site", "/")
+        fields = parse_qs((await read_body(request, _FORM_LIMIT)).decode("utf-8", "replace"))
+        credential = (fields.get("credential") or [""])[0]
+        target = _local((fields.get("next") or ["/"])[0])
+        if not self.auth.accepts(credential):
+            reason = ("that is neither this engine's signing key nor its sign-in code"
+                      if credential.strip() else "enter the signing key or the sign-in code")  # fmt: skip
+            return self.form(request, 401, reason, target)
+        session, csrf = self.auth.new_session()
+        response = RedirectResponse(target, 303)
+        secure = request.url.scheme == "https"
+        response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_SECONDS, httponly=True,
+                            samesite="strict", secure=secure)  # fmt: skip
+        response.set_cookie(CSRF_COOKIE, csrf, max_age=SESSION_SECONDS, samesite="strict",
+                            secure=secure)  # fmt: skip
+        return response
+
+
+_FORM_LIMIT = 16 * 1024
+
+
+def _local(target: str) -> str:
+    """A path on this engine to go back to after signing in (never another site)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def ui_routes(data: ApiData, authed: Any, auth: UiAuth | None = None) -> list[BaseRoute]:
+    """The UI's pages and its static assets (``/static/...``); with ``auth`` (an engine with a
+    signing key), the sign-in form at ``/login`` and pages only for a signed-in browser."""
     pages = _Pages(data)
+    sign_in = _SignIn(pages, auth) if auth is not None else None
+    refused = sign_in.refused if sign_in is not None else None
 
     def page(path: str, handler: Handler) -> Route:
-        return Route(path, authed(pages.guard(handler)), methods=["GET"])
+        return Route(path, authed(pages.guard(handler), refused), methods=["GET"])
 
     async def runs_alias(request: Request) -> Response:
         return RedirectResponse("/" + (f"?{request.url.query}" if request.url.query else ""))
@@ -150,4 +215,6 @@ def ui_routes(data: ApiData, authed: Any) -> list[BaseRoute]:
         page("/functions", pages.functions),
         page("/functions/{fn_id}", pages.function),
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
-    ]
+        *([] if sign_in is None else [Route("/login", sign_in.show, methods=["GET"]),
+                                      Route("/login", sign_in.submit, methods=["POST"])]),
+    ]  # fmt: skip

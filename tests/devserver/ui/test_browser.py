@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,18 +28,12 @@ from engine_support import (
     wait_run,
 )
 from inngest_mw_dev import EngineThread
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from run_control_app import Calls, build_app
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update",
-               "--disable-sync"]  # fmt: skip
 DEMO_STEPS = ["reserve-stock", "charge-card", "cool-off", "email-receipt", "loyalty-points",
               "order-completed"]  # fmt: skip
 ORDER = {"id": "A-2001", "sku": "tea-earl-grey", "qty": 2, "price": 4.5, "email": "ada@example.com"}
-WAIT_MS = 20_000
-expect.set_options(timeout=WAIT_MS)
 
 
 class Site:
@@ -97,26 +90,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         assert httpx.put(demo_url, timeout=30).status_code == 200
         sync(app)
         yield Site(engine, calls)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `python3 run.py test` installs Debian's chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    opened = context.new_page()
-    opened.set_default_timeout(WAIT_MS)
-    yield opened
-    opened.screenshot(path=str(tmp_path / f"{request.node.name}.png"), full_page=True)
-    context.close()
 
 
 def _duration(text: str) -> bool:

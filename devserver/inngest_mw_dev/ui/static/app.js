@@ -9,10 +9,17 @@ function flash(text, isError) {
   box.hidden = false;
 }
 
+// With a signing key, the engine's sign-in set this cookie; every change the UI makes sends it
+// back as a header, which a page on another site cannot do (see the engine's uiauth module).
+function csrfToken() {
+  const found = document.cookie.split("; ").find((c) => c.startsWith("inngest_mw_csrf="));
+  return found ? decodeURIComponent(found.slice("inngest_mw_csrf=".length)) : "";
+}
+
 async function callApi(url, body) {
   const response = await fetch(url, {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers: { "Content-Type": "application/json", "X-Inngest-MW-CSRF": csrfToken() },
     body: body === undefined ? "{}" : JSON.stringify(body),
   });
   let payload = null;
