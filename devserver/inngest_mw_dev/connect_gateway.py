@@ -114,6 +114,7 @@ class WorkerConn:
     last_heartbeat: float = 0.0
     in_flight: set[str] = field(default_factory=set)
     served: int = 0
+    extended: int = 0
 
     def info(self) -> dict[str, Any]:
         return {
@@ -123,6 +124,7 @@ class WorkerConn:
             "status": self.status,
             "in_flight": len(self.in_flight),
             "served": self.served,
+            "leases_extended": self.extended,
             "max_concurrency": self.max_concurrency,
             "sdk": self.sdk,
             "connected_at": self.connected_at,
@@ -341,10 +343,10 @@ class ConnectGateway:
                         }
                     )
                 )
-            except (ValueError, RecursionError) as exc:
-                return f"apps[{index}].functions: not a JSON list of function configs ({exc})"
             except RegistrationError as exc:
                 return f"apps[{index}] ({app.app_name}): {exc}"
+            except (ValueError, RecursionError) as exc:
+                return f"apps[{index}].functions: not a JSON list of function configs ({exc})"
         for registration in registrations:
             self.engine.register(registration)
         return None
@@ -414,6 +416,7 @@ class ConnectGateway:
             pending.lease_id = new_ulid()
             pending.lease_until = time.monotonic() + self.lease_s
             ack.new_lease_id = pending.lease_id
+            conn.extended += 1
         await conn.ws.send(encode(pb.WORKER_REQUEST_EXTEND_LEASE_ACK, ack))
 
     def _resolve(self, reply: pb.SDKResponse) -> bool:

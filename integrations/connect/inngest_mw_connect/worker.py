@@ -154,7 +154,10 @@ class Worker:
         if instance_id is not None and not instance_id.strip():
             raise ValueError("instance_id: must be a non-empty string")
         self.client = client
-        self.handler = _ConnectHandler(client, functions, framework=FRAMEWORK)
+        # The serve origin only names URLs in a sync, and a connect app's URL is the gateway's.
+        self.handler = _ConnectHandler(
+            client, functions, framework=FRAMEWORK, serve_origin=CONNECT_URL
+        )
         self.instance_id = instance_id or socket.gethostname()
         self.max_concurrency = max_concurrency
         self.shutdown_signals = tuple(shutdown_signals or ())
