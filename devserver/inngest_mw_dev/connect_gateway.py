@@ -210,8 +210,7 @@ class ConnectGateway:
         """Tell every worker the gateway is closing (they reconnect elsewhere), then close."""
         self._closing = True
         for conn in list(self._workers.values()):
-            with contextlib.suppress(ConnectionClosed):
-                await conn.ws.send(encode(pb.GATEWAY_CLOSING))
+            await self.move(conn)
             with contextlib.suppress(Exception):
                 await conn.ws.close(1001, "GATEWAY_DRAINING")
         if self._server is not None:
@@ -224,11 +223,25 @@ class ConnectGateway:
                 pending.reply.set_exception(WorkerLostError("the gateway stopped"))
                 pending.reply.exception()  # retrieved: nobody else may be waiting for it
 
+    async def move(self, conn: WorkerConn) -> None:
+        """Send ``GATEWAY_CLOSING``: the worker opens a new connection and retires this one once
+        its calls are done; this one is sent nothing more."""
+        conn.status = "CLOSING"
+        self._wake()
+        with contextlib.suppress(ConnectionClosed):
+            await conn.ws.send(encode(pb.GATEWAY_CLOSING))
+
     # -- the start request -----------------------------------------------------------------
 
-    def begin(self, exclude: list[str]) -> pb.StartResponse | None:
-        """A new connection's ID and session token; None when this gateway is excluded."""
-        if self.group in exclude or self._closing:
+    def begin(self, request_host: str | None = None) -> pb.StartResponse | None:
+        """A new connection's ID and session token; None while the gateway is closing.
+
+        As the Dev Server does, the workers' excluded gateway groups are not asked for: there is
+        one gateway, and the one that said it was closing is gone once a worker asks again. The
+        endpoint names the host the start request was sent to (so a worker in a container
+        reaches the gateway the way it reached the API), else the listening address.
+        """
+        if self._closing:
             return None
         now = time.monotonic()
         for connection_id, session in list(self._sessions.items()):
@@ -239,9 +252,10 @@ class ConnectGateway:
         connection_id = new_ulid()
         token = secrets.token_urlsafe(32)
         self._sessions[connection_id] = _Session(token, sync_token, now + _SESSION_TTL_S)
+        host = _hostname(request_host) or self.host
         return pb.StartResponse(
             connection_id=connection_id,
-            gateway_endpoint=self.endpoint,
+            gateway_endpoint=f"ws://{host}:{self.port}{GATEWAY_PATH}",
             gateway_group=self.group,
             session_token=token,
             sync_token=sync_token,
@@ -535,6 +549,7 @@ class ConnectGateway:
         try:
             await conn.ws.send(encode(pb.GATEWAY_EXECUTOR_REQUEST, request))
         except ConnectionClosed:
+            conn.status = "CLOSED"  # not picked again while its handler is still dropping it
             return None
         lost = asyncio.create_task(pending.lost.wait())
         try:
@@ -572,6 +587,17 @@ def _response(reply: pb.SDKResponse) -> AppResponse:
     return AppResponse(status, headers, reply.body)
 
 
+def _hostname(host_header: str | None) -> str | None:
+    """The host of a ``Host`` header (``name:port``, ``[v6]:port``), bracketed when IPv6."""
+    if not host_header:
+        return None
+    host = host_header.strip()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else None
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host or None
+
+
 def _check_path(connection: ServerConnection, request: WSRequest) -> WSResponse | None:
     if urlsplit(request.path).path.rstrip("/") != GATEWAY_PATH:
         return connection.respond(404, f"the connect gateway is at {GATEWAY_PATH}\n")
@@ -592,12 +618,12 @@ def connect_routes(engine: Engine, authed: Callable[[Handler], Handler]) -> list
             )
         body = await read_body(request, _START_BODY_LIMIT)
         try:
-            start_request = pb.StartRequest.FromString(body)
+            pb.StartRequest.FromString(body)  # checked; its excluded groups name no other gateway
         except DecodeError:
             return refused(400, "the body is not a protobuf StartRequest")
-        started = gateway.begin(list(start_request.exclude_gateways))
+        started = gateway.begin(request.headers.get("host"))
         if started is None:
-            return refused(503, "no connect gateway outside the excluded gateway groups")
+            return refused(503, "the connect gateway is shutting down; try again shortly")
         return Response(started.SerializeToString(), media_type="application/octet-stream")
 
     async def flush(request: Request) -> Response:

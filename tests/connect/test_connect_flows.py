@@ -151,3 +151,39 @@ def test_calls_are_spread_over_several_workers(engine: EngineThread) -> None:
     assert set(served) == {"w1", "w2"}
     assert all(count > 0 for count in served.values()), served
     assert sum(calls.counts.values()) == 12
+
+
+def test_gateway_closing_moves_the_worker_to_a_new_connection_without_losing_its_call(
+    engine: EngineThread,
+) -> None:
+    release, running = threading.Event(), threading.Event()
+    client = client_for(engine)
+
+    @client.create_function(fn_id="long", trigger=TriggerEvent(event="shop/long"))
+    def long(ctx: ContextSync) -> str:
+        def work() -> str:
+            running.set()
+            release.wait(30)
+            return "kept"
+
+        return ctx.step.run("work", work)
+
+    gateway = engine.engine.connect
+    assert gateway is not None
+    with WorkerThread(client, [long], instance_id="mover"):
+        (old,) = wait_workers(engine.url, "shop", 1)
+        (first,) = send(engine.url, {"name": "shop/long", "data": {}})
+        assert running.wait(15)
+        (conn,) = gateway.workers("shop")
+        engine.call(gateway.move(conn))
+        # A new connection is ready while the old one, closing, still carries the call.
+        (new,) = wait_workers(engine.url, "shop", 1)
+        assert new["connection_id"] != old["connection_id"]
+        assert [w["status"] for w in workers_of(engine.url, "shop")] == ["CLOSING", "READY"]
+        release.set()
+        assert run_for_event(engine.url, first, timeout=30)["output"] == "kept"
+        # Once its call is done the worker closes the old connection.
+        poll(lambda: [w["connection_id"] for w in workers_of(engine.url, "shop")],
+             lambda ids: ids == [new["connection_id"]], what="the old connection to close")  # fmt: skip
+        (second,) = send(engine.url, {"name": "shop/long", "data": {}})
+        assert run_for_event(engine.url, second, timeout=30)["output"] == "kept"

@@ -92,12 +92,13 @@ def test_the_start_request_answers_a_session_on_the_gateway(engine: EngineThread
     assert session.connection_id
     assert session.session_token
     assert session.gateway_group
-    # Excluding the only gateway group leaves no gateway to offer: a clear 503.
-    excluded = start(
-        engine, pb.StartRequest(exclude_gateways=[session.gateway_group]).SerializeToString()
-    )
-    assert excluded.status_code == 503
-    assert "excluded" in excluded.json()["error"]
+    # As the Dev Server does: one gateway, so a worker's excluded groups are not asked for, and
+    # the endpoint names the host the worker reached the API at.
+    body = pb.StartRequest(exclude_gateways=[session.gateway_group]).SerializeToString()
+    again = start(engine, body, Host=f"engine.internal:{engine.engine.port}")
+    assert again.status_code == 200
+    moved = pb.StartResponse.FromString(again.content)
+    assert moved.gateway_endpoint == f"ws://engine.internal:{engine.engine.connect.port}/v0/connect"
 
 
 def test_a_start_request_that_is_not_protobuf_is_a_400(engine: EngineThread) -> None:

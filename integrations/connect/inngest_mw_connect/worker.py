@@ -41,6 +41,7 @@ from websockets.typing import Subprotocol
 
 from inngest_mw import CommHandler, CommRequest, CommResponse, Function, Inngest
 from inngest_mw._const import CAPABILITIES, LANGUAGE, SDK_HEADER, VERSION, Header
+from inngest_mw.comm import respond
 from inngest_mw.run_state import keys_or_none
 from inngest_mw_connect import connect_pb2 as pb
 from inngest_mw_connect.protocol import (
@@ -108,6 +109,7 @@ class _ConnectHandler(CommHandler):
 class _Call:
     request: pb.GatewayExecutorRequestData
     session: _Session
+    """The connection the call came on; it stays open until the call's reply is acknowledged."""
     lease_id: str | None
     task: asyncio.Task[None] | None = None
 
@@ -121,6 +123,7 @@ class _Session:
     heartbeat_s: float
     extend_lease_s: float
     calls: set[str] = field(default_factory=set)
+    """Calls that came on this connection and whose replies are not acknowledged yet."""
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     missed: int = 0
     paused: bool = False
@@ -251,7 +254,7 @@ class Worker:
                     attempt,
                 )
                 self.state = ConnectionState.RECONNECTING
-                await self._wait_changed(delay)
+                await self._pause_for(delay)
                 continue
             attempt, exclude = 0, []
             ended = await self._serve(session)
@@ -266,7 +269,18 @@ class Worker:
             else:
                 log.warning("inngest-mw connect: connection lost; reconnecting")
                 self.state = ConnectionState.RECONNECTING
-                await self._wait_changed(_backoff(0))
+                await self._pause_for(_backoff(0))
+
+    async def _pause_for(self, delay: float) -> None:
+        """Wait ``delay`` before connecting again; cut short only when there is nothing left to
+        deliver after a shutdown (other news must not defeat the backoff)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        while not (self._stopping.is_set() and self._idle()):
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            await self._wait_changed(left)
 
     async def _wait_changed(self, timeout: float) -> None:
         self._changed.clear()
@@ -477,8 +491,7 @@ class Worker:
         if kind == pb.GATEWAY_EXECUTOR_REQUEST:
             self._accept(session, payload(message, pb.GatewayExecutorRequestData))
         elif kind == pb.WORKER_REPLY_ACK:
-            self._unsent.pop(payload(message, pb.WorkerReplyAckData).request_id, None)
-            self._changed.set()
+            self._settle(payload(message, pb.WorkerReplyAckData).request_id)
         elif kind == pb.WORKER_REQUEST_EXTEND_LEASE_ACK:
             ack = payload(message, pb.WorkerRequestExtendLeaseAckData)
             call = self._calls.get(ack.request_id)
@@ -501,8 +514,12 @@ class Worker:
     # -- calls ---------------------------------------------------------------------------
 
     def _accept(self, session: _Session, request: pb.GatewayExecutorRequestData) -> None:
-        if request.request_id in self._calls:
-            return  # the gateway sent it again: it is running already
+        running = self._calls.get(request.request_id)
+        if running is not None:
+            # Sent again (its lease ran out at the gateway): it is running already; extend the
+            # new lease from now on.
+            running.lease_id = request.lease_id or None
+            return
         call = _Call(request, session, request.lease_id or None)
         self._calls[request.request_id] = call
         session.calls.add(request.request_id)
@@ -515,22 +532,37 @@ class Worker:
             await call.session.send(encode(pb.WORKER_REQUEST_ACK, _ack(request)))
             extender = asyncio.create_task(self._extend(call))
             try:
-                if self._slots is not None:
-                    async with self._slots:
-                        response = await self.handler.handle(_comm_request(request))
-                else:
-                    response = await self.handler.handle(_comm_request(request))
+                response = await self._handle(request)
             finally:
                 extender.cancel()
             self._unsent[rid] = _reply(request, response).SerializeToString()
-        except Exception:
-            log.exception("inngest-mw connect: call %s failed outside the handler", rid)
-            raise
         finally:
             self._calls.pop(rid, None)
-            call.session.calls.discard(rid)
+            if rid not in self._unsent:  # cancelled: there is no reply to wait for
+                call.session.calls.discard(rid)
             self._changed.set()
         await self._deliver(rid, call.session)
+
+    async def _handle(self, request: pb.GatewayExecutorRequestData) -> CommResponse:
+        """The handler's response; a 500 (retried) should anything escape it."""
+        try:
+            if self._slots is None:
+                return await self.handler.handle(_comm_request(request))
+            async with self._slots:
+                return await self.handler.handle(_comm_request(request))
+        except Exception as exc:
+            log.exception(
+                "inngest-mw connect: call %s failed outside the handler", request.request_id
+            )
+            return respond(500, {"name": type(exc).__name__, "message": f"internal error: {exc}"})
+
+    def _settle(self, rid: str) -> None:
+        """The gateway has the reply: forget it, and let its connection retire if it may."""
+        self._unsent.pop(rid, None)
+        for session in (self._session, *self._retiring):
+            if session is not None:
+                session.calls.discard(rid)
+        self._changed.set()
 
     async def _extend(self, call: _Call) -> None:
         request = call.request
@@ -574,8 +606,7 @@ class Worker:
                     if response.status_code in (401, 403):
                         continue
                     if response.status_code == 200:
-                        self._unsent.pop(rid, None)
-                        self._changed.set()
+                        self._settle(rid)
                     return
         except httpx.HTTPError as exc:
             log.info("inngest-mw connect: reply %s kept for the next connection (%s)", rid, exc)
