@@ -240,7 +240,7 @@ def test_the_engine_unreachable_is_one_sentence(capsys: pytest.CaptureFixture[st
 def test_every_subcommand_has_a_description_and_shows_its_defaults() -> None:
     subparsers = next(a for a in build_parser()._actions if isinstance(a.choices, dict))
     assert isinstance(subparsers.choices, dict)
-    assert set(subparsers.choices) == {"dev", "runs", "run", "send", "invoke", "cancel", "rerun",
+    assert set(subparsers.choices) == {"dev", "runs", "workers", "run", "send", "invoke", "cancel", "rerun",
                                        "demo"}  # fmt: skip
     for name, sub in subparsers.choices.items():
         assert sub.description, name

@@ -39,10 +39,8 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+import inngest_mw
 from inngest_mw import CommHandler, CommRequest, CommResponse, Function, Inngest
-from inngest_mw._const import CAPABILITIES, LANGUAGE, SDK_HEADER, VERSION, Header
-from inngest_mw.comm import respond
-from inngest_mw.run_state import keys_or_none
 from inngest_mw_connect import connect_pb2 as pb
 from inngest_mw_connect.protocol import (
     FLUSH_PATH,
@@ -63,6 +61,9 @@ __all__ = ["ConnectAuthError", "ConnectError", "ConnectionState", "Worker"]
 log = logging.getLogger("inngest_mw.connect")
 
 FRAMEWORK: Final = "connect"
+LANGUAGE: Final = "py"
+VERSION: Final = inngest_mw.__version__
+SDK_HEADER: Final = f"inngest-mw:v{VERSION}"
 #: The URL functions register with; the gateway, not a URL, reaches them.
 CONNECT_URL: Final = "wss://connect"
 #: Reconnection delays in seconds (each drawn between half and all of it), the last repeating.
@@ -73,6 +74,17 @@ REPLY_ACK_TIMEOUT_S: Final = 5.0
 MISSED_HEARTBEATS: Final = 2
 _DEFAULT_HEARTBEAT_S = 10.0
 _DEFAULT_EXTEND_LEASE_S = 30.0
+
+
+class Header:
+    """The header names a connect call and its response carry (lower-cased, as the handler's)."""
+
+    CONTENT_TYPE: Final = "content-type"
+    REQUEST_ID: Final = "x-request-id"
+    JOB_ID: Final = "x-inngest-job-id"
+    NO_RETRY: Final = "x-inngest-no-retry"
+    RETRY_AFTER: Final = "retry-after"
+    REQ_VERSION: Final = "x-inngest-req-version"
 
 
 class ConnectError(Exception):
@@ -167,9 +179,9 @@ class Worker:
         self.state = ConnectionState.CLOSED
         self.connection_id: str | None = None
         """The current connection's ID (the gateway's name for it); None between connections."""
-        self._functions_json = json.dumps(
-            self.handler.registration(CONNECT_URL)["functions"], separators=(",", ":")
-        ).encode()
+        registration = self.handler.registration(CONNECT_URL)
+        self._functions_json = json.dumps(registration["functions"], separators=(",", ":")).encode()
+        self._capabilities = json.dumps(registration["capabilities"]).encode()
         self._calls: dict[str, _Call] = {}
         self._unsent: dict[str, bytes] = {}
         self._session: _Session | None = None
@@ -334,7 +346,7 @@ class Worker:
         body = pb.StartRequest(exclude_gateways=exclude).SerializeToString()
         refused = False
         async with httpx.AsyncClient() as http:
-            for key in keys_or_none(settings.signing_keys):
+            for key in _keys(settings.signing_keys):
                 headers = self.client.outbound_headers(key)
                 headers[Header.CONTENT_TYPE] = "application/protobuf"
                 response = await http.post(url, content=body, headers=headers, timeout=30)
@@ -385,7 +397,7 @@ class Worker:
             connection_id=start.connection_id,
             instance_id=self.instance_id,
             auth_data=pb.AuthData(session_token=start.session_token, sync_token=start.sync_token),
-            capabilities=json.dumps(CAPABILITIES).encode(),
+            capabilities=self._capabilities,
             apps=[app],
             system_attributes=pb.SystemAttributes(
                 cpu_cores=os.cpu_count() or 1, mem_bytes=_memory(), os=platform.system().lower()
@@ -554,7 +566,10 @@ class Worker:
             log.exception(
                 "inngest-mw connect: call %s failed outside the handler", request.request_id
             )
-            return respond(500, {"name": type(exc).__name__, "message": f"internal error: {exc}"})
+            error = {"name": type(exc).__name__, "message": f"internal error: {exc}"}
+            return CommResponse(
+                500, json.dumps(error).encode(), {Header.CONTENT_TYPE: "application/json"}
+            )
 
     def _settle(self, rid: str) -> None:
         """The gateway has the reply: forget it, and let its connection retire if it may."""
@@ -599,7 +614,7 @@ class Worker:
         url = f"{settings.api_origin}{FLUSH_PATH}"
         try:
             async with httpx.AsyncClient() as http:
-                for key in keys_or_none(settings.signing_keys):
+                for key in _keys(settings.signing_keys):
                     headers = self.client.outbound_headers(key)
                     headers[Header.CONTENT_TYPE] = "application/protobuf"
                     response = await http.post(url, content=data, headers=headers, timeout=30)
@@ -682,6 +697,11 @@ def _extend(request: pb.GatewayExecutorRequestData, call: _Call) -> pb.WorkerReq
     if request.HasField("step_id"):
         data.step_id = request.step_id
     return data
+
+
+def _keys(keys: list[str]) -> list[str | None]:
+    """The signing keys to try in turn (the fallback after the first); one try without any."""
+    return list(keys) if keys else [None]
 
 
 def _backoff(attempt: int) -> float:
