@@ -147,6 +147,7 @@ def _processes(
         engine_url = f"http://127.0.0.1:{engine_port}"
         app_url = f"http://127.0.0.1:{app_port}"
         command = [python, "-m", "inngest_mw_dev", "dev", "--port", str(engine_port)]
+        command += ["--connect-port", "0"]
         command += ["--db", str(Path(tmp) / "engine.db")]
         if profile is not None:
             command[1:1] = ["-m", "cProfile", "-o", str(profile)]

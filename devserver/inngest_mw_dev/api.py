@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from inngest_mw.signature import hash_signing_key, strip_key_prefix
 from inngest_mw_dev.bodies import BodyError, read_json
 from inngest_mw_dev.checkpoints import checkpoint_routes
+from inngest_mw_dev.connect_gateway import connect_routes, is_connect_url
 from inngest_mw_dev.ingest import EventError, normalize_events
 from inngest_mw_dev.limits import MAX_INGEST_BODY, MAX_REGISTER_BODY
 from inngest_mw_dev.realtime import realtime_routes
@@ -229,9 +230,9 @@ class _Api:
     async def sync(self, request: Request) -> Response:
         """``POST /fn/sync[?url=APP_URL]``: re-sync one app, or every known app URL."""
         url = request.query_params.get("url")
-        urls = [url] if url else sorted(
-            {*self.engine.app_urls, *(a.url for a in self.engine.store.list_apps())}
-        )  # fmt: skip
+        # A connect app syncs itself each time a worker connects: there is no URL to ask.
+        known = (a.url for a in self.engine.store.list_apps() if not is_connect_url(a.url))
+        urls = [url] if url else sorted({*self.engine.app_urls, *known})
         results = []
         for target in urls:
             try:
@@ -300,6 +301,7 @@ def create_app(engine: Engine) -> ASGIApp:
         *signal_routes(engine, authed),
         *realtime_routes(engine, authed),
         *checkpoint_routes(engine, authed),
+        *connect_routes(engine, authed),
         *control_routes(data, api.authed_ui),
         *ui_routes(data, api.authed_ui, api.ui),
     ]

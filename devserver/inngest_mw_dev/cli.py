@@ -60,11 +60,13 @@ async def _serve(args: argparse.Namespace) -> int:
         args.db, host=args.host, port=args.port, signing_key=args.signing_key,
         event_keys=args.event_key, app_urls=args.url, poll_interval=args.poll_interval,
         retry_base=args.retry_base, on_history=_print_note, on_notice=_print_notice,
+        connect_port=args.connect_port,
     )  # fmt: skip
     try:
         await engine.start()
     except OSError as exc:
-        print(f"error: {_listen_error(args.host, args.port, exc)}", file=sys.stderr)
+        port, option = getattr(exc, "port", args.port), getattr(exc, "option", "--port")
+        print(f"error: {_listen_error(args.host, port, exc, option)}", file=sys.stderr)
         return 1
     print(f"inngest-mw engine ({engine.server_kind}) listening on {engine.url}, db {args.db}",
           flush=True)  # fmt: skip
@@ -73,6 +75,8 @@ async def _serve(args: argparse.Namespace) -> int:
     if engine.sign_in_code:
         print(f"web UI sign-in code: {engine.sign_in_code}   (enter it, or the signing key, at "
               f"{engine.url}/login; it changes on every start)", flush=True)  # fmt: skip
+    if engine.connect is not None:
+        print(f"connect gateway: {engine.connect.endpoint}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -84,13 +88,13 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _listen_error(host: str, port: int, exc: OSError) -> str:
+def _listen_error(host: str, port: int, exc: OSError, option: str = "--port") -> str:
     """Why the engine could not listen on ``host:port``, and what to do, in one sentence."""
     if exc.errno == errno.EADDRINUSE:
         return (f"port {port} on {host} is already in use (another engine?); stop what holds it"
-                " or give another port with --port (0 picks a free one)")  # fmt: skip
+                f" or give another port with {option} (0 picks a free one)")  # fmt: skip
     if exc.errno == errno.EACCES:
-        return f"no permission to listen on port {port}; give a port above 1023 with --port"
+        return f"no permission to listen on port {port}; give a port above 1023 with {option}"
     reason = exc.strerror or str(exc)
     return (f"cannot listen on {host}:{port} ({reason}); give an address of this machine with"
             " --host, e.g. 127.0.0.1 or 0.0.0.0")  # fmt: skip
@@ -145,6 +149,22 @@ def _cmd_runs(args: argparse.Namespace) -> int:
             result = read_error(run["error"]).headline[:40] if run["error"] else "-"
         print(f"{run['run_id']:<28}{run['function_id']:<36}{run['status']:<11}"
               f"{_short(run['run_started_at']):<21}{result}")  # fmt: skip
+    return 0
+
+
+def _cmd_workers(args: argparse.Namespace) -> int:
+    apps = [app for app in _get(args, "/v1/apps") if app.get("workers")]
+    if not apps:
+        print("no connect workers are connected")
+        return 0
+    print(f"{'APP':<24}{'INSTANCE':<24}{'CONNECTION':<28}{'STATUS':<10}{'IN FLIGHT':>9}"
+          f"{'SERVED':>8}  CONNECTED")  # fmt: skip
+    for app in apps:
+        for worker in app["workers"]:
+            print(f"{app['name']:<24}{worker['instance_id'][:23]:<24}"
+                  f"{worker['connection_id']:<28}{worker['status']:<10}"
+                  f"{worker['in_flight']:>9}{worker['served']:>8}"
+                  f"  {_short(worker['connected_at'])}")  # fmt: skip
     return 0
 
 
@@ -316,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="address to listen on")  # fmt: skip
     dev.add_argument("--port", type=cliargs.listen_port, default=8288,
                      help="port for the API and the web UI (0: any free port)")  # fmt: skip
+    dev.add_argument("--connect-port", type=cliargs.listen_port, default=8289,
+                     help="port of the connect gateway, where connect workers dial in (0: any"
+                     " free port)")  # fmt: skip
     dev.add_argument("--db", default=DEFAULT_DB, type=cliargs.text("a file path"),
                      help="SQLite file (history survives restarts)")  # fmt: skip
     dev.add_argument("--signing-key", default=None, type=cliargs.signing_key,
@@ -335,6 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _filter_options(runs, status=True)
     runs.set_defaults(handler=_cmd_runs)
+
+    workers = command("workers", "list the connected connect workers",
+                      "List the workers connected over connect (outbound WebSocket), per app,"
+                      " with their state and the calls they are running.")  # fmt: skip
+    workers.set_defaults(handler=_cmd_workers)
 
     run = command("run", "show one run's steps, timeline and error",
                   "Show one run: its steps with durations, its timeline, and its output or error"

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from inngest_mw_dev.api import run_json
 from inngest_mw_dev.bodies import parse_body, read_body
+from inngest_mw_dev.connect_gateway import is_connect_url
 from inngest_mw_dev.control import RunControl
 from inngest_mw_dev.hooks_view import requests_view
 from inngest_mw_dev.ingest import EventError
@@ -193,6 +194,7 @@ class ApiData:
                 "error": sync.error if sync else None,
                 "last_attempt_at": _iso(sync.attempted_at if sync else app.synced_at),
                 "functions": functions.get(app.id, []),
+                "workers": self._workers(app.name, app.url),
             })  # fmt: skip
         for url in sorted({*syncs, *(u for u in self.engine.app_urls if u not in syncs)}):
             sync = syncs.get(url)
@@ -206,6 +208,15 @@ class ApiData:
                 "last_attempt_at": _iso(sync.attempted_at) if sync else None, "functions": [],
             })  # fmt: skip
         return {"data": data}
+
+    def _workers(self, app_name: str, url: str) -> list[dict[str, Any]]:
+        """The connect workers serving the app (none for an app reached over HTTP)."""
+        gateway = self.engine.connect
+        if gateway is None or not is_connect_url(url):
+            return []
+        return [
+            {**w.info(), "connected_at": _iso(w.connected_at)} for w in gateway.workers(app_name)
+        ]
 
     def function_json(self, fn_id: str) -> dict[str, Any]:
         fn = self.engine.machine.functions[fn_id]

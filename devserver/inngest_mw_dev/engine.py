@@ -24,7 +24,8 @@ from inngest_mw.errors import SignatureError
 from inngest_mw.jsonbody import JSONBodyError, parse_json
 from inngest_mw.signature import sign, verify
 from inngest_mw_dev.appclient import AppClient
-from inngest_mw_dev.executor import CallOutcome, call_app
+from inngest_mw_dev.connect_gateway import ConnectGateway, is_connect_url
+from inngest_mw_dev.executor import CallOutcome, Transport, call_app
 from inngest_mw_dev.gateway import GatewayCall, GatewayDone, perform
 from inngest_mw_dev.kinds import QueueKind
 from inngest_mw_dev.live import LiveFeed
@@ -76,6 +77,9 @@ class Engine:
         clock: Callable[[], float] = time.time,
         on_history: Callable[[HistoryNote], None] | None = None,
         on_notice: Callable[[str], None] | None = None,
+        connect_port: int | None = None,
+        connect_heartbeat: float = 10.0,
+        connect_lease: float = 120.0,
     ) -> None:
         self.db_path = Path(db_path)
         self.host, self.port = host, port
@@ -92,6 +96,10 @@ class Engine:
         self.clock = clock
         self.on_history = on_history
         self.on_notice = on_notice
+        self.connect_port = connect_port
+        """The connect gateway's port (0: any free one); None runs no gateway."""
+        self.connect: ConnectGateway | None = None
+        self._connect_timing = (connect_heartbeat, connect_lease)
         self.feed = LiveFeed()
         self.url = ""
         self._syncs: SyncLog | None = None
@@ -196,6 +204,12 @@ class Engine:
                 serving.result()
                 raise RuntimeError("HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
+        if self.connect_port is not None:
+            heartbeat, lease = self._connect_timing
+            self.connect = ConnectGateway(
+                self, host=self.host, port=self.connect_port, heartbeat_s=heartbeat, lease_s=lease
+            )
+            await self.connect.start()
         self._tasks.append(asyncio.create_task(self._scheduler()))
         for url in self.app_urls:
             self._tasks.append(asyncio.create_task(self._initial_sync(url)))
@@ -210,6 +224,9 @@ class Engine:
         for task in [*others, *self._inflight.values()]:
             task.cancel()
         await asyncio.gather(*others, *self._inflight.values(), return_exceptions=True)
+        if self.connect is not None:
+            await self.connect.stop()
+            self.connect = None
         await asyncio.gather(*serving, return_exceptions=True)
         self._tasks.clear()
         self._inflight.clear()
@@ -488,8 +505,11 @@ class Engine:
             if self._calls is None:
                 return
             started = self.clock()
+            transport: Transport = self._calls
+            if self.connect is not None and is_connect_url(prepared.app_url):
+                transport = self.connect
             outcome = await call_app(
-                self._calls,
+                transport,
                 app_url=prepared.app_url,
                 fn_id=prepared.fn_id,
                 step_id=prepared.step_id,

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import h11
@@ -21,7 +21,7 @@ from inngest_mw._const import Header
 from inngest_mw.hooktrace import SeenTrace, decode
 from inngest_mw.jsonbody import JSONBodyError, parse_json
 from inngest_mw.signature import sign
-from inngest_mw_dev.appclient import AppClient
+from inngest_mw_dev.appclient import AppResponse
 from inngest_mw_dev.canonical import canonical_text
 from inngest_mw_dev.limits import MAX_JSON_DEPTH, MAX_REQUEST_BODY, nested_too_deeply
 from inngest_mw_dev.timing import parse_retry_after
@@ -33,6 +33,7 @@ __all__ = [
     "Completed",
     "Op",
     "OpsResponse",
+    "Transport",
     "build_body",
     "call_app",
     "call_url",
@@ -201,8 +202,16 @@ def call_url(app_url: str, fn_id: str, step_id: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+class Transport(Protocol):
+    """How a call reaches an app: ``AppClient`` (HTTP) or the connect gateway."""
+
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], timeout: float
+    ) -> AppResponse: ...
+
+
 async def call_app(
-    client: AppClient,
+    client: Transport,
     *,
     app_url: str,
     fn_id: str,

@@ -81,7 +81,7 @@ _CASES: dict[str, tuple[Callable[[Path], Path], Callable[[Path], str]]] = {
                      f" {SCHEMA_VERSION + 1}; this engine knows versions up to {SCHEMA_VERSION});"
                      f" upgrade inngest-mw or {_PICK}"),
 }  # fmt: skip
-_COMMANDS = {"dev": ["dev", "--port", "0"], "demo": ["demo"]}
+_COMMANDS = {"dev": ["dev", "--port", "0", "--connect-port", "0"], "demo": ["demo"]}
 
 
 def _cli(args: list[str], **options: Any) -> subprocess.CompletedProcess[str]:
@@ -111,7 +111,7 @@ def test_a_database_with_a_garbled_page_is_one_line_saying_what_to_do(tmp_path: 
     with db.open("r+b") as handle:  # page 3 of 4,096 bytes: a b-tree page of the events table
         handle.seek(2 * 4096)
         handle.write(bytes(range(256)) * 16)
-    done = _cli(["dev", "--port", "0", "--db", str(db)])
+    done = _cli(["dev", "--port", "0", "--connect-port", "0", "--db", str(db)])
     assert done.returncode == 1
     head = f"error: cannot use {db} as the engine database: the file is damaged ("
     assert done.stderr.startswith(head), done.stderr

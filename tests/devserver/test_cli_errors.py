@@ -104,8 +104,8 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
          " from 'running', 'completed', 'failed', 'cancelled', 'skipped')"
          " (see inngest-mw runs --help)"),
         ([], "the following arguments are required: COMMAND (see inngest-mw --help)"),
-        (["serve"], "argument COMMAND: invalid choice: 'serve' (choose from 'dev', 'runs', 'run',"
-         " 'send', 'invoke', 'cancel', 'rerun', 'demo') (see inngest-mw --help)"),
+        (["serve"], "argument COMMAND: invalid choice: 'serve' (choose from 'dev', 'runs',"
+         " 'workers', 'run', 'send', 'invoke', 'cancel', 'rerun', 'demo') (see inngest-mw --help)"),
     ],
 )  # fmt: skip
 def test_a_bad_option_is_one_line_saying_what_to_give(args: list[str], message: str) -> None:

@@ -21,7 +21,18 @@ from inngest_mw_dev.dblock import DatabaseInUseError
 
 
 def _dev(db: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "inngest_mw_dev", "dev", "--port", str(port), "--db", str(db)]
+    return [
+        sys.executable,
+        "-m",
+        "inngest_mw_dev",
+        "dev",
+        "--port",
+        str(port),
+        "--connect-port",
+        "0",
+        "--db",
+        str(db),
+    ]
 
 
 def _healthy(port: int) -> bool:

@@ -240,7 +240,7 @@ def test_the_engine_unreachable_is_one_sentence(capsys: pytest.CaptureFixture[st
 def test_every_subcommand_has_a_description_and_shows_its_defaults() -> None:
     subparsers = next(a for a in build_parser()._actions if isinstance(a.choices, dict))
     assert isinstance(subparsers.choices, dict)
-    assert set(subparsers.choices) == {"dev", "runs", "run", "send", "invoke", "cancel", "rerun",
+    assert set(subparsers.choices) == {"dev", "runs", "workers", "run", "send", "invoke", "cancel", "rerun",
                                        "demo"}  # fmt: skip
     for name, sub in subparsers.choices.items():
         assert sub.description, name
@@ -302,7 +302,7 @@ def test_the_live_log_tells_syncs_sync_failures_and_events_nothing_took(tmp_path
             AppServer(build_app(other.url, Calls())) as elsewhere, \
             serve_functions(official, [noop]) as out_of_band:  # fmt: skip
         process = subprocess.Popen(
-            [sys.executable, "-m", "inngest_mw_dev", "dev", "--port", str(port), "--db",
+            [sys.executable, "-m", "inngest_mw_dev", "dev", "--port", str(port), "--connect-port", "0", "--db",
              str(tmp_path / "engine.db"), "-u", here.url, "-u", elsewhere.url, "-u",
              out_of_band.url, "-u", dead],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -24,7 +24,7 @@ from release.workspace import ROOT, distributions
 
 import inngest_mw
 
-EXTRAS = "otel,sentry,logging,encryption,fastapi,dev"
+EXTRAS = "otel,sentry,logging,encryption,fastapi,connect,dev"
 VERSION = inngest_mw.__version__
 LOCK = ROOT / "requirements-lock.txt"
 
@@ -147,7 +147,7 @@ def test_every_distribution_builds_an_sdist_with_its_readme(installed: Installed
 def test_the_install_comes_from_the_virtualenv_not_the_checkout(installed: Installed) -> None:
     modules = [
         "inngest_mw", "inngest_mw_dev", "inngest_mw_asgi", "inngest_mw_fastapi", "inngest_mw_otel",
-        "inngest_mw_sentry", "inngest_mw_logging", "inngest_mw_encryption",
+        "inngest_mw_sentry", "inngest_mw_logging", "inngest_mw_encryption", "inngest_mw_connect",
     ]  # fmt: skip
     code = f"import importlib; print('\\n'.join(importlib.import_module(m).__file__ for m in {modules!r}))"
     files = _check(installed.run(installed.python, "-c", code)).split()
@@ -226,6 +226,8 @@ def engine_and_app(installed: Installed) -> Iterator[tuple[str, str]]:
             [
                 installed.bin / "inngest-mw",
                 "dev",
+                "--connect-port",
+                "0",
                 "--port",
                 engine_url.rsplit(":", 1)[1],
                 "--db",

@@ -33,7 +33,7 @@ def _ids(dist: object) -> str:
 
 def test_the_workspace_has_the_core_and_every_member() -> None:
     assert DISTRIBUTIONS[0].name == "inngest-mw"
-    assert len(DISTRIBUTIONS) == 12
+    assert len(DISTRIBUTIONS) == 13
 
 
 @pytest.mark.parametrize("dist", DISTRIBUTIONS[1:], ids=_ids)
