@@ -13,6 +13,7 @@ from inngest_mw.errors import is_last_attempt
 from inngest_mw.event import Event
 
 if TYPE_CHECKING:
+    from inngest_mw.metadata import Metadata, MetadataSync
     from inngest_mw.step import Group, GroupSync, Step, StepSync
 
 __all__ = ["Context", "ContextKey", "ContextSync"]
@@ -84,6 +85,8 @@ class Context(_ContextBase[E]):
 
     step: Step
     group: Group
+    metadata: Metadata
+    """Run and step metadata: ``await ctx.metadata.update({...}, kind="progress")``."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -93,3 +96,5 @@ class ContextSync(_ContextBase[E]):
 
     step: StepSync
     group: GroupSync
+    metadata: MetadataSync
+    """Run and step metadata: ``ctx.metadata.update({...}, kind="progress")``."""

@@ -30,6 +30,7 @@ from inngest_mw_dev.registration import RegistrationError, parse_registration
 from inngest_mw_dev.signals import signal_routes
 from inngest_mw_dev.store import RunRow, Store
 from inngest_mw_dev.syncs import SyncError
+from inngest_mw_dev.v1apis import v1_routes
 
 if TYPE_CHECKING:
     from inngest_mw_dev.engine import Engine
@@ -269,6 +270,7 @@ def create_app(engine: Engine) -> ASGIApp:
         Route("/v1/events/{event_id}", authed(api.event), methods=["GET"]),
         *signal_routes(engine, authed),
         *checkpoint_routes(engine, authed),
+        *v1_routes(engine, authed),
         *control_routes(data, authed),
         *ui_routes(data, authed),
     ]

@@ -22,6 +22,7 @@ from inngest_mw_dev.appclient import AppClient
 from inngest_mw_dev.canonical import canonical_text
 from inngest_mw_dev.limits import MAX_JSON_DEPTH, MAX_REQUEST_BODY, nested_too_deeply
 from inngest_mw_dev.timing import parse_retry_after
+from inngest_mw_dev.tracectx import trace_headers
 
 __all__ = [
     "MAX_REQUEST_BODY",
@@ -52,6 +53,7 @@ class Op:
     opts: dict[str, Any]
     data: Any
     error: Any
+    metadata: Any = None  # metadata updates made in the step (``inngest_mw_dev.v1apis``)
 
     @property
     def label(self) -> str:
@@ -210,6 +212,7 @@ async def call_app(
         "X-Run-ID": run_id,
         "X-Inngest-Step-ID": step_id,
         "x-inngest-req-version": "2",
+        **trace_headers(run_id, fn_id),
     }
     if signing_key:
         headers["X-Inngest-Signature"] = sign(body, signing_key)
@@ -324,6 +327,7 @@ def parse_ops(payload: object, no_retry: bool, retry_at: float | None) -> CallOu
                 opts=opts if isinstance(opts, dict) else {},
                 data=raw.get("data"),
                 error=raw.get("error"),
+                metadata=raw.get("metadata"),
             )
         )
     return OpsResponse(ops, no_retry, retry_at)
