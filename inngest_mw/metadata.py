@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextvars
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
@@ -182,6 +182,12 @@ RUNNING: Final[contextvars.ContextVar[RunningStep | None]] = contextvars.Context
     "inngest_mw_running_step", default=None
 )
 
+ApiSink: TypeAlias = "Callable[[str, dict[str, Any]], None]"
+API_SINK: Final[contextvars.ContextVar[ApiSink | None]] = contextvars.ContextVar(
+    "inngest_mw_metadata_sink", default=None
+)
+"""Where API updates go instead of HTTP: the testing toolkit, which plays the server, records them."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Target:
@@ -237,7 +243,7 @@ class _MetadataBase:
             raise MetadataError("metadata span(): span_id must be a non-empty string")
         return self._with(span_id=span_id)
 
-    def _plan(self, values: object, kind: object, op: object) -> tuple[str, bytes] | None:
+    def _plan(self, values: object, kind: object, op: object) -> tuple[str, dict[str, Any]] | None:
         """Record the update in-band and return None, or return the API request to make."""
         checked_op = check_op(op)
         update = {
@@ -275,8 +281,7 @@ class _MetadataBase:
                 target["step_attempt"] = attempt
             if t.span_id is not None:
                 target["span_id"] = t.span_id
-        body = {"target": target, "metadata": [update]}
-        return run_id, _encoded(body).encode()
+        return run_id, {"target": target, "metadata": [update]}
 
 
 class Metadata(_MetadataBase):
@@ -289,8 +294,8 @@ class Metadata(_MetadataBase):
     ) -> None:
         """Attach ``values`` (kind ``userland.<kind>``) to the target; see the module doc."""
         request = self._plan(values, kind, op)
-        if request is not None:
-            await self._client._update_metadata(*request)
+        if request is not None and not _sunk(*request):
+            await self._client._update_metadata(request[0], _encoded(request[1]).encode())
 
 
 class MetadataSync(_MetadataBase):
@@ -303,8 +308,16 @@ class MetadataSync(_MetadataBase):
     ) -> None:
         """Attach ``values`` (kind ``userland.<kind>``) to the target; see the module doc."""
         request = self._plan(values, kind, op)
-        if request is not None:
-            self._client._update_metadata_sync(*request)
+        if request is not None and not _sunk(*request):
+            self._client._update_metadata_sync(request[0], _encoded(request[1]).encode())
+
+
+def _sunk(run_id: str, body: dict[str, Any]) -> bool:
+    sink = API_SINK.get()
+    if sink is None:
+        return False
+    sink(run_id, body)
+    return True
 
 
 def api_request(

@@ -321,3 +321,47 @@ def test_the_cancellation_routes_refuse_bad_input_with_a_reason(env: Env) -> Non
     assert (bad_id.status_code, "Invalid cancellation ID" in bad_id.json()["error"]) == (400, True)
     missing = httpx.delete(f"{url}/v1/cancellations/01J00000000000000000000000", timeout=10)
     assert (missing.status_code, "not found" in missing.json()["error"]) == (404, True)
+
+
+def test_the_run_page_and_the_run_command_show_metadata_and_spans(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from inngest_mw_dev.cli import print_run
+
+    url, _ = env
+    [event_id] = send(url, {"name": "v1/meta.async", "data": {}})
+    run_id = run_for_event(url, event_id)["run_id"]
+    page = httpx.get(f"{url}/runs/{run_id}", timeout=10)
+    assert page.status_code == 200
+    for text in ("<h2>Metadata</h2>", "userland.payment", "<h2>Spans from the app</h2>",
+                 "call-bank", "sign-request"):  # fmt: skip
+        assert text in page.text, text
+    print_run(get_run(url, run_id))
+    out = capsys.readouterr().out
+    assert "metadata:\n" in out
+    assert "spans from the app:\n" in out
+    [line] = [line for line in out.splitlines() if line.startswith("  userland.payment")]
+    assert line.split() == ["userland.payment", "step", "charge", '{"card":"visa","cents":750}']
+
+
+def test_the_v1_routes_need_the_signing_key_and_the_client_falls_back_to_the_second(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "signkey-test-" + "ab" * 32
+    with EngineThread(tmp_path / "keyed.db", port=0, signing_key=key) as engine:
+        for method, path in (("POST", "/v1/runs/01J00000000000000000000000/metadata"),
+                             ("POST", "/v1/traces/userland"), ("POST", "/v1/cancellations"),
+                             ("GET", "/v1/cancellations")):  # fmt: skip
+            response = httpx.request(method, f"{engine.url}{path}", json={}, timeout=10)
+            assert response.status_code == 401, (path, response.text)
+        wrong = "signkey-test-" + "cd" * 32
+        only_wrong = inngest_mw.Inngest(app_id="k", is_production=True, signing_key=wrong,
+                                        api_base_url=engine.url)  # fmt: skip
+        with pytest.raises(UpdateMetadataError, match="401"):
+            only_wrong.update_metadata_sync("01J00000000000000000000000", {"a": 1})
+        monkeypatch.setenv("INNGEST_SIGNING_KEY_FALLBACK", key)
+        rotated = inngest_mw.Inngest(app_id="k", is_production=True, signing_key=wrong,
+                                     api_base_url=engine.url)  # fmt: skip
+        # The fallback key gets through: the engine answers about the run itself.
+        with pytest.raises(UpdateMetadataError, match=r"404.*no run"):
+            rotated.update_metadata_sync("01J00000000000000000000000", {"a": 1})
