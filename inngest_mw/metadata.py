@@ -23,7 +23,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeAlias
 
 from inngest_mw.errors import Error
 
@@ -212,18 +212,18 @@ class _MetadataBase:
         self._client, self._run_id, self._attempt = client, run_id, attempt
         self._target = target or _Target()
 
-    def _with(self, **changes: Any) -> Any:
+    def _with(self, **changes: Any) -> Self:
         fields = {name: getattr(self._target, name) for name in _Target.__dataclass_fields__}
         fields.update(changes)
         return type(self)(self._client, self._run_id, self._attempt, _Target(**fields))
 
-    def run(self, run_id: str | None = None) -> Any:
+    def run(self, run_id: str | None = None) -> Self:
         """Target a run: this one (``None``) or another by ID."""
         if run_id is not None and (not isinstance(run_id, str) or not run_id):
             raise MetadataError("metadata run(): run_id must be a non-empty string")
         return self._with(run_id=run_id, explicit_run=True)
 
-    def step(self, step_id: str | None = None, index: int = 0) -> Any:
+    def step(self, step_id: str | None = None, index: int = 0) -> Self:
         """Target a step by its ID (and index, for a repeated ID); ``None``: the running one."""
         if step_id is not None and (not isinstance(step_id, str) or not step_id):
             raise MetadataError("metadata step(): step_id must be a non-empty string")
@@ -231,13 +231,13 @@ class _MetadataBase:
             raise MetadataError("metadata step(): index must be a non-negative integer")
         return self._with(step_id=step_id, step_index=index, explicit_step=True)
 
-    def attempt(self, attempt: int | None = None) -> Any:
+    def attempt(self, attempt: int | None = None) -> Self:
         """Target one attempt of the targeted step (``None``: the current; -1: the latest)."""
         if attempt is not None and (type(attempt) is not int or attempt < -1):
             raise MetadataError("metadata attempt(): attempt must be an integer >= -1")
         return self._with(attempt=attempt, explicit_attempt=True)
 
-    def span(self, span_id: str) -> Any:
+    def span(self, span_id: str) -> Self:
         """Target a span (a userland trace span) of the targeted step attempt."""
         if not isinstance(span_id, str) or not span_id:
             raise MetadataError("metadata span(): span_id must be a non-empty string")

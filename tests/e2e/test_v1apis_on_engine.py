@@ -365,3 +365,24 @@ def test_the_v1_routes_need_the_signing_key_and_the_client_falls_back_to_the_sec
         # The fallback key gets through: the engine answers about the run itself.
         with pytest.raises(UpdateMetadataError, match=r"404.*no run"):
             rotated.update_metadata_sync("01J00000000000000000000000", {"a": 1})
+
+
+def test_in_band_metadata_the_engine_refuses_is_noted_and_the_step_still_saved(env: Env) -> None:
+    url, _ = env
+    [event_id] = send(url, {"name": "v1/wait", "data": {"n": 3}})
+    run_id = runs_for_event(url, event_id)[0]["run_id"]
+    _wait_for_history(url, run_id, "waiting")
+    ok = {"scope": "step", "kind": "userland.fine", "op": "merge", "values": {"a": 1}}
+    op = {
+        "id": "f" * 40, "op": "StepRun", "name": "raw", "displayName": "raw", "data": 1,
+        "metadata": [ok, {**ok, "kind": "inngest.secret"}, {**ok, "values": {"a": "x" * 70_000}}],
+    }  # fmt: skip
+    taken = _post(url, f"/v1/checkpoint/{run_id}/async", {"steps": [op]})
+    assert taken.status_code == 200, taken.text
+    run = get_run(url, run_id)
+    assert [m["kind"] for m in run["metadata"]] == ["userland.fine"]
+    [refused] = [line for line in _lines(run) if "metadata refused" in line]
+    assert "reserved" in refused
+    assert "64KB" in refused
+    assert any(s["name"] == "raw" and s["status"] == "Completed" for s in run["steps"])
+    httpx.post(f"{url}/v1/runs/{run_id}/cancel", timeout=10)
