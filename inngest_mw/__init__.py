@@ -39,6 +39,7 @@ from inngest_mw.fetch import FetchResponse
 from inngest_mw.function import Function
 from inngest_mw.handler import CommHandler, CommRequest, CommResponse, resolve_serve_path
 from inngest_mw.memo import Memo, StepMemos
+from inngest_mw.metadata import Metadata, MetadataError, MetadataSync, UpdateMetadataError
 from inngest_mw.pipeline import (
     Middleware,
     MiddlewareFactory,
@@ -91,6 +92,9 @@ __all__ = [
     "InvokeByIdOptions",
     "InvokeOptions",
     "Memo",
+    "Metadata",
+    "MetadataError",
+    "MetadataSync",
     "Middleware",
     "MiddlewareFactory",
     "MiddlewareSync",
@@ -122,6 +126,7 @@ __all__ = [
     "TransformOutputResult",
     "TriggerCron",
     "TriggerEvent",
+    "UpdateMetadataError",
     "WaitForEventOptions",
     "__version__",
     "ai",

@@ -17,8 +17,9 @@ import os
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -56,6 +57,7 @@ from inngest_mw.errors import (
 from inngest_mw.event import Event, EventModel, Sendable, SendEventsResult, to_events
 from inngest_mw.function import Function, Handler, validate_options
 from inngest_mw.hooks import HOOKS
+from inngest_mw.metadata import MetadataOp, UpdateMetadataError, api_request, metadata_outcome
 from inngest_mw.pipeline import HookTable, MiddlewareFactory, PipelineSpec
 from inngest_mw.run_state import keys_or_none
 from inngest_mw.serializer import Serializer
@@ -405,6 +407,71 @@ class Inngest:
                 yield _Sleep(self._backoff(attempt))
         raise SendSignalError(
             f"sending signal {signal!r} failed after {_SEND_ATTEMPTS} attempts: {last}"
+        )
+
+    # -- run metadata --------------------------------------------------------------------
+
+    async def update_metadata(
+        self,
+        run_id: str,
+        values: Mapping[str, Any],
+        kind: str = "default",
+        *,
+        op: MetadataOp = "merge",
+        step_id: str | None = None,
+        step_index: int = 0,
+    ) -> None:
+        """Attach metadata to a run (or one of its steps) from outside it; inside a function use
+        ``ctx.metadata``. Raises ``MetadataError`` for a bad update, ``UpdateMetadataError`` when
+        the API refuses it."""
+        await adrive(
+            self._metadata_flow(*api_request(run_id, values, kind, op, step_id, step_index))
+        )
+
+    def update_metadata_sync(
+        self,
+        run_id: str,
+        values: Mapping[str, Any],
+        kind: str = "default",
+        *,
+        op: MetadataOp = "merge",
+        step_id: str | None = None,
+        step_index: int = 0,
+    ) -> None:
+        """Blocking ``update_metadata``."""
+        drive(self._metadata_flow(*api_request(run_id, values, kind, op, step_id, step_index)))
+
+    async def _update_metadata(self, run_id: str, body: bytes) -> None:
+        await adrive(self._metadata_flow(run_id, body))
+
+    def _update_metadata_sync(self, run_id: str, body: bytes) -> None:
+        drive(self._metadata_flow(run_id, body))
+
+    def _metadata_flow(self, run_id: str, body: bytes) -> Flow[None]:
+        """POST one metadata update with each signing key in turn, retrying transport errors and
+        5xx answers."""
+        url = f"{self.settings.api_origin}v1/runs/{quote(run_id, safe='')}/metadata"
+        keys = keys_or_none(self.settings.signing_keys)
+        last = "no attempt made"
+        for attempt in range(_SEND_ATTEMPTS):
+            for index, key in enumerate(keys):
+                headers = self.outbound_headers(key)
+                headers[Header.CONTENT_TYPE] = "application/json"
+                try:
+                    response = yield _Post(self, url, body, headers)
+                except httpx.HTTPError as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+                    break
+                if response.status_code == 401 and index + 1 < len(keys):
+                    continue  # the fallback key may be the one the server holds now
+                if metadata_outcome(run_id, response):
+                    return
+                last = f"the API answered {response.status_code}"
+                break
+            if attempt + 1 < _SEND_ATTEMPTS:
+                yield _Sleep(self._backoff(attempt))
+        raise UpdateMetadataError(
+            f"updating metadata of run {run_id} failed after {_SEND_ATTEMPTS} attempts: {last}"
         )
 
     # -- HTTP ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from inngest_mw.errors import is_last_attempt
 from inngest_mw.event import Event
 
 if TYPE_CHECKING:
+    from inngest_mw.metadata import Metadata, MetadataSync
     from inngest_mw.step import Group, GroupSync, Step, StepSync
 
 __all__ = ["Context", "ContextKey", "ContextSync"]
@@ -85,6 +86,8 @@ class Context(_ContextBase[E]):
 
     step: Step
     group: Group
+    metadata: Metadata
+    """Run and step metadata: ``await ctx.metadata.update({...}, kind="progress")``."""
 
     async def publish(self, channel: str, topic: str, data: object) -> None:
         """Publish ``data`` to ``topic`` of ``channel`` now, tagged with this run. Not a step:
@@ -100,6 +103,8 @@ class ContextSync(_ContextBase[E]):
 
     step: StepSync
     group: GroupSync
+    metadata: MetadataSync
+    """Run and step metadata: ``ctx.metadata.update({...}, kind="progress")``."""
 
     def publish(self, channel: str, topic: str, data: object) -> None:
         """Publish ``data`` to ``topic`` of ``channel`` now, tagged with this run. Not a step:

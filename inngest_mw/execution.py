@@ -26,6 +26,7 @@ from inngest_mw.gather import release
 from inngest_mw.hooks import HOOKS
 from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt, SkipInterrupt
 from inngest_mw.memo import Memo, StepCore, StepMemos, parse_memos
+from inngest_mw.metadata import Metadata, MetadataSync
 from inngest_mw.pipeline import EMPTY, HookTable, OutputStep, TransformOutputResult
 from inngest_mw.step import Group, GroupSync, Step, StepSync, _boundary
 from inngest_mw.wire import Op, serialize_error
@@ -297,9 +298,13 @@ def request_flow(
     args = (client, core, hooks, call.attempt, call.max_attempts)
     ctx: Context | ContextSync
     if async_path:
-        ctx = Context(**fields, step=Step(*args), group=Group(core))
+        metadata = Metadata(client, call.run_id, call.attempt)
+        ctx = Context(**fields, step=Step(*args), group=Group(core), metadata=metadata)
     else:
-        ctx = ContextSync(**fields, step=StepSync(*args), group=GroupSync(core))
+        metadata_sync = MetadataSync(client, call.run_id, call.attempt)
+        ctx = ContextSync(
+            **fields, step=StepSync(*args), group=GroupSync(core), metadata=metadata_sync
+        )
     if hooks.has(HOOKS.TRANSFORM_INPUT):
         yield from hooks.call(HOOKS.TRANSFORM_INPUT, ctx, fn, StepMemos(core.memos))
     if not core.memos and core.boundary_due():

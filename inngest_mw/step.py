@@ -41,6 +41,7 @@ from inngest_mw.gather import Gate, GatherState
 from inngest_mw.hooks import HOOKS
 from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt, SkipInterrupt
 from inngest_mw.memo import Decision, Memo, StepCore
+from inngest_mw.metadata import RUNNING, RunningStep
 from inngest_mw.pipeline import HookTable, OutputStep, StepInfo, TransformOutputResult
 from inngest_mw.realtime import StepRealtime, StepRealtimeSync
 from inngest_mw.signals import OnConflict, Signal, signal_options
@@ -149,11 +150,12 @@ class _Pending:
 class _Call:
     """Per-step-call state: whether a new attempt executed, and what it produced."""
 
-    __slots__ = ("executed", "output")
+    __slots__ = ("executed", "metadata", "output")
 
     def __init__(self) -> None:
         self.executed = False
         self.output: Any = None
+        self.metadata: list[dict[str, Any]] | None = None  # ctx.metadata updates made in it
 
 
 class _StepBase:
@@ -265,17 +267,22 @@ class _StepBase:
                 NonRetriableError(
                     f"step {info.id!r} returned a value that is not JSON-serializable: {exc}"
                 ),
+                call,
             )
         op = self._op(info, Opcode.STEP_RUN, info.id, self._run_opts(info))
         op.data = data
+        op.metadata = call.metadata
         self._core.add(op)
         return ResponseInterrupt()
 
-    def _fail_new(self, info: StepInfo, exc: BaseException) -> ResponseInterrupt:
+    def _fail_new(
+        self, info: StepInfo, exc: BaseException, call: _Call | None = None
+    ) -> ResponseInterrupt:
         final = self._error_is_final(exc)
         op = self._op(info, Opcode.STEP_FAILED if final else Opcode.STEP_ERROR, info.id, None)
         op.error = serialize_error(exc)
         op.exception = exc
+        op.metadata = call.metadata if call is not None else None
         self._core.add(op)
         if isinstance(exc, RetryAfterError):
             self._core.retry_after = exc.header_value()
@@ -377,7 +384,7 @@ class _StepBase:
             value = yield from hooks.wrap(HOOKS.WRAP_STEP, info, inner)
         except Exception as exc:
             if call.executed:
-                raise self._fail_new(info, exc) from None
+                raise self._fail_new(info, exc, call) from None
             raise
         if call.executed:
             checkpoint = self._core.checkpoint
@@ -437,7 +444,7 @@ class _StepBase:
         call.executed = True
         try:
             out = yield from hooks.wrap(
-                HOOKS.WRAP_STEP_HANDLER, info, functools.partial(_run_handler, handler, info)
+                HOOKS.WRAP_STEP_HANDLER, info, functools.partial(_run_handler, handler, info, call)
             )
         except Exception as exc:
             if hooks.has(HOOKS.ON_STEP_ERROR):
@@ -822,12 +829,17 @@ def _boundary(hooks: HookTable) -> Flow[None]:
         yield from hooks.call(HOOKS.BEFORE_EXECUTION)
 
 
-def _run_handler(handler: Callable[..., Any], info: StepInfo) -> Flow[Any]:
+def _run_handler(handler: Callable[..., Any], info: StepInfo, call: _Call) -> Flow[Any]:
     token = _in_handler.set(True)
+    running = RunningStep(info)
+    running_token = RUNNING.set(running)
     try:
         return (yield Invoke(handler, info.input))
     finally:
+        RUNNING.reset(running_token)
         _in_handler.reset(token)
+        if running.updates:
+            call.metadata = (call.metadata or []) + running.updates
 
 
 class _GroupBase:

@@ -7,8 +7,9 @@ steps by ID: ``run`` (a value or an exception to raise), ``sleep`` (skipped unle
 ``wait_for_event`` (an ``Event``/dict, or ``TIMEOUT``), ``invoke`` (a value or an exception),
 ``fetch`` (a ``FetchResponse``), ``ai.infer`` (the provider's answer), ``wait_for_signal`` (a
 ``Signal``, its data, or ``TIMEOUT``);
-``send_event`` is recorded and never sent, and so is every realtime publish
-(``step.realtime.publish``, ``ctx.publish``, ``realtime.publish``: ``TestRun.published``). An unmocked wait or invoke raises ``UnmockedStepError``
+``send_event`` is recorded and never sent, and so are every realtime publish
+(``step.realtime.publish``, ``ctx.publish``, ``realtime.publish``: ``TestRun.published``)
+and ``ctx.metadata`` updates (``metadata``). An unmocked wait or invoke raises ``UnmockedStepError``
 naming the step instead of hanging. Mocks and recording are themselves a middleware, appended
 innermost, so user middleware runs exactly as in production.
 """
@@ -31,6 +32,7 @@ from inngest_mw.execution import CallRequest, CallResult, RequestMeta, request_f
 from inngest_mw.fetch import FetchResponse
 from inngest_mw.function import Function, Handler
 from inngest_mw.memo import parse_memos
+from inngest_mw.metadata import API_SINK
 from inngest_mw.pipeline import HookTable, MiddlewareSync, PipelineSpec, StepInfo, mark_inner
 from inngest_mw.signals import Signal
 from inngest_mw.stepkind import StepKind
@@ -106,6 +108,10 @@ class TestRun:
     requests: int = 0
     trace: list[str] = field(default_factory=list)
     on_failure: TestRun | None = None
+    metadata: list[dict[str, Any]] = field(default_factory=list)
+    """``ctx.metadata`` updates in order: ``via`` ``"op"`` (made in a step, ``step`` its ID) or
+    ``"api"`` (made elsewhere, ``target`` as the API would get it), ``run_id``, ``scope``,
+    ``kind``, ``op`` and ``values``."""
 
     @property
     def succeeded(self) -> bool:
@@ -297,6 +303,10 @@ class _Driver:
         if len(out.ops) > 1:
             self.disable_immediate = True
         for op in out.ops:
+            for update in op.metadata or ():
+                self.result.metadata.append(
+                    {"via": "op", "run_id": self.run_id, "step": op.user_id, **update}
+                )
             self._apply(
                 op.op,
                 op.hashed_id,
@@ -472,6 +482,17 @@ async def _run(
     state = _State(mocks)
     driver = _Driver(fn, handler, batch, state, client, max_attempts, run_id)
     recording = _realtime._recorder.set(state.fake_publish)
+
+    def api_update(target_run: str, body: dict[str, Any]) -> None:
+        target = body["target"]
+        scope = "step" if "step_id" in target else "run"
+        scope = "step_attempt" if "step_attempt" in target else scope
+        for update in body["metadata"]:
+            driver.result.metadata.append(
+                {"via": "api", "run_id": target_run, "target": target, "scope": scope, **update}
+            )
+
+    token = API_SINK.set(api_update)
     try:
         while True:
             call, hooks, meta, attempt = driver.request()
@@ -484,6 +505,7 @@ async def _run(
                 break
     finally:
         _realtime._recorder.reset(recording)
+        API_SINK.reset(token)
     result = driver.finish()
     if result.error is not None and allow_failure_handler and fn.on_failure is not None:
         failed = _failure_event(fn, batch, run_id, result.error)

@@ -58,6 +58,8 @@ class Op:
     data: Any = _NO_DATA
     error: dict[str, Any] | None = None
     exception: BaseException | None = None
+    metadata: list[dict[str, Any]] | None = None
+    """Metadata updates made in the step's handler (``ctx.metadata``), sent on the op."""
 
     @property
     def has_data(self) -> bool:
@@ -81,4 +83,6 @@ class Op:
             out["data"] = self.data
         if self.error is not None:
             out["error"] = self.error
+        if self.metadata:
+            out["metadata"] = self.metadata
         return out

@@ -33,6 +33,7 @@ from inngest_mw_dev.signals import signal_routes
 from inngest_mw_dev.store import RunRow, Store
 from inngest_mw_dev.syncs import SyncError
 from inngest_mw_dev.uiauth import Denied, UiAuth
+from inngest_mw_dev.v1apis import v1_routes
 
 if TYPE_CHECKING:
     from inngest_mw_dev.engine import Engine
@@ -302,6 +303,7 @@ def create_app(engine: Engine) -> ASGIApp:
         *realtime_routes(engine, authed),
         *checkpoint_routes(engine, authed),
         *connect_routes(engine, authed),
+        *v1_routes(engine, authed),
         *control_routes(data, api.authed_ui),
         *ui_routes(data, api.authed_ui, api.ui),
     ]

@@ -256,6 +256,7 @@ def print_run(run: dict[str, Any]) -> None:
             print(f"  {step['name']:<28}{step['op']:<16}{step['status']:<11}"
                   f"{step['attempts']:>8}{format_ms(step['duration_ms']):>10}  "
                   f"{result[:60]}")  # fmt: skip
+    _print_extras(run)
     print("timeline:")
     for entry in run["history"]:
         detail = {k: v for k, v in entry.items() if k not in ("at", "type", "step")}
@@ -271,6 +272,21 @@ def print_run(run: dict[str, Any]) -> None:
         print(f"error: {lines[0]}")
         for line in lines[1:]:
             print(line)
+
+
+def _print_extras(run: dict[str, Any]) -> None:
+    """The run's metadata and the spans its app exported (the v1 APIs), when it has any."""
+    if run.get("metadata"):
+        print("metadata:")
+        for item in run["metadata"]:
+            where = "run" if item["scope"] == "run" else f"{item['scope']} {item['step'] or ''}"
+            print(f"  {item['kind']:<28}{where:<24}{preview(item['values'], 60)}")
+    if run.get("user_spans"):
+        print("spans from the app:")
+        for span in run["user_spans"]:
+            name = ("  " if span["parent_id"] else "") + span["name"]
+            print(f"  {name:<28}{span['step'] or '':<24}{span['status']:<8}"
+                  f"{format_ms(span['duration_ms']):>10}")  # fmt: skip
 
 
 def _client_options() -> cliargs.OneLineParser:

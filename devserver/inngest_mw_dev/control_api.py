@@ -34,6 +34,7 @@ from inngest_mw_dev.queries import (
     parse_time,
     resolve_run_id,
 )
+from inngest_mw_dev.runmeta import run_extras
 from inngest_mw_dev.stacks import marked_lines, read_error
 from inngest_mw_dev.store import RunRow
 from inngest_mw_dev.timeline import waterfall
@@ -163,6 +164,7 @@ class ApiData:
         out["middleware"] = requests_view(
             store.request_hooks(run.id), {s["id"]: s["name"] for s in out["steps"]}, run.queued_at
         )
+        out.update(run_extras(store, run.id))  # metadata and userland spans (v1 APIs)
         out["error_view"] = error_view(run.error)
         for step in out["steps"]:
             step["error_view"] = error_view(step.get("error"))

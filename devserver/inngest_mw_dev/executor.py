@@ -25,6 +25,7 @@ from inngest_mw_dev.appclient import AppResponse
 from inngest_mw_dev.canonical import canonical_text
 from inngest_mw_dev.limits import MAX_JSON_DEPTH, MAX_REQUEST_BODY, nested_too_deeply
 from inngest_mw_dev.timing import parse_retry_after
+from inngest_mw_dev.tracectx import trace_headers
 
 __all__ = [
     "MAX_REQUEST_BODY",
@@ -56,6 +57,7 @@ class Op:
     opts: dict[str, Any]
     data: Any
     error: Any
+    metadata: Any = None  # metadata updates made in the step (``inngest_mw_dev.v1apis``)
 
     @property
     def label(self) -> str:
@@ -231,6 +233,7 @@ async def call_app(
         "X-Inngest-Step-ID": step_id,
         "x-inngest-req-version": "2",
         Header.MW_TRACE: "1",
+        **trace_headers(run_id, fn_id),
     }
     if signing_key:
         headers["X-Inngest-Signature"] = sign(body, signing_key)
@@ -347,6 +350,7 @@ def parse_ops(payload: object, no_retry: bool, retry_at: float | None) -> CallOu
                 opts=opts if isinstance(opts, dict) else {},
                 data=raw.get("data"),
                 error=raw.get("error"),
+                metadata=raw.get("metadata"),
             )
         )
     return OpsResponse(ops, no_retry, retry_at)

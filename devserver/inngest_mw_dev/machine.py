@@ -51,6 +51,7 @@ from inngest_mw_dev.registration import (
     RegistrationError,
     event_name_matches,
 )
+from inngest_mw_dev.runmeta import RunMetadata
 from inngest_mw_dev.scheduling import Scheduling
 from inngest_mw_dev.store import AppRow, PauseRow, QueueItem, RequestHooksRow, RunRow, Store
 from inngest_mw_dev.timing import backoff_seconds, parse_seconds, sleep_until
@@ -118,6 +119,7 @@ class RunMachine:
         self.clock = clock
         self.retry_base = retry_base
         self.history = History(store, clock, on_history)
+        self.metadata = RunMetadata(store)
         self.schedule = Scheduling(store, self.admission, self.history, clock)
         self.functions: dict[str, FunctionDef] = {}
         self.function_apps: dict[str, str] = {}
@@ -731,6 +733,8 @@ class RunMachine:
                 run, FAILED, error=error, reason=f"app sent unsupported opcode {op.op!r}"
             )
             return False
+        if op.metadata is not None:
+            self.metadata.inband(run, op, item.attempt, self.history)
         return _OP_HANDLERS[opcode](self, run, item, op, response, started_at)
 
     def _op_step_run(
@@ -1087,6 +1091,8 @@ class RunMachine:
                 too_large = step_output_error(op.label, op.data, utf8_len(encoded) - _DATA_WRAPPER)
                 if too_large is not None:
                     return 413, str(too_large.get("message"))
+                if op.metadata is not None:
+                    self.metadata.inband(run, op, 0, self.history)
                 self._save_step(run, op, memo, StepStatus.COMPLETED, started_at, encoded)
                 if run.status != RUNNING:  # the state grew past its limit: the run has failed
                     return 413, "the run's state is over its size limit"

@@ -110,9 +110,30 @@ CREATE TABLE request_hooks (
 CREATE INDEX request_hooks_by_run ON request_hooks (run_id)
 """
 
+_V1_APIS = """
+CREATE TABLE run_metadata (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL NOT NULL,
+    scope TEXT NOT NULL, target TEXT NOT NULL, kind TEXT NOT NULL, op TEXT NOT NULL,
+    vals TEXT NOT NULL, size INTEGER NOT NULL, via TEXT NOT NULL
+);
+CREATE INDEX run_metadata_by_run ON run_metadata (run_id);
+CREATE TABLE user_spans (
+    run_id TEXT NOT NULL, span_id TEXT NOT NULL, trace_id TEXT NOT NULL, parent_id TEXT,
+    name TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL, start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL, step TEXT, scope TEXT NOT NULL, service TEXT NOT NULL,
+    attributes TEXT NOT NULL, received_at REAL NOT NULL, PRIMARY KEY (run_id, span_id)
+);
+CREATE TABLE cancellations (
+    id TEXT PRIMARY KEY, created_at REAL NOT NULL, app_id TEXT NOT NULL,
+    function_id TEXT NOT NULL, function_slug TEXT NOT NULL, started_after REAL,
+    started_before REAL NOT NULL, expression TEXT, cancelled TEXT NOT NULL
+)
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("the schema of the releases before versioning, adopted as version 1", _UNVERSIONED),
     Migration("the middleware hooks each call request ran, per attempt", _REQUEST_HOOKS),
+    Migration("run metadata, userland trace spans and bulk cancellations (the v1 APIs)", _V1_APIS),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -98,4 +98,10 @@ def describe(kind: str, step: str | None, detail: Mapping[str, Any]) -> str:
             return f"FAILED: {_error_text(error)}{reason}"
         case "cancelled":
             return f"cancelled: {detail.get('reason')}"
+        case "metadata":
+            keys = ", ".join(str(k) for k in detail.get("keys") or ()) or "no keys"
+            where = f"{label} ({detail.get('scope')})" if step else "run"
+            return f"metadata {detail.get('name')} {detail.get('op')} on {where}: {keys}"
+        case "metadata_refused":
+            return f"{label} metadata refused: {detail.get('reason')}"
     return f"{kind} {preview(dict(detail))}"

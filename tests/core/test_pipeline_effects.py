@@ -331,6 +331,7 @@ def test_missing_injected_value_names_the_key() -> None:
         logger=client.logger,
         step=None,  # type: ignore[arg-type]
         group=None,  # type: ignore[arg-type]
+        metadata=inngest_mw.MetadataSync(client, "r", 0),
     )
     with pytest.raises(KeyError, match="ContextKey\\('tenant'\\) was not set"):
         ctx.get(ctx_key)

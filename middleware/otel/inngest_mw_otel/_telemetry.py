@@ -7,9 +7,12 @@ its requests: instruments are created once, never per request.
 from __future__ import annotations
 
 import functools
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from opentelemetry import metrics, trace
+
+if TYPE_CHECKING:
+    from inngest_mw_otel.userland import UserlandSpans
 
 __all__ = ["Telemetry", "default_telemetry"]
 
@@ -21,6 +24,7 @@ class Telemetry:
     """A tracer plus run and step counters and duration histograms.
 
     ``None`` providers mean the global ones (resolved lazily, so they may be set after this is made).
+    ``userland``: the ``UserlandSpans`` processor exporting the spans made in steps to Inngest.
     """
 
     def __init__(
@@ -28,7 +32,9 @@ class Telemetry:
         *,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
+        userland: UserlandSpans | None = None,
     ) -> None:
+        self.userland = userland
         self.tracer = trace.get_tracer(SCOPE, VERSION, tracer_provider=tracer_provider)
         meter = metrics.get_meter(SCOPE, VERSION, meter_provider=meter_provider)
         self.runs_started = meter.create_counter(

@@ -9,6 +9,7 @@ the wrap hooks so async functions pay no thread hop.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -23,6 +24,7 @@ from inngest_mw import MiddlewareSync
 from inngest_mw_otel import _attributes as attr
 from inngest_mw_otel import _propagation
 from inngest_mw_otel._telemetry import Telemetry, default_telemetry
+from inngest_mw_otel._traceref import run_attributes
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -72,7 +74,8 @@ class OTelMiddleware(MiddlewareSync):
 
     @classmethod
     def factory(cls, *args: Any, **kwargs: Any) -> MiddlewareFactory:
-        """``OTelMiddleware.factory(tracer_provider=..., meter_provider=...)``; either may be omitted."""
+        """``OTelMiddleware.factory(tracer_provider=..., meter_provider=..., userland=...)``; each
+        may be omitted (``userland``: a ``UserlandSpans`` exporting the spans made in steps)."""
         return super().factory(telemetry=Telemetry(*args, **kwargs))
 
     # -- the request span ------------------------------------------------------------------
@@ -88,6 +91,8 @@ class OTelMiddleware(MiddlewareSync):
             self._end_request(None, started)
             raise
         self._end_request(response.status, started)
+        if self._telemetry.userland is not None:
+            self._telemetry.userland.force_flush()  # the run's spans are sent before it answers
         return response
 
     async def wrap_request_async(
@@ -102,6 +107,8 @@ class OTelMiddleware(MiddlewareSync):
             self._end_request(None, started)
             raise
         self._end_request(response.status, started)
+        if self._telemetry.userland is not None:
+            await asyncio.to_thread(self._telemetry.userland.force_flush)
         return response
 
     def transform_input(
@@ -232,6 +239,13 @@ class OTelMiddleware(MiddlewareSync):
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
+            userland = self._telemetry.userland
+            root = None if userland is None else run_attributes(self._headers, self._run_id)
+            if userland is not None and root is not None:
+                userland.declare(span, {**root, "inngest.step.id": info.id,
+                                        "inngest.step.index": info.index,
+                                        "inngest.step.hash": info.hashed_id,
+                                        "inngest.step.attempt": info.attempt})  # fmt: skip
             try:
                 yield
             except BaseException as exc:
@@ -240,6 +254,9 @@ class OTelMiddleware(MiddlewareSync):
                     time.perf_counter() - started, {**labels, attr.ERROR_TYPE: attr.error_type(exc)}
                 )
                 raise
+            finally:
+                if userland is not None and root is not None:
+                    userland.release(span)
         self._telemetry.step_duration.record(time.perf_counter() - started, labels)
         self._telemetry.steps_finished.add(1, labels)
 
