@@ -6,7 +6,10 @@ this process, sends it the same POSTs with each candidate, keep-alive, ``--concu
 
 * ``httpx``: one ``httpx.AsyncClient`` (the engine's client before);
 * ``aiohttp``: one ``aiohttp.ClientSession`` without cookies;
-* ``engine``: ``inngest_mw_dev.appclient.AppClient`` (h11 on an asyncio protocol).
+* ``h11``: h11's state machine over asyncio streams, one connection per sender (the engine's client
+  before its own parser);
+* ``engine``: ``inngest_mw_dev.appclient.AppClient`` (its own HTTP/1.1 framing on an asyncio
+  protocol).
 
 Each candidate runs in a fresh interpreter: a warm-up pass, then the CPU time of this process per
 request over a measured pass; ``import MiB`` is what importing the client adds to the resident
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import subprocess
 import sys
@@ -27,7 +31,7 @@ from typing import Any
 
 __all__ = ["main"]
 
-CANDIDATES = ("httpx", "aiohttp", "engine")
+CANDIDATES = ("httpx", "aiohttp", "h11", "engine")
 BODY = json.dumps({"event": {"name": "bench", "data": {}}, "steps": {}, "ctx": {}}).encode()
 REPLY = b'[{"op":"StepRun","id":"s0","data":1}]'
 
@@ -87,6 +91,40 @@ async def _measure(kind: str, url: str, requests: int, concurrency: int) -> dict
             async with session.post(url, data=BODY, headers=headers) as response:
                 return await response.read()
 
+    elif kind == "h11":
+        from urllib.parse import urlsplit
+
+        import h11
+
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        target = f"{parts.path}?{parts.query}"
+        streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, h11.Connection]] = []
+
+        async def post() -> bytes:
+            if not streams:
+                reader, writer = await asyncio.open_connection(host, port)
+                closers.append(functools.partial(_close, writer))
+                streams.append((reader, writer, h11.Connection(h11.CLIENT)))
+            reader, writer, conn = streams.pop()
+            fields = [("Host", host), ("Content-Length", str(len(BODY))), *headers.items()]
+            out = conn.send(h11.Request(method="POST", target=target, headers=fields)) or b""
+            out += conn.send(h11.Data(data=BODY)) or b""
+            out += conn.send(h11.EndOfMessage()) or b""
+            writer.write(out)
+            chunks = []
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await reader.read(65536))
+                elif isinstance(event, h11.Data):
+                    chunks.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                    break
+            conn.start_next_cycle()
+            streams.append((reader, writer, conn))
+            return b"".join(chunks)
+
     else:
         from inngest_mw_dev.appclient import AppClient
 
@@ -104,6 +142,11 @@ async def _measure(kind: str, url: str, requests: int, concurrency: int) -> dict
     for close in closers:
         await close()
     return {"cpu_us_per_request": round(per_request, 1), "import_mib": round(imported, 1)}
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    await writer.wait_closed()
 
 
 def _free_port() -> int:

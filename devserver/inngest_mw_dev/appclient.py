@@ -1,10 +1,15 @@
-"""The engine's HTTP/1.1 client for call requests: kept-alive connections to each app, over h11.
+"""The engine's HTTP/1.1 client for call requests: kept-alive connections to each app.
 
 Chosen by measurement (``benchmarks/README.md``). httpx spent most of the engine's CPU in its
 connection pool (scanning every pooled connection for expiry on each request, anyio lock
-bookkeeping); aiohttp's client costs about what this one does per request but adds about 7 MiB
-of memory to the engine. This one is h11 (already loaded with httpx and uvicorn) on an asyncio
-protocol: one parser per connection, idle connections reused newest first, nothing else per call.
+bookkeeping); h11, the pure-Python parser httpx and uvicorn use, then cost about a third of what
+was left (an event object and a state-machine step per request part, every header validated by a
+regular expression); aiohttp's C parser costs little per request but adds about 7 MiB of memory
+to the engine. This client writes each request in one piece and parses the response itself on an
+asyncio protocol: the head is split once when it is complete, the body framed by
+``Content-Length``, ``chunked`` or the close of the connection (RFC 9112, section 6), and the
+waiting request is woken once, when the whole response is in. Idle connections are reused newest
+first; nothing else is done per call.
 """
 
 from __future__ import annotations
@@ -12,20 +17,30 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import re
 import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import h11
-
-__all__ = ["AppClient", "AppResponse"]
+__all__ = ["AppClient", "AppResponse", "ProtocolError"]
 
 # Below the 5 s keep-alive of uvicorn (and most app servers): an idle connection is dropped by the
 # engine before the app would close it under a request being sent.
 KEEPALIVE_S = 4.0
+MAX_HEAD_BYTES = 64 * 1024
+"""A response's status line and headers together; more is refused as not HTTP."""
 
 _Origin = tuple[str, str, int]
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+"""Control characters: never sent in a header value (no header or request splitting)."""
+
+
+class ProtocolError(ValueError):
+    """The peer's answer is not a well-formed HTTP/1.x response."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,34 +52,60 @@ class AppResponse:
 
 
 @functools.lru_cache(maxsize=4096)
-def _split(url: str) -> tuple[_Origin, str, str]:
-    """``((scheme, host, port), target, Host header)`` of an ``http(s)`` URL, parsed once."""
+def _split(url: str) -> tuple[_Origin, bytes]:
+    """``((scheme, host, port), request line + Host header)`` of an ``http(s)`` URL, parsed once."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return (parts.scheme, parts.hostname, port), target, parts.netloc.rpartition("@")[2]
+    host = parts.netloc.rpartition("@")[2]
+    if any(c <= " " or c == "\x7f" for c in target + host):
+        raise ValueError(f"the URL {url!r} has spaces or control characters")
+    prefix = f"POST {target} HTTP/1.1\r\nHost: {host}\r\n".encode("ascii")
+    return (parts.scheme, parts.hostname, port), prefix
+
+
+def _head(prefix: bytes, headers: dict[str, str], length: int) -> bytes:
+    if _UNSAFE.search("".join(headers.values())) or _UNSAFE.search("".join(headers)):
+        raise ValueError("a header name or value holds a control character")
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return b"%sContent-Length: %d\r\n%s\r\n" % (prefix, length, lines.encode("latin-1"))
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection: bytes in feed its h11 state machine, which ``request`` reads."""
+    """One keep-alive connection; ``post`` sends a request and waits for ``_parse`` to finish."""
 
     def __init__(self) -> None:
-        self._h11 = h11.Connection(h11.CLIENT)
         self._transport: asyncio.Transport | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future[AppResponse] | None = None
         self._eof = False
         self.closed = False
         self.idle_since = 0.0
+        # the response being read
+        self._status = 0
+        self._headers: dict[str, str] = {}
+        self._framing = ""  # "" (head not read yet), "length", "chunked" or "close"
+        self._remaining = 0
+        self._chunks: list[bytes] = []
+        self._keep = True
+
+    @property
+    def reusable(self) -> bool:
+        """Open, and the app has sent nothing since its last response."""
+        return not self.closed and not self._buffer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self._h11.receive_data(data)
-        self._wake()
+        self._buffer += data
+        if self._waiter is not None:
+            self._advance()
+        elif len(self._buffer) > MAX_HEAD_BYTES:
+            self.close()  # an idle connection the peer keeps writing to
 
     def eof_received(self) -> bool:
         self._end()
@@ -75,53 +116,156 @@ class _Connection(asyncio.Protocol):
         self._end()
 
     def _end(self) -> None:
-        if not self._eof:
-            self._eof = True
-            self._h11.receive_data(b"")
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._eof = True
+        self.closed = True
+        if self._waiter is not None:
+            self._advance()
 
     def close(self) -> None:
         self.closed = True
         if self._transport is not None:
             self._transport.close()
 
-    async def post(
-        self, target: str, host: str, headers: dict[str, str], body: bytes
-    ) -> AppResponse:
+    async def post(self, head: bytes, body: bytes) -> AppResponse:
         """Send one request and read its whole response (the connection must be idle)."""
         if self._transport is None or self.closed:
             raise ConnectionResetError("the connection is closed")
-        conn = self._h11
-        fields = [("Host", host), ("Content-Length", str(len(body))), *headers.items()]
-        out = conn.send(h11.Request(method="POST", target=target, headers=fields)) or b""
-        out += conn.send(h11.Data(data=body)) or b""
-        out += conn.send(h11.EndOfMessage()) or b""
-        self._transport.write(out)
-        loop = asyncio.get_running_loop()
-        status, received, chunks = 0, {}, []
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                self._waiter = loop.create_future()
-                await self._waiter
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-                received = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
-            elif isinstance(event, h11.Data):
-                chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed):
-                raise ConnectionResetError("the app closed the connection without answering")
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
+        if self._buffer:
+            raise ProtocolError("the app sent data before it was asked anything")
+        self._status, self._headers, self._framing, self._chunks = 0, {}, "", []
+        self._remaining, self._keep = 0, True
+        self._waiter = asyncio.get_running_loop().create_future()
+        # One write: the head and the body leave together (TCP_NODELAY or not).
+        self._transport.write(head + body)
+        try:
+            response = await self._waiter
+        finally:
+            self._waiter = None
+        if not self._keep or self._buffer:
+            self.close()  # the app asked to close it, or it sent more than one response
+        return response
+
+    def _advance(self) -> None:
+        """Parse what has arrived; finish the waiting request when its response is complete."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        try:
+            response = self._parse()
+        except ProtocolError as exc:
+            self._keep = False
+            waiter.set_exception(exc)
+            return
+        if response is not None:
+            waiter.set_result(response)
+        elif self._eof:
+            waiter.set_exception(
+                ConnectionResetError("the app closed the connection before its answer was complete")
+            )
+
+    def _parse(self) -> AppResponse | None:
+        buffer = self._buffer
+        while not self._framing:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD_BYTES:
+                    raise ProtocolError("the response head is too large or not HTTP")
+                if buffer and not b"HTTP/1.".startswith(bytes(buffer[:7])):
+                    raise ProtocolError("the reply is not an HTTP/1.x response")
+                return None
+            head = bytes(buffer[:end])
+            del buffer[: end + 4]
+            self._read_head(head)
+        if self._framing == "length":
+            if len(buffer) < self._remaining:
+                return None
+            self._chunks.append(bytes(buffer[: self._remaining]))
+            del buffer[: self._remaining]
+        elif self._framing == "chunked":
+            if not self._read_chunks():
+                return None
+        else:  # delimited by the close of the connection
+            if not self._eof:
+                return None
+            self._chunks.append(bytes(buffer))
+            buffer.clear()
+            self._keep = False
+        return AppResponse(self._status, self._headers, b"".join(self._chunks))
+
+    def _read_head(self, head: bytes) -> None:
+        lines = head.split(b"\r\n")
+        status_line = _STATUS_LINE.fullmatch(lines[0])
+        if status_line is None:
+            raise ProtocolError("the reply is not an HTTP/1.x response")
+        status = int(status_line[2])
+        headers: dict[str, str] = {}
+        lengths: set[bytes] = set()
+        codings = b""
+        connection = b""
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or not _TOKEN.fullmatch(name):
+                raise ProtocolError("the response has a malformed header line")
+            value = value.strip(b" \t")
+            lowered = name.lower()
+            if lowered == b"content-length":
+                lengths.update(v.strip(b" \t") for v in value.split(b","))
+            elif lowered == b"transfer-encoding":
+                codings += b"," + value.lower()
+            elif lowered == b"connection":
+                connection += b"," + value.lower()
+            headers[lowered.decode("latin-1")] = value.decode("latin-1")
+        if 100 <= status < 200:
+            if status == 101:
+                raise ProtocolError("the app switched protocols")
+            return  # an interim response (100 Continue, 103 Early Hints): the real one follows
+        self._status, self._headers = status, headers
+        tokens = {t.strip() for t in connection.split(b",")}
+        self._keep = b"close" not in tokens and (status_line[1] == b"1" or b"keep-alive" in tokens)
+        if status in (204, 304):
+            self._framing, self._remaining = "length", 0
+        elif codings:
+            final = codings.rsplit(b",", 1)[1].strip()
+            self._framing = "chunked" if final == b"chunked" else "close"
+        elif lengths:
+            if len(lengths) != 1 or not next(iter(lengths)).isdigit():
+                raise ProtocolError("the response has an invalid Content-Length")
+            self._framing, self._remaining = "length", int(next(iter(lengths)))
         else:
-            self.close()  # the app asked to close it (or it cannot be reused)
-        return AppResponse(status, received, b"".join(chunks))
+            self._framing = "close"
+
+    def _read_chunks(self) -> bool:
+        """Consume complete chunks; True once the last chunk and the trailers are in."""
+        buffer = self._buffer
+        while True:
+            if self._remaining < 0:  # the zero-size chunk was read: trailers up to an empty line
+                end = buffer.find(b"\r\n\r\n") if not buffer.startswith(b"\r\n") else -2
+                if end == -1:
+                    if len(buffer) > MAX_HEAD_BYTES:
+                        raise ProtocolError("the response's trailers are too large")
+                    return False
+                del buffer[: end + 4]
+                return True
+            if self._remaining == 0:
+                end = buffer.find(b"\r\n")
+                if end < 0:
+                    if len(buffer) > 1024:
+                        raise ProtocolError("the response has a malformed chunk size")
+                    return False
+                size = _CHUNK_SIZE.fullmatch(bytes(buffer[:end]))
+                if size is None:
+                    raise ProtocolError("the response has a malformed chunk size")
+                del buffer[: end + 2]
+                length = int(size[1], 16)
+                self._remaining = length + 2 if length else -1  # with its CRLF; 0 is the last
+                continue
+            if len(buffer) < self._remaining:
+                return False
+            if buffer[self._remaining - 2 : self._remaining] != b"\r\n":
+                raise ProtocolError("a chunk of the response does not end where its size says")
+            self._chunks.append(bytes(buffer[: self._remaining - 2]))
+            del buffer[: self._remaining]
+            self._remaining = 0
 
 
 class AppClient:
@@ -136,13 +280,15 @@ class AppClient:
         self, url: str, body: bytes, headers: dict[str, str], timeout: float
     ) -> AppResponse:
         """POST ``body``; raises ``TimeoutError`` past ``timeout`` seconds (connecting included),
-        ``OSError`` or ``h11.ProtocolError`` when the connection fails or the reply is not HTTP."""
-        origin, target, host = _split(url)
+        ``OSError`` when the connection fails, ``ProtocolError`` when the reply is not HTTP and
+        ``ValueError`` for a URL or header value that cannot be sent."""
+        origin, prefix = _split(url)
+        head = _head(prefix, headers, len(body))
         conn: _Connection | None = None
         try:
             async with asyncio.timeout(timeout):
                 conn = await self._acquire(origin)
-                response = await conn.post(target, host, headers, body)
+                response = await conn.post(head, body)
         except BaseException:
             if conn is not None:
                 conn.close()  # its state is unknown: never reused
@@ -158,8 +304,11 @@ class AppClient:
             now = time.monotonic()
             while idle and (idle[0].closed or now - idle[0].idle_since >= self._keepalive):
                 idle.popleft().close()
-            if idle:
-                return idle.pop()  # the most recently used: the least likely to be closing
+            while idle:
+                conn = idle.pop()  # the most recently used: the least likely to be closing
+                if conn.reusable:
+                    return conn
+                conn.close()
         scheme, host, port = origin
         tls = None
         if scheme == "https":

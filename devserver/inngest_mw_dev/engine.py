@@ -39,9 +39,11 @@ __all__ = ["Engine"]
 
 log = logging.getLogger("inngest_mw_dev")
 T = TypeVar("T")
-# Items leased and applied per transaction: large enough to amortise the commit, small enough
-# that an event POST never waits long for the loop.
+# Work per transaction: large enough to amortise the commit, small enough that an event POST,
+# which is served between ticks, never waits long for the loop. Answers that arrived beyond the
+# first _MAX_OUTCOMES_PER_TICK wait for the next tick (they stay leased, so nothing is lost).
 _MAX_PER_TICK = 16
+_MAX_OUTCOMES_PER_TICK = 16
 _RETRY_UNEXPECTED_S = 5.0
 
 
@@ -433,7 +435,8 @@ class Engine:
         any transition raise, the whole group is rolled back and redone one item per transaction,
         so only the item at fault is set aside.
         """
-        outcomes, self._outcomes = self._outcomes, []
+        outcomes = self._outcomes[:_MAX_OUTCOMES_PER_TICK]
+        del self._outcomes[:_MAX_OUTCOMES_PER_TICK]
         limit = min(self.workers - len(self._inflight), _MAX_PER_TICK)
         notices: list[str] = []
         try:
@@ -452,7 +455,7 @@ class Engine:
                 else self._gateway(item, prepared)
             )
             self._inflight[item.id] = asyncio.create_task(work)
-        return leased >= limit > 0
+        return leased >= limit > 0 or bool(self._outcomes)
 
     def _work(
         self,

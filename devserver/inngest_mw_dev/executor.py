@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import h11
-
 from inngest_mw._const import Header
 from inngest_mw.hooktrace import SeenTrace, decode
 from inngest_mw.jsonbody import JSONBodyError, parse_json
 from inngest_mw.signature import sign
-from inngest_mw_dev.appclient import AppResponse
+from inngest_mw_dev.appclient import AppResponse, ProtocolError
 from inngest_mw_dev.canonical import canonical_text
 from inngest_mw_dev.limits import MAX_JSON_DEPTH, MAX_REQUEST_BODY, nested_too_deeply
 from inngest_mw_dev.timing import parse_retry_after
@@ -242,7 +240,7 @@ async def call_app(
     except TimeoutError:
         message = f"request timed out after {timeout:g}s"
         return _failed("NetworkError", message, message)
-    except (OSError, h11.ProtocolError, ValueError) as exc:
+    except (OSError, ProtocolError, ValueError) as exc:
         reason = f"connection error ({type(exc).__name__})"
         return _failed("NetworkError", f"{type(exc).__name__}: {exc}", reason)
     outcome = classify(

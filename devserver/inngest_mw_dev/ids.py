@@ -7,6 +7,7 @@ yields the same IDs (and is therefore deduplicated by event-ID idempotency).
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import time
 import uuid
@@ -49,6 +50,7 @@ def ulid_from_seed(seed: str, index: int) -> str | None:
     return _encode(int(millis), bumped.to_bytes(10, "big"))
 
 
+@functools.lru_cache(maxsize=4096)
 def deterministic_uuid(name: str) -> str:
     """A stable UUID for an app or function slug (the server's app/function IDs are UUIDs)."""
     return str(uuid.uuid5(_NAMESPACE, name))

@@ -7,11 +7,13 @@ One file in WAL mode: ``dbfile`` opens and checks it, ``migrations`` declares it
 modules that keep their own tables, run control and the sync log, included). Callers group
 writes with ``Store.tx()`` so a step's output and the queue items that follow from it commit
 together; a ``kill -9`` then loses nothing that was acknowledged.
-All access happens on the engine's event-loop thread, so one connection suffices.
+All access happens on the engine's event-loop thread, so one connection suffices; only WAL
+checkpoints run on a thread (and connection) of their own (``checkpointer``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from inngest_mw_dev.canonical import canonical_text
+from inngest_mw_dev.checkpointer import Checkpointer
 from inngest_mw_dev.dbfile import check_path, open_database, unusable
 from inngest_mw_dev.dblock import DatabaseLock
 from inngest_mw_dev.migrations import migrate
@@ -179,6 +182,7 @@ class Store:
         """
         self.path = Path(path)
         self._lock: DatabaseLock | None = None
+        self._checkpointer: Checkpointer | None = None
         if str(path) != ":memory:":
             check_path(self.path)
             if exclusive:
@@ -200,7 +204,13 @@ class Store:
         except BaseException:
             self.close()
             raise
+        if exclusive and str(path) != ":memory:":
+            # The engine's own commits never run a checkpoint (see ``checkpointer``).
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = Checkpointer(self.path).start()
         self._depth = 0
+        self._apps: dict[str, AppRow] = {}
+        """Apps by id; changed only through ``upsert_app`` (or a free-form ``write``)."""
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -208,6 +218,9 @@ class Store:
             self._lock = None
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self._db.close()
         self._release()
 
@@ -227,6 +240,7 @@ class Store:
             yield
         except BaseException:
             self._depth = 0
+            self._apps.clear()
             self._db.execute("ROLLBACK")
             raise
         self._depth = 0
@@ -248,18 +262,25 @@ class Store:
 
     def write(self, sql: str, *args: object) -> int:
         """Run one statement (DDL or a write) for modules that keep their own tables."""
+        self._apps.clear()
         return self._exec(sql, *args)
 
     # apps and functions
 
     def get_app(self, app_id: str) -> AppRow | None:
-        row = self._one("SELECT * FROM apps WHERE id = ?", app_id)
-        return AppRow(**dict(row)) if row else None
+        app = self._apps.get(app_id)
+        if app is None:
+            row = self._one("SELECT * FROM apps WHERE id = ?", app_id)
+            if row is None:
+                return None
+            app = self._apps[app_id] = AppRow(**dict(row))
+        return copy.copy(app)
 
     def list_apps(self) -> list[AppRow]:
         return [AppRow(**dict(r)) for r in self._all("SELECT * FROM apps ORDER BY name")]
 
     def upsert_app(self, app: AppRow) -> None:
+        self._apps.pop(app.id, None)
         self._exec(
             "INSERT INTO apps VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
             "name=excluded.name, url=excluded.url, sdk=excluded.sdk, framework=excluded.framework,"
@@ -601,7 +622,7 @@ class Store:
         taken: list[QueueItem] = []
         # Read due items a page at a time (keyset on run_at, id) rather than all of them: under
         # load thousands are due, and each lease used to fetch and decode every one.
-        page = max(limit, 64)
+        page = limit if admit is None else max(limit, 64)
         after: tuple[float, int] | None = None
         with self.tx():
             while len(taken) < limit:

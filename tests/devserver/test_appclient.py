@@ -6,10 +6,9 @@ import asyncio
 import threading
 from typing import Any
 
-import h11
 import pytest
 from engine_support import AppServer, free_port
-from inngest_mw_dev.appclient import AppClient
+from inngest_mw_dev.appclient import AppClient, ProtocolError
 from starlette.types import Receive, Scope, Send
 from support import read_asgi_body
 
@@ -131,7 +130,7 @@ def test_a_reply_that_is_not_http_raises_a_protocol_error() -> None:
         port = server.sockets[0].getsockname()[1]
         client = AppClient()
         try:
-            with pytest.raises(h11.RemoteProtocolError):
+            with pytest.raises(ProtocolError):
                 await _post(client, f"http://127.0.0.1:{port}/", b"x")
         finally:
             server.close()
@@ -143,3 +142,151 @@ def test_a_reply_that_is_not_http_raises_a_protocol_error() -> None:
 def test_a_url_that_is_not_http_is_refused() -> None:
     with pytest.raises(ValueError, match="not an http"):
         asyncio.run(_post(AppClient(), "ftp://127.0.0.1/x", b"x"))
+
+
+# The response parser, against a raw TCP peer that answers each request with exact bytes (split
+# into the pieces given, each written on its own), as real servers may frame them.
+
+
+class RawPeer:
+    """A TCP server on 127.0.0.1: for the n-th request it reads the request head and body, then
+    writes ``answers[n]`` piece by piece; after the last answer (or with ``close``) it closes."""
+
+    def __init__(self, answers: list[list[bytes]], *, close: bool = False) -> None:
+        self.answers, self.close = answers, close
+        self.connections = 0
+        self.requests: list[bytes] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while self.answers:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                self.requests.append(head + await reader.readexactly(length))
+                for piece in self.answers.pop(0):
+                    writer.write(piece)
+                    await writer.drain()
+                    await asyncio.sleep(0.005)
+                if self.close:
+                    break
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/api?fnId=f"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+
+def _run(peer: RawPeer, bodies: list[bytes]) -> list[Any]:
+    """Each body POSTed in turn through one client; each response, or the exception raised."""
+
+    async def scenario() -> list[Any]:
+        client = AppClient()
+        results: list[Any] = []
+        try:
+            async with peer as url:
+                for body in bodies:
+                    try:
+                        results.append(await _post(client, url, body, timeout=5))
+                    except Exception as exc:  # the outcome under test
+                        results.append(exc)
+        finally:
+            await client.aclose()
+        return results
+
+    return asyncio.run(scenario())
+
+
+def _bytewise(data: bytes) -> list[bytes]:
+    return [data[i : i + 1] for i in range(len(data))]
+
+
+def test_the_request_is_one_well_formed_http_11_message() -> None:
+    peer = RawPeer([[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]])
+    (response,) = _run(peer, [b'{"a":1}'])
+    assert (response.status, response.content) == (200, b"ok")
+    head, _, body = peer.requests[0].partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /api?fnId=f HTTP/1.1"
+    assert lines[1].startswith(b"Host: 127.0.0.1:")
+    assert b"Content-Length: 7" in lines
+    assert b"content-type: application/json" in lines
+    assert body == b'{"a":1}'
+
+
+def test_a_chunked_response_with_extensions_and_trailers_arriving_byte_by_byte() -> None:
+    chunked = (
+        b"HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\nX-Inngest-Sdk: py\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
+    peer = RawPeer([_bytewise(chunked), [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]])
+    first, second = _run(peer, [b"a", b"b"])
+    assert (first.status, first.content) == (206, b"hello 0123456789")
+    assert first.headers["x-inngest-sdk"] == "py"
+    assert (second.status, second.content) == (200, b"")
+    assert peer.connections == 1  # the chunked answer left the connection reusable
+
+
+def test_an_interim_100_response_is_skipped_and_a_body_may_end_with_the_connection() -> None:
+    answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nuntil the end"
+    peer = RawPeer([[answer]], close=True)
+    (response,) = _run(peer, [b"x"])
+    assert (response.status, response.headers, response.content) == (
+        200,
+        {"x-a": "1"},
+        b"until the end",
+    )
+
+
+def test_connections_the_app_will_not_keep_are_not_reused() -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1"
+    answers = [
+        [b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n1"],  # HTTP/1.0 without keep-alive
+        [b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n1"],
+        [ok + ok],  # a second, unrequested response
+        [ok],
+    ]
+    peer = RawPeer(answers)
+    results = _run(peer, [b"a", b"b", b"c", b"d"])
+    assert [r.content for r in results] == [b"1"] * 4
+    assert peer.connections == 4
+
+
+def test_malformed_responses_raise_protocol_errors() -> None:
+    bad = [
+        b"HTTP/1.1 2000 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nbad header line\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
+        b"HTTP/1.1 200 OK\r\nX: " + b"a" * (70 * 1024),
+    ]
+    for answer in bad:
+        (result,) = _run(RawPeer([[answer]]), [b"x"])
+        assert isinstance(result, ProtocolError), (answer[:60], result)
+
+
+def test_an_answer_cut_short_raises_a_connection_error() -> None:
+    (result,) = _run(
+        RawPeer([[b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"]], close=True), [b"x"]
+    )
+    assert isinstance(result, ConnectionResetError)
+    assert "before its answer was complete" in str(result)
+
+
+def test_header_values_with_control_characters_are_refused_before_sending() -> None:
+    async def scenario() -> None:
+        client = AppClient()
+        with pytest.raises(ValueError, match="control character"):
+            await client.post("http://127.0.0.1:9/x", b"x", {"X-Run-ID": "a\r\nEvil: 1"}, 1)
+        with pytest.raises(ValueError, match="control characters"):
+            await client.post("http://127.0.0.1:9/x y", b"x", {}, 1)
+
+    asyncio.run(scenario())
