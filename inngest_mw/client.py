@@ -383,8 +383,28 @@ class Inngest:
 
     def _signal_flow(self, signal: str, data: object) -> Flow[str]:
         """POST the signal with each signing key in turn, retrying transport errors and 5xx."""
-        body = signal_body(signal, data)
         url = f"{self.settings.api_origin}v1/signals"
+        return (
+            yield from self.api_post_flow(
+                url,
+                signal_body(signal, data),
+                lambda response: signal_outcome(signal, response),
+                lambda why: SendSignalError(f"sending signal {signal!r} {why}"),
+            )
+        )
+
+    def api_post_flow(
+        self,
+        url: str,
+        body: bytes,
+        outcome: Callable[[httpx.Response], T | None],
+        failed: Callable[[str], Exception],
+        fallback_on: tuple[int, ...] = (401, 403),
+    ) -> Flow[T]:
+        """POST JSON ``body`` to the API with each signing key in turn (the next key on a
+        ``fallback_on`` answer), retrying transport errors and answers ``outcome`` gives None
+        for (it raises for a final refusal) with backoff. After the last attempt it raises what
+        ``failed`` makes of "failed after N attempts: <the last reason>"."""
         keys = keys_or_none(self.settings.signing_keys)
         last = "no attempt made"
         for attempt in range(_SEND_ATTEMPTS):
@@ -396,18 +416,16 @@ class Inngest:
                 except httpx.HTTPError as exc:
                     last = f"{type(exc).__name__}: {exc}"
                     break
-                if response.status_code in (401, 403) and index + 1 < len(keys):
+                if response.status_code in fallback_on and index + 1 < len(keys):
                     continue  # the fallback key may be the one the server holds now
-                run_id = signal_outcome(signal, response)
-                if run_id is not None:
-                    return run_id
+                result = outcome(response)
+                if result is not None:
+                    return result
                 last = f"the API answered {response.status_code}"
                 break
             if attempt + 1 < _SEND_ATTEMPTS:
                 yield _Sleep(self._backoff(attempt))
-        raise SendSignalError(
-            f"sending signal {signal!r} failed after {_SEND_ATTEMPTS} attempts: {last}"
-        )
+        raise failed(f"failed after {_SEND_ATTEMPTS} attempts: {last}")
 
     # -- run metadata --------------------------------------------------------------------
 
@@ -451,27 +469,12 @@ class Inngest:
         """POST one metadata update with each signing key in turn, retrying transport errors and
         5xx answers."""
         url = f"{self.settings.api_origin}v1/runs/{quote(run_id, safe='')}/metadata"
-        keys = keys_or_none(self.settings.signing_keys)
-        last = "no attempt made"
-        for attempt in range(_SEND_ATTEMPTS):
-            for index, key in enumerate(keys):
-                headers = self.outbound_headers(key)
-                headers[Header.CONTENT_TYPE] = "application/json"
-                try:
-                    response = yield _Post(self, url, body, headers)
-                except httpx.HTTPError as exc:
-                    last = f"{type(exc).__name__}: {exc}"
-                    break
-                if response.status_code == 401 and index + 1 < len(keys):
-                    continue  # the fallback key may be the one the server holds now
-                if metadata_outcome(run_id, response):
-                    return
-                last = f"the API answered {response.status_code}"
-                break
-            if attempt + 1 < _SEND_ATTEMPTS:
-                yield _Sleep(self._backoff(attempt))
-        raise UpdateMetadataError(
-            f"updating metadata of run {run_id} failed after {_SEND_ATTEMPTS} attempts: {last}"
+        yield from self.api_post_flow(
+            url,
+            body,
+            lambda response: True if metadata_outcome(run_id, response) else None,
+            lambda why: UpdateMetadataError(f"updating metadata of run {run_id} {why}"),
+            fallback_on=(401,),
         )
 
     # -- HTTP ----------------------------------------------------------------------------

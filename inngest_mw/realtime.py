@@ -33,7 +33,6 @@ from inngest_mw import serializer as _ser
 from inngest_mw._const import Header
 from inngest_mw._drive import Flow, adrive, drive
 from inngest_mw.errors import Error
-from inngest_mw.run_state import keys_or_none
 from inngest_mw.stepkind import StepKind
 
 if TYPE_CHECKING:
@@ -62,7 +61,6 @@ MAX_MESSAGE_BYTES: Final = 512 * 1024
 """The most a published message's data may take as JSON (the server's
 ``MaxStreamingMessageSizeBytes``)."""
 
-_ATTEMPTS = 5
 # Both the server and the embedded engine send a keep-alive every 15 s: a stream silent for a
 # minute has lost its server.
 _READ_TIMEOUT = 60.0
@@ -205,30 +203,22 @@ def _record(client: Inngest, channel: str, topic: str, data: object, run_id: str
 
 def _api_flow(client: Inngest, url: str, body: bytes, what: str) -> Flow[httpx.Response]:
     """POST ``body`` with each signing key in turn, retrying transport errors and 5xx answers."""
-    from inngest_mw.client import _Post, _Sleep
 
-    keys = keys_or_none(client.settings.signing_keys)
-    last = "no attempt made"
-    for attempt in range(_ATTEMPTS):
-        for index, key in enumerate(keys):
-            headers = client.outbound_headers(key)
-            headers[Header.CONTENT_TYPE] = "application/json"
-            try:
-                response: httpx.Response = yield _Post(client, url, body, headers)
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                break
-            if response.status_code in (401, 403) and index + 1 < len(keys):
-                continue  # the fallback key may be the one the server holds now
-            if 200 <= response.status_code < 300:
-                return response
-            if response.status_code < 500:
-                raise _refused(what, response)
-            last = f"the API answered {response.status_code}"
-            break
-        if attempt + 1 < _ATTEMPTS:
-            yield _Sleep(client._backoff(attempt))
-    raise RealtimeError(f"{what} failed after {_ATTEMPTS} attempts: {last}")
+    def outcome(response: httpx.Response) -> httpx.Response | None:
+        if 200 <= response.status_code < 300:
+            return response
+        if response.status_code < 500:
+            raise _refused(what, response)
+        return None
+
+    return (
+        yield from client.api_post_flow(
+            url,
+            body,
+            outcome,
+            lambda why: RealtimeError(f"{what} {why}"),
+        )
+    )
 
 
 def _publish_flow(
