@@ -19,6 +19,7 @@ from inngest_mw.signature import hash_signing_key
 
 BARE = "3c" * 32
 KEY = f"signkey-test-{BARE}"
+CSRF = "x-inngest-mw-csrf"
 
 
 @pytest.fixture
