@@ -267,7 +267,7 @@ class _RunHandler(Effect):
 
 def _model_of(fn: Function[Any], handler: Handler) -> type[EventModel] | None:
     """The model that types the event: the function's, not its ``on_failure`` handler's."""
-    return fn.options.event_model if handler is fn.handler else None
+    return fn.event_model if handler is fn.handler else None
 
 
 def _call_handler(

@@ -235,6 +235,8 @@ class Function(Generic[T]):
         self.middleware = PipelineSpec(middleware)
         self.checkpointing = checkpointing
         """This function's own checkpointing choice; None leaves it to the client."""
+        self.event_model = options.event_model
+        """The ``EventModel`` that types ``ctx.event.data`` (read once: every call asks)."""
         if on_failure is not None and inspect.iscoroutinefunction(on_failure) != self.is_async:
             raise FunctionConfigInvalidError(
                 f"on_failure: must be {'async' if self.is_async else 'sync'} like the handler "

@@ -107,6 +107,10 @@ class Decision(enum.Enum):
     SKIP = "skip"
 
 
+# Module-level names for the per-step path (an enum member lookup costs about 100 ns in 3.11).
+_EXECUTE, _PLAN, _REPORT, _SKIP = Decision.EXECUTE, Decision.PLAN, Decision.REPORT, Decision.SKIP
+
+
 @dataclass(slots=True)
 class StepCore:
     """Per-request step state; faces call ``resolve_id``, ``take`` and ``decide`` for each step."""
@@ -156,9 +160,9 @@ class StepCore:
         self.found.append(user_id)
         if self.target is not None:
             if hashed_id != self.target:
-                return Decision.SKIP
+                return _SKIP
             self.target_found = True
-            return Decision.EXECUTE if kind in RUNS_IN_APP else Decision.REPORT
+            return _EXECUTE if kind in RUNS_IN_APP else _REPORT
         if self.memos and not self._warned:
             self._warned = True
             _log.warning(
@@ -169,9 +173,9 @@ class StepCore:
             )
         if kind in RUNS_IN_APP:
             if self.parallel_depth or self.disable_immediate:
-                return Decision.PLAN
-            return Decision.EXECUTE
-        return Decision.REPORT
+                return _PLAN
+            return _EXECUTE
+        return _REPORT
 
     def add(self, op: Op) -> None:
         self.ops.append(op)

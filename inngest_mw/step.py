@@ -135,6 +135,13 @@ _RUN_TYPES: Final[dict[str, str]] = {
     StepKind.REALTIME_PUBLISH: "step.realtime.publish",
 }
 
+# Module-level names for what every step call tests: looking a member up on its enum class costs
+# about 100 ns in CPython 3.11, a global about 15 ns.
+_RUN: Final = StepKind.RUN
+_WAIT_FOR_EVENT: Final = StepKind.WAIT_FOR_EVENT
+_EXECUTE: Final = Decision.EXECUTE
+_STEP_RUN: Final = Opcode.STEP_RUN
+
 
 class _Pending:
     """What a step's flow needs; ``_begin`` returns it unless the step is a plain replay, in which
@@ -251,7 +258,7 @@ class _StepBase:
                 str(err.get("message", "")), str(err.get("name", "Error")), err.get("stack")
             )
         data = memo.data
-        if kind == StepKind.WAIT_FOR_EVENT and output_type is not None and data is not None:
+        if kind == _WAIT_FOR_EVENT and output_type is not None and data is not None:
             return typed_event(Event.model_validate(data), cast(type[EventModel], output_type))
         decode = _DECODERS.get(kind)
         if decode is not None:
@@ -269,7 +276,7 @@ class _StepBase:
                 ),
                 call,
             )
-        op = self._op(info, Opcode.STEP_RUN, info.id, self._run_opts(info))
+        op = self._op(info, _STEP_RUN, info.id, self._run_opts(info))
         op.data = data
         op.metadata = call.metadata
         self._core.add(op)
@@ -437,7 +444,7 @@ class _StepBase:
         decision = core.decide(info.hashed_id, info.kind, info.id)
         if gate is not None:
             decision = yield _Gathered(self, gate, info, decision)
-        if decision is not Decision.EXECUTE or handler is None:
+        if decision is not _EXECUTE or handler is None:
             raise self._plan_or_report(info, decision)
         if hooks.has(HOOKS.ON_STEP_START):
             yield from hooks.observe(HOOKS.ON_STEP_START, info)
@@ -488,7 +495,7 @@ class Step(_StepBase):
         output_type: object = None,
     ) -> Any:
         """Run ``handler(*args)`` once per run and memoize its JSON-serializable result."""
-        return await self._step(StepKind.RUN, step_id, None, args, handler, output_type)
+        return await self._step(_RUN, step_id, None, args, handler, output_type)
 
     async def send_event(self, step_id: str, events: Sendable) -> list[str]:
         """Send events from a step (sent once, memoized), returning their IDs."""
@@ -642,7 +649,7 @@ class StepSync(_StepBase):
         self, step_id: str, handler: Callable[..., T], *args: Any, output_type: object = None
     ) -> T:
         """Run ``handler(*args)`` once per run and memoize its JSON-serializable result."""
-        return cast(T, self._step(StepKind.RUN, step_id, None, args, handler, output_type))
+        return cast(T, self._step(_RUN, step_id, None, args, handler, output_type))
 
     def send_event(self, step_id: str, events: Sendable) -> list[str]:
         """Send events from a step (sent once, memoized), returning their IDs."""
@@ -746,7 +753,7 @@ class StepSync(_StepBase):
         begun = self._begin(kind, step_id, options, args, out)
         if type(begun) is not _Pending:
             return begun
-        if fn is not None and inspect.iscoroutinefunction(fn):  # checked only when it may run
+        if fn is not None and begun.memo is None and inspect.iscoroutinefunction(fn):  # may run
             raise TypeError(f"step {step_id!r}: a sync function cannot run an async step handler")
         return drive(self._flow(begun.info, begun.memo, fn, out, None))
 

@@ -20,6 +20,7 @@ from inngest_mw import (
     TriggerEvent,
 )
 from inngest_mw.memo import hash_step_id
+from inngest_mw.testing import run_sync
 
 TRIGGER = TriggerEvent(event="test/event")
 RUN_HOOKS = (
@@ -337,3 +338,76 @@ def test_three_middlewares_nest_first_registered_outermost() -> None:
         "C.transform_input",
         "B.transform_input",
     ]
+
+
+def _unusual_hooks(sync: bool, log: list[str]) -> type:
+    """A middleware with a static hook, a class-method hook and a hook set on the instance."""
+    base: type = MiddlewareSync if sync else Middleware
+
+    def logged(name: str) -> Callable[..., Any]:
+        if sync:
+            return lambda *args: log.append(name)
+
+        async def hook(*args: Any) -> None:
+            log.append(name)
+
+        return hook
+
+    static = logged("static")
+    by_class = logged("classmethod")
+
+    def class_hook(cls: type, *args: Any) -> Any:
+        return by_class(*args)
+
+    async def class_hook_async(cls: type, *args: Any) -> Any:
+        return await by_class(*args)
+
+    def init(self: Any, client: inngest_mw.Inngest, raw_request: object) -> None:
+        self.client, self.raw_request = client, raw_request
+        self.on_step_start = logged("instance")
+
+    async def on_step_start(self: Any, info: Any) -> None:  # shadowed by the instance's
+        log.append("class")
+
+    def on_step_start_sync(self: Any, info: Any) -> None:
+        log.append("class")
+
+    cls = type(
+        "Unusual",
+        (base,),
+        {
+            "__init__": init,
+            "before_execution": staticmethod(static),
+            "after_execution": classmethod(class_hook if sync else class_hook_async),
+            "on_step_start": on_step_start_sync if sync else on_step_start,
+        },
+    )
+    return cls
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+def test_hooks_held_on_the_instance_or_as_static_and_class_methods_are_called(sync: bool) -> None:
+    log: list[str] = []
+    client = inngest_mw.Inngest(
+        app_id="unusual", is_production=False, middleware=[_unusual_hooks(sync, log)]
+    )
+
+    if sync:
+
+        @client.create_function(fn_id="one", trigger=TRIGGER)
+        def one_sync(ctx: ContextSync) -> int:
+            return ctx.step.run("a", lambda: 1)
+
+        fn: inngest_mw.Function[Any] = one_sync
+    else:
+
+        @client.create_function(fn_id="one", trigger=TRIGGER)
+        async def one_async(ctx: Context) -> int:
+            return await ctx.step.run("a", lambda: 1)
+
+        fn = one_async
+
+    result = run_sync(fn, event={"name": "test/event"})
+    assert result.output == 1
+    # Two requests: the step runs in the first, the function returns in the second.
+    assert log == ["static", "instance", "classmethod", "static", "classmethod"]
