@@ -4,7 +4,7 @@ Four apps, each driven by its own ``httpx.AsyncClient`` with the same body bytes
 
 * ``floor``: FastAPI with one trivial POST route returning ``{"ok": true}``: framework + httpx.
 * ``official``: FastAPI with the official SDK's ``inngest.fast_api.serve``.
-* ``ours``: FastAPI with our ASGI app as the endpoint of a route at the same path.
+* ``ours``: FastAPI with ``inngest_mw_fastapi.serve``, as an app serves it.
 * ``ours-bare``: our ASGI app on its own, no framework.
 
 The SDK's own cost is the row minus the floor (same body, same transport).
@@ -54,8 +54,8 @@ class FrameworkRow:
 def _apps() -> dict[str, Any]:
     import fastapi
     import inngest.fast_api
+    import inngest_mw_fastapi
     from inngest_mw_asgi import serve
-    from starlette.routing import Route
 
     floor = fastapi.FastAPI()
 
@@ -70,8 +70,7 @@ def _apps() -> dict[str, Any]:
     ours_client = apps.ours_client()
     ours_asgi = serve(ours_client, apps.ours_functions(ours_client), serve_path=PATH)
     ours = fastapi.FastAPI()
-    # a Starlette route whose endpoint is an ASGI app (not a function) hands it the raw scope
-    ours.router.routes.append(Route(PATH, ours_asgi, methods=["GET", "POST", "PUT"]))
+    inngest_mw_fastapi.serve(ours, ours_client, apps.ours_functions(ours_client), serve_path=PATH)
     return {"floor": floor, "official": official, "ours": ours, "ours-bare": ours_asgi}
 
 

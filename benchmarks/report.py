@@ -404,7 +404,7 @@ def to_markdown(results: Results) -> str:
             "## 2. Through a framework (FastAPI, in process via `httpx.ASGITransport`)",
             "",
             '`floor`: a trivial FastAPI POST route returning `{"ok": true}`, same body posted. '
-            "`ours`: our ASGI app as a FastAPI route; `ours bare`: our ASGI app with no framework. "
+            "`ours`: `inngest_mw_fastapi.serve` (our ASGI app as the route's endpoint); `ours bare`: our ASGI app with no framework. "
             "`net ratio` = (ours - floor) / (official - floor). A sync function behind an async "
             "framework runs in a worker thread in both SDKs. µs per request.",
             "",

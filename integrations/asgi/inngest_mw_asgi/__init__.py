@@ -21,11 +21,25 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class InngestASGI:
-    """An ASGI app for one client; requests to other paths get a 404 JSON answer."""
+    """An ASGI app for one client; requests to other paths get a 404 JSON answer.
 
-    def __init__(self, handler: CommHandler, path: str) -> None:
+    A framework that routes to it itself passes ``match_path=False`` (its router has matched the
+    path, whatever prefix it strips) and, as ``raw_request``, how to make its own request object
+    for middleware (``raw_request``); by default middleware gets the ASGI scope.
+    """
+
+    def __init__(
+        self,
+        handler: CommHandler,
+        path: str,
+        *,
+        match_path: bool = True,
+        raw_request: Callable[[Scope, Receive], object] | None = None,
+    ) -> None:
         self.handler = handler
         self.path = path.rstrip("/") or "/"
+        self.match_path = match_path
+        self.raw_request = raw_request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -33,8 +47,7 @@ class InngestASGI:
             return
         if scope["type"] != "http":
             return
-        path = (scope.get("root_path", "") + scope["path"]).rstrip("/") or "/"
-        if path != self.path and scope["path"].rstrip("/") != self.path:
+        if self.match_path and not self._matches(scope):
             await _send(send, 404, b'{"message":"not found"}', {"content-type": "application/json"})
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -47,10 +60,14 @@ class InngestASGI:
             url=_url(scope, headers),
             headers=headers,
             body=body,
-            raw=scope,
+            raw=scope if self.raw_request is None else self.raw_request(scope, receive),
         )
         response = await self.handler.handle(request)
         await _send(send, response.status, response.body, response.headers)
+
+    def _matches(self, scope: Scope) -> bool:
+        path = (scope.get("root_path", "") + scope["path"]).rstrip("/") or "/"
+        return path == self.path or scope["path"].rstrip("/") == self.path
 
     async def _body(
         self, method: str, headers: dict[str, str], receive: Receive

@@ -1,7 +1,7 @@
 """Serve inngest-mw functions from a FastAPI app.
 
-``serve(app, client, functions)`` adds one GET/PUT/POST route at ``serve_path``; the endpoint only
-translates FastAPI's request to a ``CommRequest`` and back, and ``CommHandler`` does the rest.
+``serve(app, client, functions)`` adds one GET/PUT/POST route at ``serve_path`` whose endpoint is
+the pure ASGI app of ``inngest_mw_asgi``: FastAPI routes to it, ``CommHandler`` does the rest.
 """
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import fastapi
+import starlette.requests
+import starlette.routing
+from inngest_mw_asgi import InngestASGI
 
 import inngest_mw
-from inngest_mw import CommHandler, CommRequest, CommResponse, Function, Inngest
+from inngest_mw import CommHandler, Function, Inngest
 
 __all__ = ["serve"]
 
@@ -37,18 +40,12 @@ def serve(
         public_path=public_path,
     )
 
-    # Always async: ``CommHandler.handle`` moves sync functions to a worker thread itself.
-    async def inngest_endpoint(request: fastapi.Request) -> fastapi.Response:
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        body = await handler.receive(request.method, headers, request.stream())
-        if isinstance(body, CommResponse):
-            return fastapi.Response(body.body, body.status, body.headers)
-        comm = CommRequest(
-            method=request.method, url=str(request.url), headers=headers, body=body, raw=request
-        )
-        response = await handler.handle(comm)
-        return fastapi.Response(response.body, response.status, response.headers)
-
-    app.add_api_route(
-        path, inngest_endpoint, methods=["GET", "PUT", "POST"], include_in_schema=False
+    # FastAPI's router matches the path; the endpoint is the ASGI app itself, so a call goes
+    # from the router straight to the handler (no request object, no dependency solving), and
+    # middleware still gets FastAPI's request object. Always async: ``CommHandler.handle`` moves
+    # sync functions to a worker thread itself.
+    endpoint = InngestASGI(handler, path, match_path=False, raw_request=starlette.requests.Request)
+    route = starlette.routing.Route(
+        path, endpoint, methods=["GET", "PUT", "POST"], include_in_schema=False
     )
+    app.router.routes.append(route)
