@@ -358,18 +358,29 @@ class _StepBase:
         args: Sequence[Any],
         output_type: object,
     ) -> Any:
-        """A replayed step's value when no hook needs to see it, else a ``_Pending``."""
-        self._check_not_nested()
+        """A replayed step's value when no hook needs to see it, else a ``_Pending``.
+
+        Every step call of a request comes through here, most of them replays, so this is
+        written flat: the nesting check, ID resolution and memo lookup inline.
+        """
+        if _in_handler.get():
+            self._check_not_nested()
+        if type(step_id) is not str or not step_id:
+            hashed, index = self._resolve(step_id)  # raises, naming the problem
+        else:
+            hashed, index = self._core.resolve_id(step_id)
         core = self._core
-        hashed, index = self._resolve(step_id)
-        memo = core.take(hashed)
-        hooks = self._hooks
-        if memo is not None and not hooks.step_hooks:
-            if core.memos or core.boundary_done:
-                return self._memo_value(kind, memo, output_type)
-            if not hooks.boundary_hooks:  # the boundary is due, but no hook wants to hear of it
-                core.boundary_due()
-                return self._memo_value(kind, memo, output_type)
+        memo = core.memos.pop(hashed, None)
+        if memo is not None and not self._hooks.step_hooks:
+            if not core.memos and not core.boundary_done:
+                if self._hooks.boundary_hooks:  # the boundary is due and a hook wants to hear it
+                    info = self._make_info(kind, step_id, hashed, index, options, args, True)
+                    return _Pending(info, memo)
+                core.boundary_done = True
+            plain = kind is _RUN and output_type is None and self._client.serializer is None
+            if plain and memo.error is None:  # the usual replay: the stored JSON value as it is
+                return memo.data
+            return self._memo_value(kind, memo, output_type)
         info = self._make_info(kind, step_id, hashed, index, options, args, memo is not None)
         return _Pending(info, memo)
 
@@ -495,7 +506,10 @@ class Step(_StepBase):
         output_type: object = None,
     ) -> Any:
         """Run ``handler(*args)`` once per run and memoize its JSON-serializable result."""
-        return await self._step(_RUN, step_id, None, args, handler, output_type)
+        begun = self._begin(_RUN, step_id, None, args, output_type)
+        if type(begun) is not _Pending:  # a replay: no second coroutine for the common case
+            return begun
+        return await self._pending(begun, handler, output_type)
 
     async def send_event(self, step_id: str, events: Sendable) -> list[str]:
         """Send events from a step (sent once, memoized), returning their IDs."""
@@ -604,6 +618,10 @@ class Step(_StepBase):
         begun = self._begin(kind, step_id, options, args, out)
         if type(begun) is not _Pending:
             return begun
+        return await self._pending(begun, fn, out)
+
+    async def _pending(self, begun: _Pending, fn: _Fn, out: object) -> Any:
+        """A step call that goes through its hooks (or is new)."""
         core = self._core
         task = asyncio.current_task()
         if task is core.main_task or core.main_task is None or core.parallel_depth:
@@ -649,7 +667,10 @@ class StepSync(_StepBase):
         self, step_id: str, handler: Callable[..., T], *args: Any, output_type: object = None
     ) -> T:
         """Run ``handler(*args)`` once per run and memoize its JSON-serializable result."""
-        return cast(T, self._step(_RUN, step_id, None, args, handler, output_type))
+        begun = self._begin(_RUN, step_id, None, args, output_type)
+        if type(begun) is not _Pending:  # a replay
+            return cast(T, begun)
+        return cast(T, self._pending(begun, step_id, handler, output_type))
 
     def send_event(self, step_id: str, events: Sendable) -> list[str]:
         """Send events from a step (sent once, memoized), returning their IDs."""
@@ -753,6 +774,10 @@ class StepSync(_StepBase):
         begun = self._begin(kind, step_id, options, args, out)
         if type(begun) is not _Pending:
             return begun
+        return self._pending(begun, step_id, fn, out)
+
+    def _pending(self, begun: _Pending, step_id: str, fn: _Fn, out: object) -> Any:
+        """A step call that goes through its hooks (or is new)."""
         if fn is not None and begun.memo is None and inspect.iscoroutinefunction(fn):  # may run
             raise TypeError(f"step {step_id!r}: a sync function cannot run an async step handler")
         return drive(self._flow(begun.info, begun.memo, fn, out, None))

@@ -411,3 +411,21 @@ def test_hooks_held_on_the_instance_or_as_static_and_class_methods_are_called(sy
     assert result.output == 1
     # Two requests: the step runs in the first, the function returns in the second.
     assert log == ["static", "instance", "classmethod", "static", "classmethod"]
+
+
+def test_a_sync_function_refuses_an_async_step_handler_naming_the_step() -> None:
+    client = inngest_mw.Inngest(app_id="colours", is_production=False)
+
+    async def fetch() -> int:
+        return 1
+
+    @client.create_function(fn_id="mixed", trigger=TRIGGER, retries=0)
+    def mixed(ctx: ContextSync) -> Any:
+        return ctx.step.run("fetch", fetch)
+
+    result = run_sync(mixed, event={"name": "test/event"})
+    assert result.error is not None
+    assert result.error["name"] == "TypeError"
+    assert (
+        result.error["message"] == "step 'fetch': a sync function cannot run an async step handler"
+    )
