@@ -81,16 +81,17 @@ def _field(mapping: Mapping[str, Any], name: str, kind: type, default: Any) -> A
 
 def parse_call(body: object) -> CallRequest:
     """Validate and unpack a call body; ``BodyError`` says which field is wrong."""
-    if not isinstance(body, dict):
+    if type(body) is not dict:
         raise BodyError("call body must be a JSON object")
     ctx = _field(body, "ctx", dict, {})
     use_api = bool(body.get("use_api") or ctx.get("use_api"))
     try:
-        raw_events = body.get("events") or ([body["event"]] if body.get("event") else [])
-        if not isinstance(raw_events, list):
+        raw_event = body.get("event")
+        raw_events = body.get("events") or ([raw_event] if raw_event else [])
+        if type(raw_events) is not list:
             raise BodyError("call body field 'events' must be a list")
-        events = [Event.model_validate(e) for e in raw_events]
-        event = Event.model_validate(body["event"]) if body.get("event") else None
+        events = [_validate_event(e) for e in raw_events]
+        event = _validate_event(raw_event) if raw_event else None
     except pydantic.ValidationError as exc:
         raise BodyError(f"call body has an invalid event: {exc.errors()[0]['msg']}") from None
     if event is None:
@@ -102,22 +103,28 @@ def parse_call(body: object) -> CallRequest:
             raise BodyError("call body has no 'event'")
     stack = _field(_field(ctx, "stack", dict, {}), "stack", list, [])
     raw_steps = body.get("steps")
-    if raw_steps is not None and not isinstance(raw_steps, dict):
+    if raw_steps is not None and type(raw_steps) is not dict:
         raise BodyError("call body field 'steps' must be an object")
+    max_attempts = ctx.get("max_attempts")
+    fn_uuid, qi_id = ctx.get("fn_id"), ctx.get("qi_id")
     return CallRequest(
-        event=event,
-        events=events or [event],
-        steps=parse_memos(raw_steps),
-        run_id=str(_field(ctx, "run_id", str, "")),
-        attempt=_field(ctx, "attempt", int, 0),
-        max_attempts=ctx.get("max_attempts") if isinstance(ctx.get("max_attempts"), int) else None,
-        stack=[s for s in stack if isinstance(s, str)],
-        disable_immediate=bool(ctx.get("disable_immediate_execution", False)),
-        use_api=use_api,
-        raw_steps=raw_steps,
-        fn_uuid=ctx.get("fn_id") if isinstance(ctx.get("fn_id"), str) else None,
-        qi_id=ctx.get("qi_id") if isinstance(ctx.get("qi_id"), str) else None,
+        event,
+        events or [event],
+        parse_memos(raw_steps),
+        str(_field(ctx, "run_id", str, "")),
+        _field(ctx, "attempt", int, 0),
+        max_attempts if type(max_attempts) is int else None,
+        [s for s in stack if type(s) is str],
+        bool(ctx.get("disable_immediate_execution", False)),
+        use_api,
+        raw_steps,
+        fn_uuid if type(fn_uuid) is str else None,
+        qi_id if type(qi_id) is str else None,
     )
+
+
+_validate_event = Event.__pydantic_validator__.validate_python
+"""``Event.model_validate`` without its wrapper (two events per call request)."""
 
 
 @dataclass(slots=True)
@@ -168,20 +175,47 @@ def _core(client: Inngest, fn: Function[Any], call: CallRequest, meta: RequestMe
     return core
 
 
-def _base_fields(
-    client: Inngest, fn: Function[Any], call: CallRequest, meta: RequestMeta
-) -> dict[str, Any]:
-    return {
-        "event": call.event,
-        "events": call.events,
-        "run_id": call.run_id,
-        "attempt": call.attempt,
-        "max_attempts": call.max_attempts,
-        "function_id": fn.id,
-        "logger": client.logger,
-        "request_id": meta.request_id,
-        "job_id": meta.job_id,
-    }
+def _context(
+    client: Inngest,
+    fn: Function[Any],
+    call: CallRequest,
+    meta: RequestMeta,
+    core: StepCore,
+    hooks: HookTable,
+    async_path: bool,
+) -> Context | ContextSync:
+    """The context of the face's colour: async step tools in a ``Context``, else sync ones."""
+    args = (client, core, hooks, call.attempt, call.max_attempts)
+    run_id, attempt = call.run_id, call.attempt
+    if async_path:
+        return Context(
+            event=call.event,
+            events=call.events,
+            run_id=run_id,
+            attempt=attempt,
+            max_attempts=call.max_attempts,
+            function_id=fn.id,
+            logger=client.logger,
+            request_id=meta.request_id,
+            job_id=meta.job_id,
+            step=Step(*args),
+            group=Group(core),
+            metadata=Metadata(client, run_id, attempt),
+        )
+    return ContextSync(
+        event=call.event,
+        events=call.events,
+        run_id=run_id,
+        attempt=attempt,
+        max_attempts=call.max_attempts,
+        function_id=fn.id,
+        logger=client.logger,
+        request_id=meta.request_id,
+        job_id=meta.job_id,
+        step=StepSync(*args),
+        group=GroupSync(core),
+        metadata=MetadataSync(client, run_id, attempt),
+    )
 
 
 def _is_first_request(call: CallRequest, core: StepCore) -> bool:
@@ -294,17 +328,7 @@ def request_flow(
 ) -> Flow[CallResult]:
     """The whole sequence of one call request, from ``transform_input`` to ``before_response``."""
     core = _core(client, fn, call, meta)
-    fields = _base_fields(client, fn, call, meta)
-    args = (client, core, hooks, call.attempt, call.max_attempts)
-    ctx: Context | ContextSync
-    if async_path:
-        metadata = Metadata(client, call.run_id, call.attempt)
-        ctx = Context(**fields, step=Step(*args), group=Group(core), metadata=metadata)
-    else:
-        metadata_sync = MetadataSync(client, call.run_id, call.attempt)
-        ctx = ContextSync(
-            **fields, step=StepSync(*args), group=GroupSync(core), metadata=metadata_sync
-        )
+    ctx = _context(client, fn, call, meta, core, hooks, async_path)
     if hooks.has(HOOKS.TRANSFORM_INPUT):
         yield from hooks.call(HOOKS.TRANSFORM_INPUT, ctx, fn, StepMemos(core.memos))
     if not core.memos and core.boundary_due():

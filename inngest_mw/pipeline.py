@@ -742,7 +742,8 @@ class _Onion(Effect):
         if how is _THREAD:
             return await _bridge.run_in_thread(self._sync, i)
         try:
-            if how in _ASYNC_CALLS:  # START, or a sync-path async layer brought to the loop
+            # An async layer. (Identity tests, not a set: an enum member hashes in Python.)
+            if how is _START or how is _LOOP or how is _EAGER:
                 return await fn(
                     self.instances[index], functools.partial(self._async, i + 1), self.arg
                 )

@@ -17,6 +17,7 @@ from inngest_mw.wire import Op, Opcode, serialize_error
 __all__ = ["call_response", "error_response"]
 
 _log = logging.getLogger("inngest_mw")
+_STEP_FAILED = Opcode.STEP_FAILED  # a global: an enum member lookup costs about 100 ns in 3.11
 
 
 def call_response(result: CallResult, key: str | None) -> CommResponse:
@@ -42,9 +43,10 @@ def call_response(result: CallResult, key: str | None) -> CommResponse:
         if len(raw) > MAX_STEP_OUTPUT_BYTES:
             _fail_oversized(result.ops)
             raw = dumps([op.to_wire() for op in result.ops])
-        headers = {Header.NO_RETRY: "false"}
-        if any(op.op == Opcode.STEP_FAILED for op in result.ops):
-            headers[Header.NO_RETRY] = "true"
+        failed = False
+        for op in result.ops:
+            failed = failed or op.op == _STEP_FAILED
+        headers = {Header.NO_RETRY: "true" if failed else "false"}
         if result.retry_after:
             headers[Header.RETRY_AFTER] = result.retry_after
         return respond(206, None, headers, sign_with=key, raw=raw)
