@@ -12,6 +12,7 @@ The request is the section-1 function with 10 memoized steps and one new step (1
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,24 @@ class MiddlewareRow:
     stats: Stats
     calls: int = 0
     """Hook calls per request per middleware that override every hook (trivial bodies)."""
+    direct: Stats | None = None
+    """``trivial`` rows: calling the same hooks of ``count`` instances directly, as many times
+    as one request calls them, with no SDK at all (the physical floor of those calls)."""
+
+    @property
+    def floor_ratio(self) -> float | None:
+        """The request with the hooks' own cost only: (base + direct) / base."""
+        if self.direct is None:
+            return None
+        return (self.base.median_us + self.direct.median_us) / self.base.median_us
+
+    @property
+    def dispatch_us_per_call(self) -> float | None:
+        """What the SDK adds per hook call beyond calling the hook itself."""
+        if self.direct is None or not self.calls:
+            return None
+        added = self.stats.median_us - self.base.median_us - self.direct.median_us
+        return added / (self.count * self.calls)
 
     @property
     def ratio(self) -> float:
@@ -210,6 +229,90 @@ def hook_calls(colour: Colour) -> dict[str, int]:
     return counts
 
 
+# -- the floor: the same hooks called directly ------------------------------------------------
+
+
+def _direct_sync(cls: type[MiddlewareSync], count: int, calls: dict[str, int]) -> Callable[[], Any]:
+    """One request's worth of calls of ``count`` instances' hooks, as plain calls: each chain
+    hook ``calls[hook]`` times per instance, each wrap hook nested ``count`` deep around a
+    trivial inner call. No SDK code runs."""
+    client = apps.ours_client()
+    instances = [cls(client, None) for _ in range(count)]
+    chains = [
+        [getattr(i, hook) for i in instances]
+        for hook, n in calls.items()
+        if not hook.startswith("wrap_")
+        for _ in range(n)
+    ]
+    onions = [
+        [getattr(i, hook) for i in instances]
+        for hook, n in calls.items()
+        if hook.startswith("wrap_")
+        for _ in range(n)
+    ]
+
+    def layer(hooks: list[Callable[..., Any]], i: int) -> Any:
+        if i == len(hooks):
+            return None
+        return hooks[i](functools.partial(layer, hooks, i + 1), i)
+
+    def request() -> None:
+        for chain in chains:
+            for hook in chain:
+                hook(chain)
+        for onion in onions:
+            layer(onion, 0)
+
+    return request
+
+
+def _direct_async(cls: type[Middleware], count: int, calls: dict[str, int]) -> Callable[[], Any]:
+    """As ``_direct_sync``, for async hooks: each awaited, the onions of coroutines."""
+    client = apps.ours_client()
+    instances = [cls(client, None) for _ in range(count)]
+    chains = [
+        [getattr(i, hook) for i in instances]
+        for hook, n in calls.items()
+        if not hook.startswith("wrap_")
+        for _ in range(n)
+    ]
+    onions = [
+        [getattr(i, hook) for i in instances]
+        for hook, n in calls.items()
+        if hook.startswith("wrap_")
+        for _ in range(n)
+    ]
+
+    async def layer(hooks: list[Callable[..., Any]], i: int) -> Any:
+        if i == len(hooks):
+            return None
+        return await hooks[i](functools.partial(layer, hooks, i + 1), i)
+
+    async def request() -> None:
+        for chain in chains:
+            for hook in chain:
+                await hook(chain)
+        for onion in onions:
+            await layer(onion, 0)
+
+    return request
+
+
+def _direct(colour: Colour, counts: tuple[int, ...], cfg: Config) -> dict[int, Stats]:
+    calls = hook_calls(colour)
+    if colour.async_hooks:
+        async_cases = {n: _direct_async(noop.AsyncTrivialAll, n, calls) for n in counts}
+
+        async def go() -> dict[str, Stats]:
+            return await measure_async({str(n): c for n, c in async_cases.items()}, cfg)
+
+        found = asyncio.run(go())
+    else:
+        sync_cases = {str(n): _direct_sync(noop.SyncTrivialAll, n, calls) for n in counts}
+        found = measure_sync(sync_cases, cfg)
+    return {int(n): stats for n, stats in found.items()}
+
+
 # -- the two measurements ---------------------------------------------------------------------
 
 
@@ -256,6 +359,7 @@ def run_middleware_counts(
             handlers[f"trivial/{n}"] = _handler([trivial_cls] * n)
         stats = _measure(colour, handlers, cfg)
         calls = sum(hook_calls(colour).values())
+        direct = _direct(colour, counts, cfg)
         for overrides in ("none", "all", "trivial"):
             for n in counts:
                 rows.append(
@@ -266,6 +370,7 @@ def run_middleware_counts(
                         base=stats["base"],
                         stats=stats[f"{overrides}/{n}"],
                         calls=calls,
+                        direct=direct[n] if overrides == "trivial" else None,
                     )
                 )
     return rows

@@ -245,6 +245,11 @@ def to_json(results: Results) -> dict[str, Any]:
                 "stats": _stats(m.stats),
                 "ratio": _r(m.ratio),
                 "per_middleware_us": _r(m.per_middleware_us, 3),
+                "direct": None if m.direct is None else _stats(m.direct),
+                "floor_ratio": None if m.floor_ratio is None else _r(m.floor_ratio),
+                "dispatch_us_per_call": (
+                    None if m.dispatch_us_per_call is None else _r(m.dispatch_us_per_call, 3)
+                ),
             }
             for m in results.middleware
         ],
@@ -492,11 +497,25 @@ def to_markdown(results: Results) -> str:
             "middleware. `none`: classes overriding no hook; `all`: every hook overridden with a "
             "no-op (`return None`, wrap hooks `return call_next()`), which is recognised and "
             "never called; `trivial`: every hook overridden with a body that stores its argument, "
-            "so every hook is dispatched and called.",
+            "so every hook is dispatched and called. For `trivial`, `floor ratio` is the request "
+            "plus calling the same hooks of N instances directly, as often as one request calls "
+            "them, with no SDK code (nested `call_next` partials for wrap hooks), over the "
+            "request: no dispatch can do better. `dispatch µs/call` is what the SDK adds per "
+            "hook call beyond that.",
             "",
         ]
         out += _table(
-            ["colour", "overrides", "N", "µs/request", "ratio", "µs per middleware", "noise"],
+            [
+                "colour",
+                "overrides",
+                "N",
+                "µs/request",
+                "ratio",
+                "µs per middleware",
+                "floor ratio",
+                "dispatch µs/call",
+                "noise",
+            ],
             (
                 [
                     m.colour,
@@ -505,11 +524,13 @@ def to_markdown(results: Results) -> str:
                     _us(m.stats.median_us),
                     f"{m.ratio:.3f}",
                     _us(m.per_middleware_us),
+                    "" if m.floor_ratio is None else f"{m.floor_ratio:.3f}",
+                    "" if m.dispatch_us_per_call is None else f"{m.dispatch_us_per_call:.3f}",
                     _noise(m.base, m.stats),
                 ]
                 for m in results.middleware
             ),
-            "llrrrrr",
+            "llrrrrrrr",
         )
         out.append("")
     if results.overhead:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, TypeAlias, TypeVar, cast
+from typing import Any, NoReturn, TypeAlias, TypeVar, cast
 
 from inngest_mw import _bridge
 
 __all__ = [
     "Await",
+    "Done",
     "Effect",
     "Flow",
     "InThread",
@@ -45,6 +46,22 @@ class Effect:
 
 Flow: TypeAlias = Generator[Effect, Any, T]
 """A piece of control flow: yields effects, receives their results, returns its value."""
+
+
+class Done:
+    """A flow that is already over: ``yield from`` it, or drive it, and it gives ``value`` at once
+    (so a piece of control flow that needs no effect costs no generator)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __iter__(self) -> Done:
+        return self
+
+    def __next__(self) -> NoReturn:
+        raise StopIteration(self.value)
 
 
 class _Cursor:
@@ -76,6 +93,9 @@ class _Cursor:
 
 def drive(flow: Flow[T]) -> T:
     """Run ``flow`` to its end from sync code."""
+    done: object = flow  # a ``Done`` passed where a flow goes (typed as one by its callers)
+    if type(done) is Done:
+        return cast(T, done.value)
     cursor = _Cursor(flow)
     while (effect := cursor.next()) is not None:
         try:
@@ -87,6 +107,9 @@ def drive(flow: Flow[T]) -> T:
 
 async def adrive(flow: Flow[T]) -> T:
     """Run ``flow`` to its end from async code: the same loop, awaiting each effect."""
+    done: object = flow  # a ``Done`` passed where a flow goes (typed as one by its callers)
+    if type(done) is Done:
+        return cast(T, done.value)
     cursor = _Cursor(flow)
     while (effect := cursor.next()) is not None:
         try:
@@ -186,11 +209,17 @@ class OnPath(Effect):
         self.async_path = async_path
 
     def run(self) -> Any:
+        done: object = self.flow
+        if type(done) is Done:  # nothing to run on either face
+            return done.value
         if self.async_path:
             return _bridge.run_coroutine(adrive(self.flow))
         return drive(self.flow)
 
     async def arun(self) -> Any:
+        done: object = self.flow
+        if type(done) is Done:
+            return done.value
         if self.async_path:
             return await adrive(self.flow)
         return await _bridge.run_in_thread(drive, self.flow)

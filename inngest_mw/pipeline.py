@@ -21,7 +21,6 @@ from typing import (
     Any,
     ClassVar,
     Final,
-    NoReturn,
     ParamSpec,
     TypeAlias,
     TypeVar,
@@ -29,7 +28,7 @@ from typing import (
 )
 
 from inngest_mw import _bridge, _source
-from inngest_mw._drive import Await, Effect, Flow, OnPath, Resume
+from inngest_mw._drive import Await, Done, Effect, Flow, OnPath, Resume
 from inngest_mw.errors import (
     ConfigError,
     MiddlewareError,
@@ -516,7 +515,7 @@ class HookTable:
         try:
             pending = coro.send(None)
         except StopIteration as stop:
-            return cast("Flow[Any]", _Result(stop.value))
+            return cast("Flow[Any]", Done(stop.value))
         return _resumed(coro, pending)
 
     async def _achain(
@@ -558,11 +557,12 @@ class HookTable:
         """A chain on the sync path, from hook ``start``: sync hooks called, async ones that
         cannot wait run here, any other async hook waits on the event loop (an effect)."""
         instances, chains = self.instances, spec.chains
-        for i in range(start, len(chain)):
-            fn, index, how, label = chain[i]
+        for i, (fn, index, how, label) in enumerate(chain[start:] if start else chain, start):
             try:
                 value = fn(instances[index], *args)
-                if how is _EAGER:
+                if how is _CALL:
+                    pass
+                elif how is _EAGER:
                     value = _bridge.run_loop_free(value)
                 elif how is _LOOP:
                     return self._waiting(spec, chain, i, args, result, observer, Await(value))
@@ -573,7 +573,7 @@ class HookTable:
                 result = value
                 if chains:
                     args = (value, *args[1:])
-        return cast("Flow[Any]", _Result(result))
+        return cast("Flow[Any]", Done(result))
 
     def _waiting(
         self,
@@ -600,7 +600,13 @@ class HookTable:
         chain = self.hooks.get(spec)
         if chain is None:
             return innermost()
-        return _onion(_Onion(chain, self.instances, spec.name, arg, innermost, self.async_path))
+        onion = _Onion(chain, self.instances, spec.name, arg, innermost, self.async_path)
+        if not self.async_path:
+            # A sync-path flow is only ever run by ``drive``, which would perform the onion by
+            # calling ``run`` at once: do it here (an exception comes out of this call, where
+            # the caller's ``yield from`` stands, as it would have come out of the yield).
+            return cast("Flow[T]", Done(onion.run()))
+        return _onion(onion)
 
 
 def _shadows(instance: object, attributes: frozenset[str]) -> bool:
@@ -635,21 +641,6 @@ def _failed(spec: HookSpec[..., Any], label: str, exc: Exception, observer: bool
     if isinstance(exc, _PASS_THROUGH):
         raise exc
     raise _hook_error(label, spec.name, exc) from exc
-
-
-class _Result:
-    """A flow that is already over: ``yield from`` it gives ``value`` without yielding."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __iter__(self) -> _Result:
-        return self
-
-    def __next__(self) -> NoReturn:
-        raise StopIteration(self.value)
 
 
 def _hook_error(label: str, hook: str, exc: Exception) -> MiddlewareError:

@@ -30,7 +30,7 @@ from typing import (
 )
 
 from inngest_mw import serializer as _ser
-from inngest_mw._drive import Effect, Flow, Invoke, adrive, drive
+from inngest_mw._drive import Done, Effect, Flow, Invoke, adrive, drive
 from inngest_mw.ai import AIModel, infer_options
 from inngest_mw.checkpoint import Checkpointer
 from inngest_mw.durations import DurationLike, format_duration, to_timedelta
@@ -395,11 +395,21 @@ class _StepBase:
         """One step call through its hooks; a new step ends the request with an interrupt."""
         hooks = self._hooks
         if hooks.has(HOOKS.TRANSFORM_STEP_INPUT):
-            yield from hooks.call(HOOKS.TRANSFORM_STEP_INPUT, info)
+            transformed: object = hooks.call(HOOKS.TRANSFORM_STEP_INPUT, info)
+            if type(transformed) is not Done:  # (``yield from`` a Done costs an exception)
+                yield from cast("Flow[None]", transformed)
         call = _Call()
-        inner = functools.partial(self._inner, info, memo, handler, output_type, call, gate)
+        inner: Callable[[], Flow[Any]]
+        if memo is not None:  # a replay through the hooks: its value, mostly with no generator
+            inner = functools.partial(self._replayed, info, memo, output_type)
+        else:
+            inner = functools.partial(self._inner, info, handler, output_type, call, gate)
         try:
-            value = yield from hooks.wrap(HOOKS.WRAP_STEP, info, inner)
+            wrapped: object = hooks.wrap(HOOKS.WRAP_STEP, info, inner)
+            if type(wrapped) is Done:
+                value = wrapped.value
+            else:
+                value = yield from cast("Flow[Any]", wrapped)
         except Exception as exc:
             if call.executed:
                 raise self._fail_new(info, exc, call) from None
@@ -435,21 +445,28 @@ class _StepBase:
         core.output_transformed = False
         return call.output
 
+    def _replayed(self, info: StepInfo, memo: Memo, output_type: object) -> Flow[Any]:
+        """Inside ``wrap_step`` of a replayed step: its value, after the boundary hooks when this
+        is the last memo (the only case that needs a flow)."""
+        core = self._core
+        if core.memos_exhausted() and core.boundary_due() and self._hooks.boundary_hooks:
+            return self._after_boundary(info, memo, output_type)
+        return cast("Flow[Any]", Done(self._memo_value(info.kind, memo, output_type)))
+
+    def _after_boundary(self, info: StepInfo, memo: Memo, output_type: object) -> Flow[Any]:
+        yield from _boundary(self._hooks)
+        return self._memo_value(info.kind, memo, output_type)
+
     def _inner(
         self,
         info: StepInfo,
-        memo: Memo | None,
         handler: Callable[..., Any] | None,
         output_type: object,
         call: _Call,
         gate: Gate | None,
     ) -> Flow[Any]:
-        """Inside ``wrap_step``: the memoized value, or the decision for a new step."""
+        """Inside ``wrap_step``: the decision for a new step (``_replayed`` serves a memo)."""
         core, hooks = self._core, self._hooks
-        if memo is not None:
-            if core.memos_exhausted() and core.boundary_due():
-                yield from _boundary(hooks)
-            return self._memo_value(info.kind, memo, output_type)
         if core.boundary_due():
             yield from _boundary(hooks)
         decision = core.decide(info.hashed_id, info.kind, info.id)
