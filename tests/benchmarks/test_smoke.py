@@ -128,6 +128,13 @@ def test_middleware_count_rows(results: dict[str, Any]) -> None:
     for row in rows:
         _positive(row["stats"])
         assert row["ratio"] > 0
+        if row["overrides"] == "trivial":  # the floor of calling the same hooks directly
+            _positive(row["direct"])
+            assert row["floor_ratio"] > 1
+            assert isinstance(row["dispatch_us_per_call"], float)
+        else:
+            assert row["direct"] is None
+            assert row["floor_ratio"] is None
 
 
 def test_middleware_overhead_rows(results: dict[str, Any]) -> None:
