@@ -201,6 +201,10 @@ class _Target:
     span_id: str | None = None
 
 
+_NO_TARGET = _Target()
+"""Every request's ``ctx.metadata`` starts here (frozen, so one serves them all)."""
+
+
 class _MetadataBase:
     """What both faces share: the target, the checks, and where an update goes."""
 
@@ -210,7 +214,7 @@ class _MetadataBase:
         self, client: Inngest, run_id: str, attempt: int, target: _Target | None = None
     ) -> None:
         self._client, self._run_id, self._attempt = client, run_id, attempt
-        self._target = target or _Target()
+        self._target = target or _NO_TARGET
 
     def _with(self, **changes: Any) -> Self:
         fields = {name: getattr(self._target, name) for name in _Target.__dataclass_fields__}

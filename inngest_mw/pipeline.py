@@ -457,6 +457,10 @@ def _ignoring_instance(bound: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+_NO_HOOKS: Final[dict[HookSpec[..., Any], tuple[Hook, ...]]] = {}
+"""The table of a request without middleware (never written to)."""
+
+
 class HookTable:
     """One request's middleware instances and, per hook, the hooks to call in order.
 
@@ -480,10 +484,12 @@ class HookTable:
     ) -> None:
         self.instances = instances
         self.async_path = async_path
-        layout = _layout(tuple(map(type, instances)), async_path)
-        hooks = layout.hooks
-        if trace is not None or any(_shadows(i, layout.attributes) for i in instances):
-            hooks = _per_request(instances, async_path, trace)
+        hooks: dict[HookSpec[..., Any], tuple[Hook, ...]] = _NO_HOOKS
+        if instances:
+            layout = _layout(tuple(map(type, instances)), async_path)
+            hooks = layout.hooks
+            if trace is not None or any(_shadows(i, layout.attributes) for i in instances):
+                hooks = _per_request(instances, async_path, trace)
         self.hooks = hooks
         self.step_hooks = HOOKS.TRANSFORM_STEP_INPUT in hooks or HOOKS.WRAP_STEP in hooks
         """Whether a memoized step needs the hook path at all (else it is a plain memo lookup)."""
