@@ -117,13 +117,27 @@ def pip_install(*args: str, python: Path | None = None, out: TextIO | None = Non
 
     On failure pip's last lines are printed, since they say what went wrong.
     """
-    command = [str(python or PYTHON), "-m", "pip", "install", "--disable-pip-version-check",
-               "--progress-bar", "off", *args]  # fmt: skip
+    command = [
+        str(python or PYTHON),
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        *args,
+    ]
     out = out or sys.stdout
     progress = PipProgress(out)
     tail: collections.deque[str] = collections.deque(maxlen=30)
-    with subprocess.Popen(command, cwd=ROOT, env=_locked_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as process:  # fmt: skip
+    with subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=_locked_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
         assert process.stdout is not None
         for line in process.stdout:
             tail.append(line)
@@ -141,12 +155,16 @@ def ensure_chromium() -> None:
     print(f"installing chromium for the browser tests ({CHROMIUM} is missing) ...", flush=True)
     apt = shutil.which("apt-get")
     if apt is None:
-        raise SystemExit(f"error: {CHROMIUM} is missing and there is no apt-get to install it;"
-                         " install Chromium there, then run the tests again")  # fmt: skip
+        raise SystemExit(
+            f"error: {CHROMIUM} is missing and there is no apt-get to install it;"
+            " install Chromium there, then run the tests again"
+        )
     for step in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "chromium"]):
         if subprocess.run(step, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}).returncode:
-            raise SystemExit(f"error: `{' '.join(step)}` failed, so the browser tests cannot run;"
-                             " install the chromium package (as root), then run them again")  # fmt: skip
+            raise SystemExit(
+                f"error: `{' '.join(step)}` failed, so the browser tests cannot run;"
+                " install the chromium package (as root), then run them again"
+            )
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"error: the chromium package installed no {CHROMIUM}")
 
@@ -169,11 +187,22 @@ def lock() -> int:
     """Re-resolve every requirement for all platforms and Python 3.11+ into ``LOCK``."""
     workspace = [tomllib.loads(p.read_text())["project"]["name"] for p in _pyprojects()]
     return run(
-        "-m", "uv", "pip", "compile", "--quiet", "--universal", "--python-version", "3.11",
-        "--custom-compile-command", "python3 run.py lock", "--output-file", str(LOCK),
+        "-m",
+        "uv",
+        "pip",
+        "compile",
+        "--quiet",
+        "--universal",
+        "--python-version",
+        "3.11",
+        "--custom-compile-command",
+        "python3 run.py lock",
+        "--output-file",
+        str(LOCK),
         *(arg for name in workspace for arg in ("--no-emit-package", name)),
-        str(REQUIREMENTS), str(BENCH_REQUIREMENTS),
-    )  # fmt: skip
+        str(REQUIREMENTS),
+        str(BENCH_REQUIREMENTS),
+    )
 
 
 def xdist_workers() -> int:

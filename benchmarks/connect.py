@@ -81,9 +81,13 @@ class _Counter(inngest_mw.Middleware):
 
 def _app(app_id: str, engine_url: str) -> tuple[inngest_mw.Inngest, list[inngest_mw.Function[Any]]]:
     client = inngest_mw.Inngest(
-        app_id=app_id, is_production=False, api_base_url=engine_url,
-        event_api_base_url=engine_url, checkpointing=False, middleware=[_Counter],
-    )  # fmt: skip
+        app_id=app_id,
+        is_production=False,
+        api_base_url=engine_url,
+        event_api_base_url=engine_url,
+        checkpointing=False,
+        middleware=[_Counter],
+    )
 
     @client.create_function(fn_id="steps", trigger=TriggerEvent(event=f"{app_id}/go"))
     async def steps(ctx: Context) -> int:
@@ -106,13 +110,23 @@ def _send(engine_url: str, name: str, runs: int) -> None:
 
 def measure(runs: int, rounds: int) -> dict[str, Any]:
     completions = _Completions()
-    with tempfile.TemporaryDirectory() as tmp, EngineThread(
-        Path(tmp) / "engine.db", port=0, connect_port=0, on_history=completions.note
-    ) as engine:  # fmt: skip
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EngineThread(
+            Path(tmp) / "engine.db", port=0, connect_port=0, on_history=completions.note
+        ) as engine,
+    ):
         http_client, http_fns = _app("bench-http", engine.url)
         connect_client, connect_fns = _app("bench-connect", engine.url)
-        server = uvicorn.Server(uvicorn.Config(serve(http_client, http_fns), host="127.0.0.1",
-                                               port=0, log_level="warning", lifespan="off"))  # fmt: skip
+        server = uvicorn.Server(
+            uvicorn.Config(
+                serve(http_client, http_fns),
+                host="127.0.0.1",
+                port=0,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
         threading.Thread(target=server.run, daemon=True).start()
         while not server.started:
             time.sleep(0.01)
@@ -160,16 +174,18 @@ def _run_worker(worker: inngest_mw_connect.Worker) -> None:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    return "\n".join([
-        f"Calls per second, {result['runs_per_round']} runs of a {result['steps']}-step function"
-        f" per round, median of {result['rounds']} rounds:",
-        "",
-        "| transport | calls/s |",
-        "|---|---:|",
-        f"| HTTP (uvicorn, keep-alive) | {result['http_calls_per_s']:,.0f} |",
-        f"| connect (WebSocket) | {result['connect_calls_per_s']:,.0f} |",
-        f"| ratio connect / HTTP | {result['ratio_connect_to_http']} |",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"Calls per second, {result['runs_per_round']} runs of a {result['steps']}-step function"
+            f" per round, median of {result['rounds']} rounds:",
+            "",
+            "| transport | calls/s |",
+            "|---|---:|",
+            f"| HTTP (uvicorn, keep-alive) | {result['http_calls_per_s']:,.0f} |",
+            f"| connect (WebSocket) | {result['connect_calls_per_s']:,.0f} |",
+            f"| ratio connect / HTTP | {result['ratio_connect_to_http']} |",
+        ]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,8 +47,12 @@ def _cases(
     async_fn: bool, factory: MiddlewareFactory
 ) -> dict[str, tuple[CommHandler, dict[str, str]]]:
     bare, stacked = apps.ours_handler(), apps.ours_handler([factory] * COPIES)
-    return {"none": (bare, apps.HEADERS), "none asked": (bare, ASKED),
-            "middleware": (stacked, apps.HEADERS), "middleware asked": (stacked, ASKED)}  # fmt: skip
+    return {
+        "none": (bare, apps.HEADERS),
+        "none asked": (bare, ASKED),
+        "middleware": (stacked, apps.HEADERS),
+        "middleware asked": (stacked, ASKED),
+    }
 
 
 def _check(key: str, response: object) -> int:
@@ -114,24 +118,36 @@ def measure(cfg: Config) -> dict[str, Any]:
     for colour, (async_fn, factory) in _COLOURS.items():
         stats, calls = _measure_colour(async_fn, factory, cfg)
         med = {key: s.median_us for key, s in stats.items()}
-        rows.append({
-            "colour": colour, "middlewares": COPIES, "traced_calls": calls,
-            "median_us": {k: round(v, 2) for k, v in med.items()},
-            "spread": {k: round(s.spread, 4) for k, s in stats.items()},
-            "ratio_no_middleware": round(med["none asked"] / med["none"], 4),
-            "ratio_middleware": round(med["middleware asked"] / med["middleware"], 4),
-            "added_per_call_us": round((med["middleware asked"] - med["middleware"]) / calls, 4),
-        })  # fmt: skip
-    return {"request": f"{HOOK_MEMOIZED} memoized + 1 new step", "rows": rows,
-            "not_asked_lookup_ns": round(_lookup_ns(), 1)}  # fmt: skip
+        rows.append(
+            {
+                "colour": colour,
+                "middlewares": COPIES,
+                "traced_calls": calls,
+                "median_us": {k: round(v, 2) for k, v in med.items()},
+                "spread": {k: round(s.spread, 4) for k, s in stats.items()},
+                "ratio_no_middleware": round(med["none asked"] / med["none"], 4),
+                "ratio_middleware": round(med["middleware asked"] / med["middleware"], 4),
+                "added_per_call_us": round(
+                    (med["middleware asked"] - med["middleware"]) / calls, 4
+                ),
+            }
+        )
+    return {
+        "request": f"{HOOK_MEMOIZED} memoized + 1 new step",
+        "rows": rows,
+        "not_asked_lookup_ns": round(_lookup_ns(), 1),
+    }
 
 
 def report(result: dict[str, Any]) -> str:
-    lines = [f"Hook trace cost on a {result['request']} request (median µs; asked = "
-             "`X-Inngest-MW-Trace: 1`):", "",
-             "| colour | no middleware | asked | ratio | 10 middlewares, every hook | asked | ratio"
-             " | traced calls | added per call |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        f"Hook trace cost on a {result['request']} request (median µs; asked = "
+        "`X-Inngest-MW-Trace: 1`):",
+        "",
+        "| colour | no middleware | asked | ratio | 10 middlewares, every hook | asked | ratio"
+        " | traced calls | added per call |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for row in result["rows"]:
         m = row["median_us"]
         lines.append(

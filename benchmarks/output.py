@@ -17,10 +17,17 @@ SCRATCH = Path(__file__).resolve().parent / "out"
 
 def add_out_options(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--out", type=Path, default=SCRATCH,
-                       help=f"output folder (default {SCRATCH}, not tracked by git)")  # fmt: skip
-    where.add_argument("--record", action="store_true",
-                       help=f"write the recorded results in {RECORDED} (tracked by git)")  # fmt: skip
+    where.add_argument(
+        "--out",
+        type=Path,
+        default=SCRATCH,
+        help=f"output folder (default {SCRATCH}, not tracked by git)",
+    )
+    where.add_argument(
+        "--record",
+        action="store_true",
+        help=f"write the recorded results in {RECORDED} (tracked by git)",
+    )
 
 
 def out_dir(args: argparse.Namespace) -> Path:

@@ -21,9 +21,20 @@ __all__ = ["does_nothing", "needs_loop"]
 
 # Names whose use means a coroutine may want the event loop even without awaiting anything.
 _LOOP_NAMES = frozenset(
-    {"asyncio", "anyio", "trio", "get_running_loop", "get_event_loop", "create_task",
-     "ensure_future", "run_in_executor", "call_soon", "call_later", "to_thread"}
-)  # fmt: skip
+    {
+        "asyncio",
+        "anyio",
+        "trio",
+        "get_running_loop",
+        "get_event_loop",
+        "create_task",
+        "ensure_future",
+        "run_in_executor",
+        "call_soon",
+        "call_later",
+        "to_thread",
+    }
+)
 
 
 def _definition(fn: Callable[..., Any]) -> ast.FunctionDef | ast.AsyncFunctionDef | None:

@@ -160,8 +160,9 @@ def to_events(events: Sendable) -> list[Event]:
         if isinstance(event.data, pydantic.BaseModel):
             # Sent, and seen by send hooks, with plain JSON data like every other event.
             plain = event.data.model_dump(mode="json")
-            event = Event(name=event.name, data=plain, id=event.id, ts=event.ts, user=event.user,
-                          v=event.v)  # fmt: skip
+            event = Event(
+                name=event.name, data=plain, id=event.id, ts=event.ts, user=event.user, v=event.v
+            )
         model = EventModel.model_for(event.name)
         if model is not None:
             try:

@@ -203,9 +203,15 @@ class HookTrace:
 
 
 _STEP_HOOKS: Final = frozenset(
-    {"transform_step_input", "on_step_start", "on_step_complete", "on_step_error", "wrap_step",
-     "wrap_step_handler"}
-)  # fmt: skip
+    {
+        "transform_step_input",
+        "on_step_start",
+        "on_step_complete",
+        "on_step_error",
+        "wrap_step",
+        "wrap_step_handler",
+    }
+)
 """The hooks whose first argument is the step's ``StepInfo``."""
 
 
@@ -329,7 +335,11 @@ def _call(item: object) -> HookCall | None:
     ):
         return None
     return HookCall(
-        middleware, name, start, duration, min(inner, duration),
+        middleware,
+        name,
+        start,
+        duration,
+        min(inner, duration),
         None if step is None else _text(step, MAX_LABEL),
         None if error is None else _text(error, MAX_ERROR),
-    )  # fmt: skip
+    )

@@ -441,8 +441,13 @@ def _per_request(
         for spec, attribute, how, label in _plan(type(instance), async_path):  # type: ignore[arg-type]
             bound = getattr(instance, attribute)
             if trace is not None:
-                bound = trace.wrap(bound, spec.name, label, wrap=spec.kind is HookKind.WRAP,
-                                   is_async=how in _ASYNC_CALLS)  # fmt: skip
+                bound = trace.wrap(
+                    bound,
+                    spec.name,
+                    label,
+                    wrap=spec.kind is HookKind.WRAP,
+                    is_async=how in _ASYNC_CALLS,
+                )
             hooks.setdefault(spec, []).append((_ignoring_instance(bound), index, how, label))
     for spec, chain in hooks.items():
         if spec.kind is HookKind.REVERSED:

@@ -52,8 +52,9 @@ class AppServer:
 
     def __init__(self, app: Any, port: int | None = None) -> None:
         self.port = port or free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")  # fmt: skip
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -134,9 +135,13 @@ def get_json(url: str, headers: dict[str, str] | None = None) -> Any:
 
 
 def runs_for_event(
-    engine_url: str, event_id: str, count: int = 1, *, headers: dict[str, str] | None = None,
+    engine_url: str,
+    event_id: str,
+    count: int = 1,
+    *,
+    headers: dict[str, str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     url = f"{engine_url}/v1/events/{event_id}/runs"
     runs: list[dict[str, Any]] = poll(
         lambda: get_json(url, headers)["data"],
@@ -153,9 +158,12 @@ def get_run(engine_url: str, run_id: str, headers: dict[str, str] | None = None)
 
 
 def wait_run(
-    engine_url: str, run_id: str, *, headers: dict[str, str] | None = None,
+    engine_url: str,
+    run_id: str,
+    *,
+    headers: dict[str, str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     run: dict[str, Any] = poll(
         lambda: get_run(engine_url, run_id, headers),
         lambda r: r["status"] != "Running",
@@ -166,9 +174,12 @@ def wait_run(
 
 
 def run_for_event(
-    engine_url: str, event_id: str, *, headers: dict[str, str] | None = None,
+    engine_url: str,
+    event_id: str,
+    *,
+    headers: dict[str, str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The single run an event started, waited until it ends."""
     (run,) = runs_for_event(engine_url, event_id, headers=headers, timeout=timeout)
     return wait_run(engine_url, run["run_id"], headers=headers, timeout=timeout)

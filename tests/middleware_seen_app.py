@@ -40,11 +40,15 @@ class StepTimer(Middleware):
 
 def build_app(engine_url: str, signing_key: str | None = None) -> Any:
     """The app for an engine at ``engine_url``; with ``signing_key``, in cloud mode."""
-    client = inngest_mw.Inngest(app_id="seen", is_production=signing_key is not None,
-                                signing_key=signing_key,
-                                event_key="seen-key" if signing_key else None,
-                                api_base_url=engine_url, event_api_base_url=engine_url,
-                                middleware=[AuditLog, StepTimer])  # fmt: skip
+    client = inngest_mw.Inngest(
+        app_id="seen",
+        is_production=signing_key is not None,
+        signing_key=signing_key,
+        event_key="seen-key" if signing_key else None,
+        api_base_url=engine_url,
+        event_api_base_url=engine_url,
+        middleware=[AuditLog, StepTimer],
+    )
 
     @client.create_function(
         fn_id="checkout", trigger=TriggerEvent(event=EVENTS["async"]), retries=0
@@ -54,8 +58,9 @@ def build_app(engine_url: str, signing_key: str | None = None) -> Any:
         charged = await ctx.step.run("charge", lambda: {"charged": reserved * 2.5})
         return {"reserved": reserved, **charged}
 
-    @client.create_function(fn_id="checkout-sync", trigger=TriggerEvent(event=EVENTS["sync"]),
-                            retries=0)  # fmt: skip
+    @client.create_function(
+        fn_id="checkout-sync", trigger=TriggerEvent(event=EVENTS["sync"]), retries=0
+    )
     def checkout_sync(ctx: ContextSync) -> dict[str, Any]:
         reserved = ctx.step.run("reserve", lambda: 2)
         charged = ctx.step.run("charge", lambda: {"charged": reserved * 2.5})
@@ -74,9 +79,14 @@ class Around(MiddlewareSync):
 
 def build_flaky_app(engine_url: str, failures: dict[str, int]) -> Any:
     """One request per step (no checkpointing) and a step that fails on its first attempt."""
-    client = inngest_mw.Inngest(app_id="flaky", is_production=False, api_base_url=engine_url,
-                                event_api_base_url=engine_url, checkpointing=False,
-                                middleware=[AuditLog])  # fmt: skip
+    client = inngest_mw.Inngest(
+        app_id="flaky",
+        is_production=False,
+        api_base_url=engine_url,
+        event_api_base_url=engine_url,
+        checkpointing=False,
+        middleware=[AuditLog],
+    )
 
     def charge() -> str:
         failures["charge"] = failures.get("charge", 0) + 1
@@ -84,8 +94,9 @@ def build_flaky_app(engine_url: str, failures: dict[str, int]) -> Any:
             raise TimeoutError("the card network timed out")
         return "charged"
 
-    @client.create_function(fn_id="pay", trigger=TriggerEvent(event="seen/pay"), retries=1,
-                            middleware=[Around])  # fmt: skip
+    @client.create_function(
+        fn_id="pay", trigger=TriggerEvent(event="seen/pay"), retries=1, middleware=[Around]
+    )
     def pay(ctx: ContextSync) -> str:
         ctx.step.run("reserve", lambda: 2)
         return ctx.step.run("charge", charge)

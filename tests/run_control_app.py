@@ -45,8 +45,9 @@ def charge_card(calls: Calls, run_id: str, amount: float) -> dict[str, Any]:
 
 
 def build_app(engine_url: str, calls: Calls) -> Any:
-    client = inngest_mw.Inngest(app_id="ctl", is_production=False, api_base_url=engine_url,
-                                event_api_base_url=engine_url)  # fmt: skip
+    client = inngest_mw.Inngest(
+        app_id="ctl", is_production=False, api_base_url=engine_url, event_api_base_url=engine_url
+    )
 
     @client.create_function(fn_id="order", trigger=TriggerEvent(event="ctl/order"), retries=0)
     async def order(ctx: Context) -> dict[str, Any]:

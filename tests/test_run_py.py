@@ -28,8 +28,13 @@ def _run_py() -> ModuleType:
 
 def test_an_unknown_command_is_named_with_the_commands_and_installs_nothing(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    result = subprocess.run([sys.executable, str(ROOT / "run.py"), "foo"], capture_output=True,
-                            text=True, timeout=60, env={**os.environ, "INNGEST_MW_VENV": str(venv)})  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "foo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "INNGEST_MW_VENV": str(venv)},
+    )
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == (
         "unknown command 'foo'; use one of: demo, test, lint, docs, bench, lock\n"
@@ -39,8 +44,13 @@ def test_an_unknown_command_is_named_with_the_commands_and_installs_nothing(tmp_
 
 def test_help_prints_the_commands_and_installs_nothing(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    result = subprocess.run([sys.executable, str(ROOT / "run.py"), "help"], capture_output=True,
-                            text=True, timeout=60, env={**os.environ, "INNGEST_MW_VENV": str(venv)})  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "INNGEST_MW_VENV": str(venv)},
+    )
     assert result.returncode == 0
     assert result.stdout.startswith(
         "One entry point for a fresh checkout: ``python3 run.py demo | test | lint | docs | bench"
@@ -62,9 +72,15 @@ def test_an_install_shows_one_line_per_phase_from_pips_real_output(tmp_path: Pat
     run_py = _run_py()
     package = _tiny_package(tmp_path / "src")
     out = io.StringIO()
-    code = run_py.pip_install("--no-index", "--no-build-isolation", "--target",
-                              str(tmp_path / "site"), str(package), python=Path(sys.executable),
-                              out=out)  # fmt: skip
+    code = run_py.pip_install(
+        "--no-index",
+        "--no-build-isolation",
+        "--target",
+        str(tmp_path / "site"),
+        str(package),
+        python=Path(sys.executable),
+        out=out,
+    )
     assert code == 0
     lines = out.getvalue().splitlines()
     assert lines[:3] == [
@@ -94,8 +110,9 @@ def test_a_count_is_repeated_in_a_log_as_packages_come() -> None:
 
 def test_a_failed_install_shows_pips_reason(tmp_path: Path) -> None:
     out = io.StringIO()
-    code = _run_py().pip_install("--no-index", str(tmp_path / "missing"), python=Path(sys.executable),
-                                 out=out)  # fmt: skip
+    code = _run_py().pip_install(
+        "--no-index", str(tmp_path / "missing"), python=Path(sys.executable), out=out
+    )
     assert code != 0
     text = out.getvalue()
     assert f"ERROR: Invalid requirement: '{tmp_path / 'missing'}'" in text

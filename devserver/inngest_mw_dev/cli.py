@@ -57,24 +57,37 @@ def _print_note(note: HistoryNote) -> None:
 
 async def _serve(args: argparse.Namespace) -> int:
     engine = Engine(
-        args.db, host=args.host, port=args.port, signing_key=args.signing_key,
-        event_keys=args.event_key, app_urls=args.url, poll_interval=args.poll_interval,
-        retry_base=args.retry_base, on_history=_print_note, on_notice=_print_notice,
+        args.db,
+        host=args.host,
+        port=args.port,
+        signing_key=args.signing_key,
+        event_keys=args.event_key,
+        app_urls=args.url,
+        poll_interval=args.poll_interval,
+        retry_base=args.retry_base,
+        on_history=_print_note,
+        on_notice=_print_notice,
         connect_port=args.connect_port,
-    )  # fmt: skip
+    )
     try:
         await engine.start()
     except OSError as exc:
         port, option = getattr(exc, "port", args.port), getattr(exc, "option", "--port")
         print(f"error: {_listen_error(args.host, port, exc, option)}", file=sys.stderr)
         return 1
-    print(f"inngest-mw engine ({engine.server_kind}) listening on {engine.url}, db {args.db}",
-          flush=True)  # fmt: skip
-    print(f"web UI: {engine.url}/   apps reach this engine with INNGEST_DEV={engine.url}",
-          flush=True)  # fmt: skip
+    print(
+        f"inngest-mw engine ({engine.server_kind}) listening on {engine.url}, db {args.db}",
+        flush=True,
+    )
+    print(
+        f"web UI: {engine.url}/   apps reach this engine with INNGEST_DEV={engine.url}", flush=True
+    )
     if engine.sign_in_code:
-        print(f"web UI sign-in code: {engine.sign_in_code}   (enter it, or the signing key, at "
-              f"{engine.url}/login; it changes on every start)", flush=True)  # fmt: skip
+        print(
+            f"web UI sign-in code: {engine.sign_in_code}   (enter it, or the signing key, at "
+            f"{engine.url}/login; it changes on every start)",
+            flush=True,
+        )
     if engine.connect is not None:
         print(f"connect gateway: {engine.connect.endpoint}", flush=True)
     stop = asyncio.Event()
@@ -91,13 +104,17 @@ async def _serve(args: argparse.Namespace) -> int:
 def _listen_error(host: str, port: int, exc: OSError, option: str = "--port") -> str:
     """Why the engine could not listen on ``host:port``, and what to do, in one sentence."""
     if exc.errno == errno.EADDRINUSE:
-        return (f"port {port} on {host} is already in use (another engine?); stop what holds it"
-                f" or give another port with {option} (0 picks a free one)")  # fmt: skip
+        return (
+            f"port {port} on {host} is already in use (another engine?); stop what holds it"
+            f" or give another port with {option} (0 picks a free one)"
+        )
     if exc.errno == errno.EACCES:
         return f"no permission to listen on port {port}; give a port above 1023 with {option}"
     reason = exc.strerror or str(exc)
-    return (f"cannot listen on {host}:{port} ({reason}); give an address of this machine with"
-            " --host, e.g. 127.0.0.1 or 0.0.0.0")  # fmt: skip
+    return (
+        f"cannot listen on {host}:{port} ({reason}); give an address of this machine with"
+        " --host, e.g. 127.0.0.1 or 0.0.0.0"
+    )
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
@@ -113,8 +130,9 @@ def _request(args: argparse.Namespace, method: str, path: str, body: object = No
     headers = {}
     if args.signing_key:
         headers["Authorization"] = f"Bearer {hash_signing_key(args.signing_key)}"
-    response = httpx.request(method, args.api.rstrip("/") + path, headers=headers, timeout=10,
-                             json=body)  # fmt: skip
+    response = httpx.request(
+        method, args.api.rstrip("/") + path, headers=headers, timeout=10, json=body
+    )
     if response.status_code != 200:
         try:
             reason = response.json().get("error")
@@ -147,8 +165,10 @@ def _cmd_runs(args: argparse.Namespace) -> int:
             result = preview(run["output"], 40)
         else:
             result = read_error(run["error"]).headline[:40] if run["error"] else "-"
-        print(f"{run['run_id']:<28}{run['function_id']:<36}{run['status']:<11}"
-              f"{_short(run['run_started_at']):<21}{result}")  # fmt: skip
+        print(
+            f"{run['run_id']:<28}{run['function_id']:<36}{run['status']:<11}"
+            f"{_short(run['run_started_at']):<21}{result}"
+        )
     return 0
 
 
@@ -157,14 +177,18 @@ def _cmd_workers(args: argparse.Namespace) -> int:
     if not apps:
         print("no connect workers are connected")
         return 0
-    print(f"{'APP':<24}{'INSTANCE':<24}{'CONNECTION':<28}{'STATUS':<10}{'IN FLIGHT':>9}"
-          f"{'SERVED':>8}  CONNECTED")  # fmt: skip
+    print(
+        f"{'APP':<24}{'INSTANCE':<24}{'CONNECTION':<28}{'STATUS':<10}{'IN FLIGHT':>9}"
+        f"{'SERVED':>8}  CONNECTED"
+    )
     for app in apps:
         for worker in app["workers"]:
-            print(f"{app['name']:<24}{worker['instance_id'][:23]:<24}"
-                  f"{worker['connection_id']:<28}{worker['status']:<10}"
-                  f"{worker['in_flight']:>9}{worker['served']:>8}"
-                  f"  {_short(worker['connected_at'])}")  # fmt: skip
+            print(
+                f"{app['name']:<24}{worker['instance_id'][:23]:<24}"
+                f"{worker['connection_id']:<28}{worker['status']:<10}"
+                f"{worker['in_flight']:>9}{worker['served']:>8}"
+                f"  {_short(worker['connected_at'])}"
+            )
     return 0
 
 
@@ -179,8 +203,12 @@ def _cmd_send(args: argparse.Namespace) -> int:
     headers = {}
     if args.signing_key:
         headers["Authorization"] = f"Bearer {hash_signing_key(args.signing_key)}"
-    response = httpx.post(f"{args.api.rstrip('/')}/e/{key}", json={"name": args.name, "data": data},
-                          headers=headers, timeout=10)  # fmt: skip
+    response = httpx.post(
+        f"{args.api.rstrip('/')}/e/{key}",
+        json={"name": args.name, "data": data},
+        headers=headers,
+        timeout=10,
+    )
     body = (
         response.json()
         if response.headers.get("content-type", "").startswith("application/json")
@@ -195,8 +223,9 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
     data = args.data
-    started = _request(args, "POST", f"/v1/functions/{quote(args.function, safe='')}/invoke",
-                       {"data": data})  # fmt: skip
+    started = _request(
+        args, "POST", f"/v1/functions/{quote(args.function, safe='')}/invoke", {"data": data}
+    )
     print(f"invoked {args.function}  run {started['run_id']}  event {started['event_id']}")
     return 0
 
@@ -238,24 +267,30 @@ def _took(run: dict[str, Any]) -> str:
 def print_run(run: dict[str, Any]) -> None:
     """One run's steps, timeline and outcome, as ``inngest-mw run`` and the demo show it."""
     print(f"run {run['run_id']}  {run['function_id']}  {run['status']}")
-    print(f"  event {run['event_id']}  started {_short(run['run_started_at'])}"
-          f"  ended {_short(run['ended_at'])}{_took(run)}")  # fmt: skip
+    print(
+        f"  event {run['event_id']}  started {_short(run['run_started_at'])}"
+        f"  ended {_short(run['ended_at'])}{_took(run)}"
+    )
     if run.get("rerun_of"):
         source = run["rerun_of"]
         frm = f" from step {source['from_step']}" if source.get("from_step") else ""
         print(f"  rerun of {source['run_id']}{frm}")
     if run["steps"]:
         print("steps:")
-        print(f"  {'STEP':<28}{'KIND':<16}{'STATUS':<11}{'ATTEMPTS':>8}{'DURATION':>10}  "
-              f"OUTPUT OR ERROR")  # fmt: skip
+        print(
+            f"  {'STEP':<28}{'KIND':<16}{'STATUS':<11}{'ATTEMPTS':>8}{'DURATION':>10}  "
+            f"OUTPUT OR ERROR"
+        )
         for step in run["steps"]:
             if "error" in step:
                 result = read_error(step["error"]).headline
             else:
                 result = preview(step.get("output"), 50)
-            print(f"  {step['name']:<28}{step['op']:<16}{step['status']:<11}"
-                  f"{step['attempts']:>8}{format_ms(step['duration_ms']):>10}  "
-                  f"{result[:60]}")  # fmt: skip
+            print(
+                f"  {step['name']:<28}{step['op']:<16}{step['status']:<11}"
+                f"{step['attempts']:>8}{format_ms(step['duration_ms']):>10}  "
+                f"{result[:60]}"
+            )
     _print_extras(run)
     print("timeline:")
     for entry in run["history"]:
@@ -285,32 +320,52 @@ def _print_extras(run: dict[str, Any]) -> None:
         print("spans from the app:")
         for span in run["user_spans"]:
             name = ("  " if span["parent_id"] else "") + span["name"]
-            print(f"  {name:<28}{span['step'] or '':<24}{span['status']:<8}"
-                  f"{format_ms(span['duration_ms']):>10}")  # fmt: skip
+            print(
+                f"  {name:<28}{span['step'] or '':<24}{span['status']:<8}"
+                f"{format_ms(span['duration_ms']):>10}"
+            )
 
 
 def _client_options() -> cliargs.OneLineParser:
     parent = cliargs.OneLineParser(add_help=False)
-    parent.add_argument("--url", dest="api", default=DEFAULT_URL, type=cliargs.http_url,
-                        help="engine URL")  # fmt: skip
-    parent.add_argument("--signing-key", default=os.environ.get("INNGEST_SIGNING_KEY"),
-                        type=cliargs.signing_key,
-                        help="signing key when the engine requires one (env INNGEST_SIGNING_KEY)")  # fmt: skip
+    parent.add_argument(
+        "--url", dest="api", default=DEFAULT_URL, type=cliargs.http_url, help="engine URL"
+    )
+    parent.add_argument(
+        "--signing-key",
+        default=os.environ.get("INNGEST_SIGNING_KEY"),
+        type=cliargs.signing_key,
+        help="signing key when the engine requires one (env INNGEST_SIGNING_KEY)",
+    )
     return parent
 
 
 def _filter_options(parser: argparse.ArgumentParser, *, status: bool) -> None:
-    parser.add_argument("--function", default=None, metavar="FN",
-                        type=cliargs.text("a function ID or name"),
-                        help="only runs of this function (full ID, ID within its app, or name)")  # fmt: skip
-    parser.add_argument("--since", default=None, metavar="TIME", type=cliargs.time_arg,
-                        help="queued at or after TIME: ISO 8601, epoch, or an age like 15m, 2h, 7d")  # fmt: skip
-    parser.add_argument("--until", default=None, metavar="TIME", type=cliargs.time_arg,
-                        help="queued before TIME")  # fmt: skip
+    parser.add_argument(
+        "--function",
+        default=None,
+        metavar="FN",
+        type=cliargs.text("a function ID or name"),
+        help="only runs of this function (full ID, ID within its app, or name)",
+    )
+    parser.add_argument(
+        "--since",
+        default=None,
+        metavar="TIME",
+        type=cliargs.time_arg,
+        help="queued at or after TIME: ISO 8601, epoch, or an age like 15m, 2h, 7d",
+    )
+    parser.add_argument(
+        "--until", default=None, metavar="TIME", type=cliargs.time_arg, help="queued before TIME"
+    )
     if status:
-        parser.add_argument("--status", action="append", default=None,
-                            choices=["running", "completed", "failed", "cancelled", "skipped"],
-                            help="only runs in this status (repeatable)")  # fmt: skip
+        parser.add_argument(
+            "--status",
+            action="append",
+            default=None,
+            choices=["running", "completed", "failed", "cancelled", "skipped"],
+            help="only runs in this status (repeatable)",
+        )
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -334,8 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = _HelpFormatter
 
     def command(name: str, summary: str, description: str, *, remote: bool = True) -> Any:
-        return commands.add_parser(name, help=summary, description=description,
-                                   parents=[client] if remote else [], formatter_class=fmt)  # fmt: skip
+        return commands.add_parser(
+            name,
+            help=summary,
+            description=description,
+            parents=[client] if remote else [],
+            formatter_class=fmt,
+        )
 
     dev = command(
         "dev",
@@ -344,95 +404,194 @@ def build_parser() -> argparse.ArgumentParser:
         " every run and sync, all on one port.",
         remote=False,
     )
-    dev.add_argument("-u", "--url", action="append", default=[], metavar="APP_URL",
-                     type=cliargs.http_url,
-                     help="app serve URL to sync at start (repeatable)")  # fmt: skip
-    dev.add_argument("--host", default="127.0.0.1",
-                     type=cliargs.text("an address to listen on, e.g. 127.0.0.1"),
-                     help="address to listen on")  # fmt: skip
-    dev.add_argument("--port", type=cliargs.listen_port, default=8288,
-                     help="port for the API and the web UI (0: any free port)")  # fmt: skip
-    dev.add_argument("--connect-port", type=cliargs.listen_port, default=8289,
-                     help="port of the connect gateway, where connect workers dial in (0: any"
-                     " free port)")  # fmt: skip
-    dev.add_argument("--db", default=DEFAULT_DB, type=cliargs.text("a file path"),
-                     help="SQLite file (history survives restarts)")  # fmt: skip
-    dev.add_argument("--signing-key", default=None, type=cliargs.signing_key,
-                     help="hex signing key, signkey-<env>- prefix optional: sign calls, auth API")  # fmt: skip
-    dev.add_argument("--event-key", action="append", default=[], type=cliargs.event_key,
-                     help="accepted event key (repeatable; none means any key)")  # fmt: skip
-    dev.add_argument("--poll-interval", type=cliargs.poll_seconds, default=None,
-                     help="re-sync the -u apps every N seconds (at least 1)")  # fmt: skip
-    dev.add_argument("--retry-base", type=cliargs.retry_seconds, default=1.0,
-                     help="first retry delay in seconds (doubles per attempt; up to 3600)")  # fmt: skip
+    dev.add_argument(
+        "-u",
+        "--url",
+        action="append",
+        default=[],
+        metavar="APP_URL",
+        type=cliargs.http_url,
+        help="app serve URL to sync at start (repeatable)",
+    )
+    dev.add_argument(
+        "--host",
+        default="127.0.0.1",
+        type=cliargs.text("an address to listen on, e.g. 127.0.0.1"),
+        help="address to listen on",
+    )
+    dev.add_argument(
+        "--port",
+        type=cliargs.listen_port,
+        default=8288,
+        help="port for the API and the web UI (0: any free port)",
+    )
+    dev.add_argument(
+        "--connect-port",
+        type=cliargs.listen_port,
+        default=8289,
+        help="port of the connect gateway, where connect workers dial in (0: any free port)",
+    )
+    dev.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        type=cliargs.text("a file path"),
+        help="SQLite file (history survives restarts)",
+    )
+    dev.add_argument(
+        "--signing-key",
+        default=None,
+        type=cliargs.signing_key,
+        help="hex signing key, signkey-<env>- prefix optional: sign calls, auth API",
+    )
+    dev.add_argument(
+        "--event-key",
+        action="append",
+        default=[],
+        type=cliargs.event_key,
+        help="accepted event key (repeatable; none means any key)",
+    )
+    dev.add_argument(
+        "--poll-interval",
+        type=cliargs.poll_seconds,
+        default=None,
+        help="re-sync the -u apps every N seconds (at least 1)",
+    )
+    dev.add_argument(
+        "--retry-base",
+        type=cliargs.retry_seconds,
+        default=1.0,
+        help="first retry delay in seconds (doubles per attempt; up to 3600)",
+    )
     dev.set_defaults(handler=_cmd_dev)
 
-    runs = command("runs", "list recent runs, newest first",
-                   "List runs, newest first, optionally filtered by status, function and time.")  # fmt: skip
+    runs = command(
+        "runs",
+        "list recent runs, newest first",
+        "List runs, newest first, optionally filtered by status, function and time.",
+    )
     runs.add_argument(
         "--limit", type=cliargs.run_limit, default=20, help="how many runs to show (1-500)"
     )
     _filter_options(runs, status=True)
     runs.set_defaults(handler=_cmd_runs)
 
-    workers = command("workers", "list the connected connect workers",
-                      "List the workers connected over connect (outbound WebSocket), per app,"
-                      " with their state and the calls they are running.")  # fmt: skip
+    workers = command(
+        "workers",
+        "list the connected connect workers",
+        "List the workers connected over connect (outbound WebSocket), per app,"
+        " with their state and the calls they are running.",
+    )
     workers.set_defaults(handler=_cmd_workers)
 
-    run = command("run", "show one run's steps, timeline and error",
-                  "Show one run: its steps with durations, its timeline, and its output or error"
-                  " (with the stack, your own frame first).")  # fmt: skip
-    run.add_argument("run_id", metavar="RUN", type=cliargs.text("a run ID or the start of one"),
-                     help="run ID or a unique prefix of it")  # fmt: skip
+    run = command(
+        "run",
+        "show one run's steps, timeline and error",
+        "Show one run: its steps with durations, its timeline, and its output or error"
+        " (with the stack, your own frame first).",
+    )
+    run.add_argument(
+        "run_id",
+        metavar="RUN",
+        type=cliargs.text("a run ID or the start of one"),
+        help="run ID or a unique prefix of it",
+    )
     run.set_defaults(handler=_cmd_run)
 
-    send = command("send", "send an event",
-                   "Send one event to the engine, as an app's client.send() would; every function"
-                   " it triggers starts a run.")  # fmt: skip
-    send.add_argument("name", metavar="NAME", type=cliargs.text("an event name, e.g. shop/checkout"),
-                      help="event name, e.g. shop/checkout")  # fmt: skip
-    send.add_argument("--data", default="{}", type=cliargs.json_object,
-                      help="event data as a JSON object")  # fmt: skip
-    send.add_argument("--event-key", default=os.environ.get("INNGEST_EVENT_KEY") or "NO_EVENT_KEY_SET",
-                      type=cliargs.event_key,
-                      help="event key (env INNGEST_EVENT_KEY)")  # fmt: skip
+    send = command(
+        "send",
+        "send an event",
+        "Send one event to the engine, as an app's client.send() would; every function"
+        " it triggers starts a run.",
+    )
+    send.add_argument(
+        "name",
+        metavar="NAME",
+        type=cliargs.text("an event name, e.g. shop/checkout"),
+        help="event name, e.g. shop/checkout",
+    )
+    send.add_argument(
+        "--data", default="{}", type=cliargs.json_object, help="event data as a JSON object"
+    )
+    send.add_argument(
+        "--event-key",
+        default=os.environ.get("INNGEST_EVENT_KEY") or "NO_EVENT_KEY_SET",
+        type=cliargs.event_key,
+        help="event key (env INNGEST_EVENT_KEY)",
+    )
     send.set_defaults(handler=_cmd_send)
 
-    invoke = command("invoke", "start a run of a function directly",
-                     "Start a run of one function now with the given data, whatever its"
-                     " triggers (flow control other than concurrency is bypassed).")  # fmt: skip
-    invoke.add_argument("function", metavar="FN", type=cliargs.text("a function ID or name"),
-                        help="function: full ID, ID within its app, or name")  # fmt: skip
-    invoke.add_argument("--data", default="{}", type=cliargs.json_object,
-                        help="the run's event data as a JSON object")  # fmt: skip
+    invoke = command(
+        "invoke",
+        "start a run of a function directly",
+        "Start a run of one function now with the given data, whatever its"
+        " triggers (flow control other than concurrency is bypassed).",
+    )
+    invoke.add_argument(
+        "function",
+        metavar="FN",
+        type=cliargs.text("a function ID or name"),
+        help="function: full ID, ID within its app, or name",
+    )
+    invoke.add_argument(
+        "--data",
+        default="{}",
+        type=cliargs.json_object,
+        help="the run's event data as a JSON object",
+    )
     invoke.set_defaults(handler=_cmd_invoke)
 
-    cancel = command("cancel", "cancel a run, or a function's runs in a time range",
-                     "Cancel one running run, or with --function every running run of that"
-                     " function (narrowed by --since/--until).")  # fmt: skip
-    cancel.add_argument("run_id", metavar="RUN", nargs="?", default=None,
-                        type=cliargs.text("a run ID or the start of one"),
-                        help="run ID or a unique prefix of it")  # fmt: skip
+    cancel = command(
+        "cancel",
+        "cancel a run, or a function's runs in a time range",
+        "Cancel one running run, or with --function every running run of that"
+        " function (narrowed by --since/--until).",
+    )
+    cancel.add_argument(
+        "run_id",
+        metavar="RUN",
+        nargs="?",
+        default=None,
+        type=cliargs.text("a run ID or the start of one"),
+        help="run ID or a unique prefix of it",
+    )
     _filter_options(cancel, status=False)
     cancel.set_defaults(handler=_cmd_cancel)
 
-    rerun = command("rerun", "start a new run with the same event(s)",
-                    "Start a new run of the run's function with the same event(s). With"
-                    " --from-step, the steps that finished before that step are replayed from the"
-                    " original run's outputs (their code is not called again).")  # fmt: skip
-    rerun.add_argument("run_id", metavar="RUN", type=cliargs.text("a run ID or the start of one"),
-                       help="run ID or a unique prefix of it")  # fmt: skip
-    rerun.add_argument("--from-step", default=None, metavar="STEP",
-                       type=cliargs.text("a step name or ID"),
-                       help="step name or ID to restart from (default: from the beginning)")  # fmt: skip
+    rerun = command(
+        "rerun",
+        "start a new run with the same event(s)",
+        "Start a new run of the run's function with the same event(s). With"
+        " --from-step, the steps that finished before that step are replayed from the"
+        " original run's outputs (their code is not called again).",
+    )
+    rerun.add_argument(
+        "run_id",
+        metavar="RUN",
+        type=cliargs.text("a run ID or the start of one"),
+        help="run ID or a unique prefix of it",
+    )
+    rerun.add_argument(
+        "--from-step",
+        default=None,
+        metavar="STEP",
+        type=cliargs.text("a step name or ID"),
+        help="step name or ID to restart from (default: from the beginning)",
+    )
     rerun.set_defaults(handler=_cmd_rerun)
 
-    demo = command("demo", "engine + example app + an event -> a finished run",
-                   "Start the engine and the example shop app on free ports, send one"
-                   " shop/checkout event and print the finished run.", remote=False)  # fmt: skip
-    demo.add_argument("--db", default=None, type=cliargs.text("a file path"),
-                      help="SQLite file (default: a temporary file)")  # fmt: skip
+    demo = command(
+        "demo",
+        "engine + example app + an event -> a finished run",
+        "Start the engine and the example shop app on free ports, send one"
+        " shop/checkout event and print the finished run.",
+        remote=False,
+    )
+    demo.add_argument(
+        "--db",
+        default=None,
+        type=cliargs.text("a file path"),
+        help="SQLite file (default: a temporary file)",
+    )
     demo.set_defaults(handler=_cmd_demo)
     return parser
 
@@ -455,7 +614,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except httpx.HTTPError as exc:
         where = getattr(args, "api", DEFAULT_URL)
-        print(f"error: cannot reach the engine at {where} ({exc}); is `inngest-mw dev` running?",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"error: cannot reach the engine at {where} ({exc}); is `inngest-mw dev` running?",
+            file=sys.stderr,
+        )
         return 1
     return code

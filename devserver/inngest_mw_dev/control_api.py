@@ -45,8 +45,18 @@ if TYPE_CHECKING:
 __all__ = ["ApiData", "Handler", "ParamError", "control_routes"]
 
 Handler = Callable[[Request], Awaitable[Response]]
-_FLOW_KEYS = ("concurrency", "throttle", "rateLimit", "debounce", "batchEvents", "idempotency",
-              "priority", "singleton", "timeouts", "cancel")  # fmt: skip
+_FLOW_KEYS = (
+    "concurrency",
+    "throttle",
+    "rateLimit",
+    "debounce",
+    "batchEvents",
+    "idempotency",
+    "priority",
+    "singleton",
+    "timeouts",
+    "cancel",
+)
 _KEEPALIVE_SECONDS = 15.0
 
 
@@ -99,15 +109,20 @@ def _time(params: dict[str, str], key: str, now: float) -> float | None:
 
 def run_filter(params: dict[str, str], now: float, *, default_limit: int = 20) -> RunFilter:
     """A RunFilter from query parameters: status (comma list), function, since, until, limit."""
-    statuses = tuple(s.strip().capitalize() for s in params.get("status", "").split(",")
-                     if s.strip())  # fmt: skip
+    statuses = tuple(
+        s.strip().capitalize() for s in params.get("status", "").split(",") if s.strip()
+    )
     unknown = [s for s in statuses if s not in RUN_STATUSES]
     if unknown:
         raise ParamError(f"unknown status {unknown[0]}: use one of {', '.join(RUN_STATUSES)}")
-    return RunFilter(statuses=statuses, function_id=params.get("function") or None,
-                     since=_time(params, "since", now), until=_time(params, "until", now),
-                     limit=_limit(params.get("limit"), default_limit),
-                     after=params.get("cursor") or None)  # fmt: skip
+    return RunFilter(
+        statuses=statuses,
+        function_id=params.get("function") or None,
+        since=_time(params, "since", now),
+        until=_time(params, "until", now),
+        limit=_limit(params.get("limit"), default_limit),
+        after=params.get("cursor") or None,
+    )
 
 
 class ApiData:
@@ -119,22 +134,38 @@ class ApiData:
 
     def run_summary(self, run: RunRow) -> dict[str, Any]:
         return {
-            "run_id": run.id, "function_id": run.function_id, "app_id": run.app_id,
-            "status": run.status, "output": run.output, "error": run.error,
-            "event_id": run.event_id, "event_name": run.events[0].get("name") if run.events else None,
-            "queued_at": _iso(run.queued_at), "run_started_at": _iso(run.started_at or run.queued_at),
+            "run_id": run.id,
+            "function_id": run.function_id,
+            "app_id": run.app_id,
+            "status": run.status,
+            "output": run.output,
+            "error": run.error,
+            "event_id": run.event_id,
+            "event_name": run.events[0].get("name") if run.events else None,
+            "queued_at": _iso(run.queued_at),
+            "run_started_at": _iso(run.started_at or run.queued_at),
             "ended_at": _iso(run.ended_at),
-            "duration_ms": None if run.ended_at is None else round((run.ended_at - run.queued_at) * 1000),
-        }  # fmt: skip
+            "duration_ms": None
+            if run.ended_at is None
+            else round((run.ended_at - run.queued_at) * 1000),
+        }
 
     def runs(self, params: dict[str, str]) -> dict[str, Any]:
         flt = run_filter(params, time.time())
         if flt.function_id:
-            flt = RunFilter(flt.statuses, self.control.resolve_function(flt.function_id),
-                            flt.since, flt.until, flt.limit, flt.after)  # fmt: skip
+            flt = RunFilter(
+                flt.statuses,
+                self.control.resolve_function(flt.function_id),
+                flt.since,
+                flt.until,
+                flt.limit,
+                flt.after,
+            )
         page = find_runs(self.engine.store, flt)
-        return {"data": [self.run_summary(r) for r in page.runs],
-                "metadata": {"next_cursor": page.next_cursor, "fetched_at": _iso(time.time())}}  # fmt: skip
+        return {
+            "data": [self.run_summary(r) for r in page.runs],
+            "metadata": {"next_cursor": page.next_cursor, "fetched_at": _iso(time.time())},
+        }
 
     def run(self, ref: str) -> dict[str, Any]:
         store = self.engine.store
@@ -147,18 +178,31 @@ class ApiData:
         out["waterfall"] = {
             "total_ms": fall.total_ms,
             "spans": [
-                {"id": s.id, "name": s.name, "kind": s.kind.value, "status": s.status,
-                 "offset_ms": s.offset_ms, "duration_ms": s.duration_ms,
-                 "attempts": [{"offset_ms": a.offset_ms, "duration_ms": a.duration_ms,
-                               "failed": a.failed} for a in s.attempts]}
+                {
+                    "id": s.id,
+                    "name": s.name,
+                    "kind": s.kind.value,
+                    "status": s.status,
+                    "offset_ms": s.offset_ms,
+                    "duration_ms": s.duration_ms,
+                    "attempts": [
+                        {"offset_ms": a.offset_ms, "duration_ms": a.duration_ms, "failed": a.failed}
+                        for a in s.attempts
+                    ],
+                }
                 for s in fall.spans
             ],
-        }  # fmt: skip
+        }
         lineage = self.control.lineage(run.id)
-        out["rerun_of"] = None if lineage is None else {
-            "run_id": lineage.source_run_id, "from_step": lineage.from_step,
-            "replayed": lineage.replayed,
-        }  # fmt: skip
+        out["rerun_of"] = (
+            None
+            if lineage is None
+            else {
+                "run_id": lineage.source_run_id,
+                "from_step": lineage.from_step,
+                "replayed": lineage.replayed,
+            }
+        )
         out["reruns"] = self.control.reruns_of(run.id)
         out["events"] = run.events
         out["middleware"] = requests_view(
@@ -173,11 +217,24 @@ class ApiData:
 
     def events(self, params: dict[str, str]) -> dict[str, Any]:
         internal = params.get("internal", "").lower() in ("1", "true", "yes", "on")
-        events, cursor = list_events(self.engine.store, limit=_limit(params.get("limit"), 50),
-                                     before=params.get("cursor") or None, internal=internal)  # fmt: skip
-        data = [{"id": e.id, "name": e.name, "received_at": _iso(e.received_at),
-                 "data": e.body.get("data"), "user": e.body.get("user"), "ts": e.body.get("ts"),
-                 "runs": e.runs} for e in events]  # fmt: skip
+        events, cursor = list_events(
+            self.engine.store,
+            limit=_limit(params.get("limit"), 50),
+            before=params.get("cursor") or None,
+            internal=internal,
+        )
+        data = [
+            {
+                "id": e.id,
+                "name": e.name,
+                "received_at": _iso(e.received_at),
+                "data": e.body.get("data"),
+                "user": e.body.get("user"),
+                "ts": e.body.get("ts"),
+                "runs": e.runs,
+            }
+            for e in events
+        ]
         return {"data": data, "metadata": {"next_cursor": cursor}}
 
     def apps(self) -> dict[str, Any]:
@@ -189,26 +246,39 @@ class ApiData:
         data: list[dict[str, Any]] = []
         for app in store.list_apps():
             sync = syncs.pop(app.url, None)
-            data.append({
-                "id": app.id, "name": app.name, "url": app.url, "sdk": app.sdk,
-                "framework": app.framework, "synced_at": _iso(app.synced_at),
-                "status": sync.status.value if sync else "synced",
-                "error": sync.error if sync else None,
-                "last_attempt_at": _iso(sync.attempted_at if sync else app.synced_at),
-                "functions": functions.get(app.id, []),
-                "workers": self._workers(app.name, app.url),
-            })  # fmt: skip
+            data.append(
+                {
+                    "id": app.id,
+                    "name": app.name,
+                    "url": app.url,
+                    "sdk": app.sdk,
+                    "framework": app.framework,
+                    "synced_at": _iso(app.synced_at),
+                    "status": sync.status.value if sync else "synced",
+                    "error": sync.error if sync else None,
+                    "last_attempt_at": _iso(sync.attempted_at if sync else app.synced_at),
+                    "functions": functions.get(app.id, []),
+                    "workers": self._workers(app.name, app.url),
+                }
+            )
         for url in sorted({*syncs, *(u for u in self.engine.app_urls if u not in syncs)}):
             sync = syncs.get(url)
             if any(a["url"] == url for a in data):
                 continue
-            data.append({
-                "id": None, "name": sync.app_name if sync else None, "url": url, "sdk": None,
-                "framework": None, "synced_at": None,
-                "status": sync.status.value if sync else "not synced yet",
-                "error": sync.error if sync else None,
-                "last_attempt_at": _iso(sync.attempted_at) if sync else None, "functions": [],
-            })  # fmt: skip
+            data.append(
+                {
+                    "id": None,
+                    "name": sync.app_name if sync else None,
+                    "url": url,
+                    "sdk": None,
+                    "framework": None,
+                    "synced_at": None,
+                    "status": sync.status.value if sync else "not synced yet",
+                    "error": sync.error if sync else None,
+                    "last_attempt_at": _iso(sync.attempted_at) if sync else None,
+                    "functions": [],
+                }
+            )
         return {"data": data}
 
     def _workers(self, app_name: str, url: str) -> list[dict[str, Any]]:
@@ -222,11 +292,18 @@ class ApiData:
 
     def function_json(self, fn_id: str) -> dict[str, Any]:
         fn = self.engine.machine.functions[fn_id]
-        triggers = [{"event": t.event, "expression": t.expression, "cron": t.cron}
-                    for t in fn.triggers]  # fmt: skip
+        triggers = [
+            {"event": t.event, "expression": t.expression, "cron": t.cron} for t in fn.triggers
+        ]
         flow = {k: fn.config[k] for k in _FLOW_KEYS if k in fn.config}
-        return {"id": fn.id, "name": fn.name, "app_id": self.engine.machine.function_apps.get(fn.id),
-                "triggers": triggers, "retries": fn.retries, "flow_control": flow}  # fmt: skip
+        return {
+            "id": fn.id,
+            "name": fn.name,
+            "app_id": self.engine.machine.function_apps.get(fn.id),
+            "triggers": triggers,
+            "retries": fn.retries,
+            "flow_control": flow,
+        }
 
     def functions(self) -> dict[str, Any]:
         return {"data": [self.function_json(f) for f in sorted(self.engine.machine.functions)]}
@@ -264,11 +341,13 @@ class _Handlers:
             try:
                 return await handler(request)
             except RefError as exc:
-                return JSONResponse({"error": exc.message, "status": exc.status},
-                                    status_code=exc.status)  # fmt: skip
+                return JSONResponse(
+                    {"error": exc.message, "status": exc.status}, status_code=exc.status
+                )
             except EventError as exc:  # sent events are taken all or none here
-                return JSONResponse({"error": str(exc), "status": exc.status},
-                                    status_code=exc.status)  # fmt: skip
+                return JSONResponse(
+                    {"error": str(exc), "status": exc.status}, status_code=exc.status
+                )
             except (ParamError, ValueError) as exc:
                 return JSONResponse({"error": str(exc), "status": 400}, status_code=400)
 
@@ -336,8 +415,9 @@ class _Handlers:
                         continue
                     yield f"data: {json.dumps(message, default=str)}\n\n"
 
-        return StreamingResponse(messages(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store"})  # fmt: skip
+        return StreamingResponse(
+            messages(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
 
 
 def control_routes(data: ApiData, authed: Callable[[Handler], Handler]) -> list[Route]:

@@ -261,8 +261,13 @@ class _Realtime:
         for name, value in (("channel", channel), ("topic", topic)):
             if not value:
                 raise BodyError(400, f"the {name} query parameter is required")
-        message: dict[str, Any] = {"kind": kind, "data": data, "created_at": _now_iso(),
-                                   "channel": channel, "topic": topic}  # fmt: skip
+        message: dict[str, Any] = {
+            "kind": kind,
+            "data": data,
+            "created_at": _now_iso(),
+            "channel": channel,
+            "topic": topic,
+        }
         run_id = first("run_id")
         if run_id:
             if not _ULID.match(run_id):
@@ -306,8 +311,11 @@ class _Realtime:
 
         def emit(piece: bytes, final: bool = False) -> None:
             nonlocal chunks
-            chunk: dict[str, Any] = {"kind": "chunk", "stream_id": stream_id,
-                                     "data": decoder.decode(piece, final)}  # fmt: skip
+            chunk: dict[str, Any] = {
+                "kind": "chunk",
+                "stream_id": stream_id,
+                "data": decoder.decode(piece, final),
+            }
             if "run_id" in start:
                 chunk["run_id"] = start["run_id"]
             self.broadcaster.publish(channel, topic, chunk)
@@ -325,8 +333,9 @@ class _Realtime:
             if pending and chunks < MAX_STREAM_CHUNKS:
                 emit(pending, final=True)
         finally:
-            self.broadcaster.publish(channel, topic, {**start, "kind": "datastream-end",
-                                                      "created_at": _now_iso()})  # fmt: skip
+            self.broadcaster.publish(
+                channel, topic, {**start, "kind": "datastream-end", "created_at": _now_iso()}
+            )
         self._record(start, size=size, data=f"<stream of {chunks} chunk(s)>")
         return Response(status_code=200)
 
@@ -341,9 +350,14 @@ class _Realtime:
             return
         with machine.history.tx():
             machine.history.record(
-                run, "published", None, channel=message["channel"], topic=message["topic"],
-                bytes=size, data=preview(data, 120),
-            )  # fmt: skip
+                run,
+                "published",
+                None,
+                channel=message["channel"],
+                topic=message["topic"],
+                bytes=size,
+                data=preview(data, 120),
+            )
 
     async def sse(self, request: Request) -> Response:
         try:
@@ -426,8 +440,9 @@ class _EventStream(Response):
             "Access-Control-Expose-Headers": "Content-Type",
         }
         try:
-            stream = StreamingResponse(self._lines(sub), media_type="text/event-stream",
-                                       headers=headers)  # fmt: skip
+            stream = StreamingResponse(
+                self._lines(sub), media_type="text/event-stream", headers=headers
+            )
             await stream(scope, receive, send)
         finally:
             self.broadcaster.close(sub)

@@ -65,8 +65,14 @@ _HEX_ID = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}")
 _ATTR_RUN_ID: Final = "sdk.run.id"
 _ATTR_TRACEREF: Final = "inngest.traceref"
 _ATTR_STEP_ID: Final = "inngest.step.id"
-_SPAN_KINDS: Final = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer",
-                      5: "consumer"}  # fmt: skip
+_SPAN_KINDS: Final = {
+    0: "unspecified",
+    1: "internal",
+    2: "server",
+    3: "client",
+    4: "producer",
+    5: "consumer",
+}
 
 
 def _refused(status: int, message: str) -> JSONResponse:
@@ -169,9 +175,14 @@ def _metadata_route(engine: Engine, authed: Callable[[Handler], Handler]) -> Rou
             label = _step_label(store, run_id, target) if scope != "run" else None
             for update in updates:
                 engine.machine.history.record(
-                    run, "metadata", label, name=update["kind"], op=update["op"], scope=scope,
+                    run,
+                    "metadata",
+                    label,
+                    name=update["kind"],
+                    op=update["op"],
+                    scope=scope,
                     keys=sorted(update["values"]),
-                )  # fmt: skip
+                )
         return _envelope({"run_id": run_id, "updates": len(updates)})
 
     return Route("/v1/runs/{run_id}/metadata", authed(add_metadata), methods=["POST"])
@@ -199,8 +210,9 @@ def _status_bytes(message: str) -> bytes:
 
 def _trace_error(status: int, message: str, is_json: bool) -> Response:
     if is_json:
-        return JSONResponse({"message": message, "error": message, "status": status},
-                            status_code=status)  # fmt: skip
+        return JSONResponse(
+            {"message": message, "error": message, "status": status}, status_code=status
+        )
     return Response(_status_bytes(message), status_code=status, media_type="application/x-protobuf")
 
 
@@ -303,17 +315,25 @@ def _keep(
         runs[run_id] = store.get_run(run_id) is not None
     if not runs[run_id] or len(span.span_id) != 8 or len(span.trace_id) != 16:
         return False
-    user = {k: v for k, v in attributes.items()
-            if not k.startswith(("inngest.", "sdk.", "sys."))}  # fmt: skip
+    user = {k: v for k, v in attributes.items() if not k.startswith(("inngest.", "sdk.", "sys."))}
     step = attributes.get(_ATTR_STEP_ID)
     store.write(
         "INSERT OR REPLACE INTO user_spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        run_id, span.span_id.hex(), span.trace_id.hex(), span.parent_span_id.hex() or None,
-        span.name, _SPAN_KINDS.get(span.kind, "unspecified"), _STATUS.get(span.status.code, "unset"),
-        span.start_time_unix_nano, span.end_time_unix_nano,
-        step if isinstance(step, str) else None, scope, service,
-        json.dumps(user, separators=(",", ":"), default=str), now,
-    )  # fmt: skip
+        run_id,
+        span.span_id.hex(),
+        span.trace_id.hex(),
+        span.parent_span_id.hex() or None,
+        span.name,
+        _SPAN_KINDS.get(span.kind, "unspecified"),
+        _STATUS.get(span.status.code, "unset"),
+        span.start_time_unix_nano,
+        span.end_time_unix_nano,
+        step if isinstance(step, str) else None,
+        scope,
+        service,
+        json.dumps(user, separators=(",", ":"), default=str),
+        now,
+    )
     return True
 
 
@@ -416,8 +436,11 @@ def _cancellation_routes(engine: Engine, authed: Callable[[Handler], Handler]) -
         rows = store.read(
             "SELECT id, events FROM runs WHERE function_id = ? AND status = ? AND queued_at <= ?"
             " AND queued_at > ? ORDER BY queued_at",
-            fn_id, RunStatus.RUNNING, before, after if after is not None else -1.0,
-        )  # fmt: skip
+            fn_id,
+            RunStatus.RUNNING,
+            before,
+            after if after is not None else -1.0,
+        )
         cancelled: list[str] = []
         cancellation_id = new_ulid()
         reason = f"cancelled in bulk by cancellation {cancellation_id}"
@@ -429,10 +452,16 @@ def _cancellation_routes(engine: Engine, authed: Callable[[Handler], Handler]) -
             if engine.machine.cancel(row["id"], reason):
                 cancelled.append(row["id"])
         record = {
-            "id": cancellation_id, "created_at": now, "app_id": app_id, "function_id": fn_id,
-            "function_slug": function_id, "started_after": after, "started_before": before,
-            "expression": expression or None, "cancelled": json.dumps(cancelled),
-        }  # fmt: skip
+            "id": cancellation_id,
+            "created_at": now,
+            "app_id": app_id,
+            "function_id": fn_id,
+            "function_slug": function_id,
+            "started_after": after,
+            "started_before": before,
+            "expression": expression or None,
+            "cancelled": json.dumps(cancelled),
+        }
         with store.tx():
             store.write("INSERT INTO cancellations VALUES (?,?,?,?,?,?,?,?,?)", *record.values())
         engine.wake()

@@ -21,8 +21,13 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_a_run_writes_the_untracked_folder_and_leaves_the_recorded_results_alone() -> None:
@@ -41,16 +46,27 @@ def test_a_run_writes_the_untracked_folder_and_leaves_the_recorded_results_alone
 def test_the_default_folder_is_ignored_by_git_and_the_recorded_one_is_tracked() -> None:
     ignored = subprocess.run(["git", "check-ignore", "-q", str(SCRATCH / "latest.json")], cwd=ROOT)
     assert ignored.returncode == 0
-    tracked = subprocess.run(["git", "ls-files", "benchmarks/results/latest.json"], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    tracked = subprocess.run(
+        ["git", "ls-files", "benchmarks/results/latest.json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert tracked == "benchmarks/results/latest.json\n"
 
 
-@pytest.mark.parametrize("module", ["benchmarks", "benchmarks.load", "benchmarks.ui_render",
-                                    "benchmarks.engine_cpu"])  # fmt: skip
+@pytest.mark.parametrize(
+    "module", ["benchmarks", "benchmarks.load", "benchmarks.ui_render", "benchmarks.engine_cpu"]
+)
 def test_record_and_out_together_are_refused_in_one_line(module: str) -> None:
-    result = subprocess.run([sys.executable, "-m", module, "--record", "--out", "x"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--record", "--out", "x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].endswith(
         "error: argument --out: not allowed with argument --record"

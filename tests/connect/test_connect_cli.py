@@ -37,14 +37,23 @@ def test_inngest_mw_workers_lists_each_connected_worker(
         async def noop(ctx: Context) -> None:
             return None
 
-        with WorkerThread(client, [noop], instance_id="box-1"), WorkerThread(
-            client, [noop], instance_id="box-2"
-        ):  # fmt: skip
+        with (
+            WorkerThread(client, [noop], instance_id="box-1"),
+            WorkerThread(client, [noop], instance_id="box-2"),
+        ):
             wait_workers(engine.url, "shop", 2)
             assert main(["workers", "--url", engine.url]) == 0
             lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["APP", "INSTANCE", "CONNECTION", "STATUS", "IN", "FLIGHT",
-                                "SERVED", "CONNECTED"]  # fmt: skip
+    assert lines[0].split() == [
+        "APP",
+        "INSTANCE",
+        "CONNECTION",
+        "STATUS",
+        "IN",
+        "FLIGHT",
+        "SERVED",
+        "CONNECTED",
+    ]
     rows = sorted(line.split()[:4] for line in lines[1:])
     assert [(r[0], r[1], r[3]) for r in rows] == [
         ("shop", "box-1", "READY"),
@@ -58,24 +67,52 @@ def test_a_connect_port_in_use_is_one_sentence_naming_the_option(tmp_path: Path)
         holder.listen()
         busy = holder.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "inngest_mw_dev", "dev", "--port", str(free_port()),
-             "--connect-port", str(busy), "--db", str(tmp_path / "e.db")],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    assert (result.returncode, result.stderr) == (1, (
-        f"error: port {busy} on 127.0.0.1 is already in use (another engine?); stop what holds it"
-        " or give another port with --connect-port (0 picks a free one)\n"
-    ))  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "inngest_mw_dev",
+                "dev",
+                "--port",
+                str(free_port()),
+                "--connect-port",
+                str(busy),
+                "--db",
+                str(tmp_path / "e.db"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert (result.returncode, result.stderr) == (
+        1,
+        (
+            f"error: port {busy} on 127.0.0.1 is already in use (another engine?); stop what holds it"
+            " or give another port with --connect-port (0 picks a free one)\n"
+        ),
+    )
     assert "Traceback" not in result.stdout
 
 
 def test_inngest_mw_dev_prints_where_the_gateway_listens(tmp_path: Path) -> None:
     port, gateway = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "inngest_mw_dev", "dev", "--port", str(port), "--connect-port",
-         str(gateway), "--db", str(tmp_path / "e.db")],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "inngest_mw_dev",
+            "dev",
+            "--port",
+            str(port),
+            "--connect-port",
+            str(gateway),
+            "--db",
+            str(tmp_path / "e.db"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     out = process.stdout
     assert out is not None
     try:

@@ -33,8 +33,13 @@ def test_the_example_worker_runs_the_checkout_flow(tmp_path: Path, cloud: bool, 
         else:
             env |= {"INNGEST_DEV": engine.url}
         log = (tmp_path / "worker.log").open("wb")
-        worker = subprocess.Popen([sys.executable, str(ROOT / "examples" / "connect_worker.py")],
-                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        worker = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / "connect_worker.py")],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             gateway = engine.engine.connect
             assert gateway is not None
@@ -42,8 +47,12 @@ def test_the_example_worker_runs_the_checkout_flow(tmp_path: Path, cloud: bool, 
             order = {"order": "A-1", "sku": "tea"}
             (event_id,) = send(engine.url, {"name": "shop/checkout", "data": order})
             (run,) = runs_for_event(engine.url, event_id, headers=auth)
-            poll(lambda: _waiting(engine.url, run["run_id"], auth), bool, timeout=30,
-                 what="the run to wait for the payment")  # fmt: skip
+            poll(
+                lambda: _waiting(engine.url, run["run_id"], auth),
+                bool,
+                timeout=30,
+                what="the run to wait for the payment",
+            )
             send(engine.url, {"name": "shop/payment.confirmed", "data": {"order": "A-1"}})
             done = wait_run(engine.url, run["run_id"], headers=auth, timeout=30)
             worker.send_signal(signal.SIGTERM)
@@ -52,10 +61,17 @@ def test_the_example_worker_runs_the_checkout_flow(tmp_path: Path, cloud: bool, 
             end(worker)
             log.close()
     assert done["status"] == "Completed", (done, (tmp_path / "worker.log").read_text())
-    assert done["output"] == {"order": "A-1", "reserved": {"sku": "tea", "qty": 1},
-                              "receipt": "receipt for A-1"}  # fmt: skip
-    assert [s["name"] for s in done["steps"]] == ["reserve-stock", "cool-off", "payment",
-                                                  "email-receipt"]  # fmt: skip
+    assert done["output"] == {
+        "order": "A-1",
+        "reserved": {"sku": "tea", "qty": 1},
+        "receipt": "receipt for A-1",
+    }
+    assert [s["name"] for s in done["steps"]] == [
+        "reserve-stock",
+        "cool-off",
+        "payment",
+        "email-receipt",
+    ]
 
 
 def _waiting(url: str, run_id: str, auth: dict[str, str] | None) -> bool:

@@ -183,7 +183,10 @@ def test_gateway_closing_moves_the_worker_to_a_new_connection_without_losing_its
         release.set()
         assert run_for_event(engine.url, first, timeout=30)["output"] == "kept"
         # Once its call is done the worker closes the old connection.
-        poll(lambda: [w["connection_id"] for w in workers_of(engine.url, "shop")],
-             lambda ids: ids == [new["connection_id"]], what="the old connection to close")  # fmt: skip
+        poll(
+            lambda: [w["connection_id"] for w in workers_of(engine.url, "shop")],
+            lambda ids: ids == [new["connection_id"]],
+            what="the old connection to close",
+        )
         (second,) = send(engine.url, {"name": "shop/long", "data": {}})
         assert run_for_event(engine.url, second, timeout=30)["output"] == "kept"

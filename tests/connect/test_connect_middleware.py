@@ -95,14 +95,17 @@ def recorder(log: Log, *, sync_hooks: bool) -> type:
     return type("Recorder", (base,), ns)
 
 
-def app(engine: EngineThread, app_id: str, log: Log, *, sync_fn: bool) -> tuple[
-    inngest_mw.Inngest, list[inngest_mw.Function[Any]]
-]:  # fmt: skip
+def app(
+    engine: EngineThread, app_id: str, log: Log, *, sync_fn: bool
+) -> tuple[inngest_mw.Inngest, list[inngest_mw.Function[Any]]]:
     client = inngest_mw.Inngest(
-        app_id=app_id, is_production=False, api_base_url=engine.url,
-        event_api_base_url=engine.url, checkpointing=False,
+        app_id=app_id,
+        is_production=False,
+        api_base_url=engine.url,
+        event_api_base_url=engine.url,
+        checkpointing=False,
         middleware=[recorder(log, sync_hooks=sync_fn)],
-    )  # fmt: skip
+    )
 
     if sync_fn:
 

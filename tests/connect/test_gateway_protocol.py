@@ -29,17 +29,33 @@ from inngest_mw.signature import hash_signing_key
 
 KEY = "signkey-test-" + "ab" * 32
 OTHER_KEY = "signkey-test-" + "cd" * 32
-FN = [{"id": "raw-fn", "name": "raw", "triggers": [{"event": "raw/go"}],
-       "steps": {"step": {"id": "step", "name": "step",
-                          "runtime": {"type": "ws", "url": "wss://connect?fnId=raw-fn&stepId=step"}}}}]  # fmt: skip
+FN = [
+    {
+        "id": "raw-fn",
+        "name": "raw",
+        "triggers": [{"event": "raw/go"}],
+        "steps": {
+            "step": {
+                "id": "step",
+                "name": "step",
+                "runtime": {"type": "ws", "url": "wss://connect?fnId=raw-fn&stepId=step"},
+            }
+        },
+    }
+]
 
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[EngineThread]:
     with EngineThread(
-        tmp_path / "engine.db", port=0, connect_port=0, retry_base=0.05, tick=0.02,
-        connect_heartbeat=0.2, connect_lease=1.0,
-    ) as running:  # fmt: skip
+        tmp_path / "engine.db",
+        port=0,
+        connect_port=0,
+        retry_base=0.05,
+        tick=0.02,
+        connect_heartbeat=0.2,
+        connect_lease=1.0,
+    ) as running:
         yield running
 
 
@@ -264,8 +280,11 @@ def test_a_long_step_keeps_its_call_by_extending_the_lease(engine: EngineThread)
         (event_id,) = send(engine.url, {"name": "raw/go", "data": {}})
         (run,) = runs_for_event(engine.url, event_id)
         # Four extensions granted: the step has outlived its first lease several times over.
-        poll(lambda: sum(w.extended for w in gateway.workers("raw")), lambda n: n >= 4,
-             what="the lease to be extended four times")  # fmt: skip
+        poll(
+            lambda: sum(w.extended for w in gateway.workers("raw")),
+            lambda n: n >= 4,
+            what="the lease to be extended four times",
+        )
         release.set()
         done = run_for_event(engine.url, event_id, timeout=30)
     assert done["output"] == "done"
@@ -282,9 +301,12 @@ def test_the_fallback_signing_key_is_used_when_the_first_is_refused(
         assert hashed.status_code == 200
         monkeypatch.setenv("INNGEST_SIGNING_KEY_FALLBACK", KEY)
         client = inngest_mw.Inngest(
-            app_id="keyed", is_production=True, signing_key=OTHER_KEY,
-            api_base_url=engine.url, event_api_base_url=engine.url,
-        )  # fmt: skip
+            app_id="keyed",
+            is_production=True,
+            signing_key=OTHER_KEY,
+            api_base_url=engine.url,
+            event_api_base_url=engine.url,
+        )
 
         @client.create_function(fn_id="fn", trigger=TriggerEvent(event="keyed/go"))
         async def fn(ctx: Context) -> str:
@@ -302,9 +324,12 @@ def test_the_fallback_signing_key_is_used_when_the_first_is_refused(
 def test_a_worker_whose_keys_are_all_refused_stops_with_a_clear_error(tmp_path: Path) -> None:
     with EngineThread(tmp_path / "e.db", port=0, connect_port=0, signing_key=KEY) as engine:
         client = inngest_mw.Inngest(
-            app_id="keyed", is_production=True, signing_key=OTHER_KEY,
-            api_base_url=engine.url, event_api_base_url=engine.url,
-        )  # fmt: skip
+            app_id="keyed",
+            is_production=True,
+            signing_key=OTHER_KEY,
+            api_base_url=engine.url,
+            event_api_base_url=engine.url,
+        )
 
         @client.create_function(fn_id="fn", trigger=TriggerEvent(event="keyed/go"))
         async def fn(ctx: Context) -> None:

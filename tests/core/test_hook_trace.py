@@ -217,11 +217,15 @@ def test_decoding_any_header_never_raises(value: str) -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.text(max_size=80), st.text(max_size=30), st.none() | st.text(max_size=80),
-                  st.none() | st.text(max_size=300)),
+        st.tuples(
+            st.text(max_size=80),
+            st.text(max_size=30),
+            st.none() | st.text(max_size=80),
+            st.none() | st.text(max_size=300),
+        ),
         max_size=100,
     )
-)  # fmt: skip
+)
 def test_what_a_trace_encodes_is_what_decoding_reads(
     calls: list[tuple[str, str, str | None, str | None]],
 ) -> None:

@@ -100,14 +100,24 @@ def test_updates_made_in_a_step_ride_on_its_op_as_the_server_reads_them(
     res = caller.call(f"app-wire{variant}", call_body(), step_id=hash_step_id("work"))
     assert res.status_code == 206, res.text
     assert res.json() == [
-        {"id": hash_step_id("work"), "op": "StepRun", "name": "work", "displayName": "work",
-         "userland": {"id": "work", "index": 0}, "data": 1,
-         "metadata": [
-             {"scope": "step", "kind": "userland.counter", "op": "add", "values": {"n": 1}},
-             {"scope": "run", "kind": "userland.progress", "op": "merge",
-              "values": {"phase": "in-step"}},
-         ]},
-    ]  # fmt: skip
+        {
+            "id": hash_step_id("work"),
+            "op": "StepRun",
+            "name": "work",
+            "displayName": "work",
+            "userland": {"id": "work", "index": 0},
+            "data": 1,
+            "metadata": [
+                {"scope": "step", "kind": "userland.counter", "op": "add", "values": {"n": 1}},
+                {
+                    "scope": "run",
+                    "kind": "userland.progress",
+                    "op": "merge",
+                    "values": {"phase": "in-step"},
+                },
+            ],
+        },
+    ]
     # Replayed, the step makes no updates: they were recorded once, with it.
     done = caller.call(f"app-wire{variant}", call_body(steps={hash_step_id("work"): {"data": 1}}))
     assert (done.status_code, done.json()) == (200, 1)
@@ -125,16 +135,44 @@ def test_the_toolkit_records_where_each_update_goes(
         "step.run handler, or name the step",
     }
     run_id = "01TESTRUN0000000000000000"
-    body = {"via": "api", "run_id": run_id, "target": {}, "scope": "run", "kind": "userland.progress",
-            "op": "merge", "values": {"phase": "body"}}  # fmt: skip
-    other = {"via": "api", "run_id": run_id, "target": {"step_id": "other", "step_index": 2},
-             "scope": "step", "kind": "userland.default", "op": "merge", "values": {"seen": True}}  # fmt: skip
+    body = {
+        "via": "api",
+        "run_id": run_id,
+        "target": {},
+        "scope": "run",
+        "kind": "userland.progress",
+        "op": "merge",
+        "values": {"phase": "body"},
+    }
+    other = {
+        "via": "api",
+        "run_id": run_id,
+        "target": {"step_id": "other", "step_index": 2},
+        "scope": "step",
+        "kind": "userland.default",
+        "op": "merge",
+        "values": {"seen": True},
+    }
     in_step = [
-        {"via": "op", "run_id": run_id, "step": "work", "scope": "step", "kind": "userland.counter",
-         "op": "add", "values": {"n": 1}},
-        {"via": "op", "run_id": run_id, "step": "work", "scope": "run", "kind": "userland.progress",
-         "op": "merge", "values": {"phase": "in-step"}},
-    ]  # fmt: skip
+        {
+            "via": "op",
+            "run_id": run_id,
+            "step": "work",
+            "scope": "step",
+            "kind": "userland.counter",
+            "op": "add",
+            "values": {"n": 1},
+        },
+        {
+            "via": "op",
+            "run_id": run_id,
+            "step": "work",
+            "scope": "run",
+            "kind": "userland.progress",
+            "op": "merge",
+            "values": {"phase": "in-step"},
+        },
+    ]
     # Request 1: the body's update, then the step (its API update to another step as it runs,
     # its in-band ones on its op); request 2 replays the body, so its update is sent again.
     assert result.metadata == [body, other, *in_step, body]

@@ -79,8 +79,12 @@ def test_each_new_kind_is_mocked_recorded_and_seen_by_the_step_hooks(
         ("approve", StepKind.WAIT_FOR_SIGNAL),
     ]
     first_seen = {step: kind for hook, step, kind in seen if hook == "transform_step_input"}
-    assert first_seen == {"page": "fetch", "ask": "ai.infer", "shout": "ai.wrap",
-                          "approve": "wait_for_signal"}  # fmt: skip
+    assert first_seen == {
+        "page": "fetch",
+        "ask": "ai.infer",
+        "shout": "ai.wrap",
+        "approve": "wait_for_signal",
+    }
     # Only ai.wrap runs in the app: the others are resolved by the server, so never "start".
     assert [step for hook, step, _ in seen if hook == "on_step_start"] == ["shout"]
 

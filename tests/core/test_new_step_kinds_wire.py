@@ -31,15 +31,17 @@ def _functions(client: inngest_mw.Inngest) -> list[inngest_mw.Function[Any]]:
 
     @create(fn_id="fetch", trigger=TRIGGER)
     async def fetch(ctx: Context) -> Any:
-        got = await ctx.step.fetch("get", "https://example.com/x", method="post",
-                                   headers={"A": "b"}, body={"k": 1})  # fmt: skip
+        got = await ctx.step.fetch(
+            "get", "https://example.com/x", method="post", headers={"A": "b"}, body={"k": 1}
+        )
         seen.append(got)
         return got.status
 
     @create(fn_id="fetch-sync", trigger=TRIGGER)
     def fetch_sync(ctx: ContextSync) -> Any:
-        got = ctx.step.fetch("get", "https://example.com/x", method="post",
-                             headers={"A": "b"}, body={"k": 1})  # fmt: skip
+        got = ctx.step.fetch(
+            "get", "https://example.com/x", method="post", headers={"A": "b"}, body={"k": 1}
+        )
         seen.append(got)
         return got.status
 
@@ -90,8 +92,13 @@ def variant(request: pytest.FixtureRequest) -> str:
 
 
 def _op(step_id: str, op: str, name: str, opts: dict[str, Any] | None) -> dict[str, Any]:
-    out = {"id": hash_step_id(step_id), "op": op, "name": name, "displayName": step_id,
-           "userland": {"id": step_id, "index": 0}}  # fmt: skip
+    out = {
+        "id": hash_step_id(step_id),
+        "op": op,
+        "name": name,
+        "displayName": step_id,
+        "userland": {"id": step_id, "index": 0},
+    }
     if opts is not None:
         out["opts"] = opts
     return out
@@ -102,11 +109,19 @@ def test_fetch_reports_a_gateway_op_and_returns_the_memoized_answer(
 ) -> None:
     res = caller.call(f"app-fetch{variant}", call_body())
     assert res.status_code == 206
-    opts = {"url": "https://example.com/x", "method": "POST", "body": '{"k":1}',
-            "headers": {"A": "b", "Content-Type": "application/json"}}  # fmt: skip
+    opts = {
+        "url": "https://example.com/x",
+        "method": "POST",
+        "body": '{"k":1}',
+        "headers": {"A": "b", "Content-Type": "application/json"},
+    }
     assert res.json() == [_op("get", "Gateway", "get", opts)]
-    answer = {"url": "https://example.com/x", "headers": {"Content-Type": "text/plain"},
-              "body": "ok", "status_code": 201}  # fmt: skip
+    answer = {
+        "url": "https://example.com/x",
+        "headers": {"Content-Type": "text/plain"},
+        "body": "ok",
+        "status_code": 201,
+    }
     seen.clear()
     res = caller.call(
         f"app-fetch{variant}", call_body(steps={hash_step_id("get"): {"data": answer}})
@@ -122,9 +137,14 @@ def test_ai_infer_reports_an_ai_gateway_op_with_the_provider_body(
 ) -> None:
     res = caller.call(f"app-infer{variant}", call_body())
     assert res.status_code == 206
-    opts = {"type": "step.ai.infer", "url": "http://127.0.0.1:9/v1/chat/completions",
-            "headers": {}, "auth_key": "sk-1", "format": "openai-chat",
-            "body": {**BODY, "model": "gpt-test"}}  # fmt: skip
+    opts = {
+        "type": "step.ai.infer",
+        "url": "http://127.0.0.1:9/v1/chat/completions",
+        "headers": {},
+        "auth_key": "sk-1",
+        "format": "openai-chat",
+        "body": {**BODY, "model": "gpt-test"},
+    }
     assert res.json() == [_op("ask", "AIGateway", "ask", opts)]
     answer = {"choices": [{"message": {"content": "yo"}}]}
     res = caller.call(
@@ -138,8 +158,9 @@ def test_ai_wrap_is_a_run_step_typed_as_an_ai_call_with_its_input(
 ) -> None:
     res = caller.call(f"app-wrap{variant}", call_body())
     assert res.status_code == 206
-    expected = _op("call-model", "StepRun", "call-model",
-                   {"type": "step.ai.wrap", "input": ["hello"]})  # fmt: skip
+    expected = _op(
+        "call-model", "StepRun", "call-model", {"type": "step.ai.wrap", "input": ["hello"]}
+    )
     assert res.json() == [{**expected, "data": {"said": "hello"}}]
 
 
@@ -174,8 +195,10 @@ def test_invalid_step_options_fail_the_run_naming_the_problem() -> None:
 def test_model_helpers_put_url_format_and_headers_where_each_provider_wants_them() -> None:
     claude = ai.anthropic("claude-x", api_key="k", base_url="http://h/v1")
     assert (claude.url, claude.format, dict(claude.headers)) == (
-        "http://h/v1/messages", "anthropic", {"anthropic-version": "2023-06-01"},
-    )  # fmt: skip
+        "http://h/v1/messages",
+        "anthropic",
+        {"anthropic-version": "2023-06-01"},
+    )
     assert claude.request_body({"max_tokens": 5}) == {"max_tokens": 5, "model": "claude-x"}
     gem = ai.gemini("gemini-pro", api_key="k")
     assert gem.url == (

@@ -89,9 +89,11 @@ def test_publishes_are_recorded_not_sent_and_the_step_publishes_once_across_retr
     )
     record = result.step("started")
     assert (record.kind, record.input, record.output, record.attempts) == (
-        StepKind.REALTIME_PUBLISH, ["order:1", "status", {"state": "started"}],
-        {"state": "started"}, 1,
-    )  # fmt: skip
+        StepKind.REALTIME_PUBLISH,
+        ["order:1", "status", {"state": "started"}],
+        {"state": "started"},
+        1,
+    )
     hooks = [(hook, kind, opts) for hook, sid, kind, opts in seen if sid == "started"]
     assert hooks[:3] == [
         ("transform_step_input", "realtime.publish", step),

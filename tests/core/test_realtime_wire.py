@@ -109,9 +109,15 @@ def variant(request: pytest.FixtureRequest) -> str:
 
 
 def _op(op: str, **extra: Any) -> dict[str, Any]:
-    return {"id": hash_step_id("notify"), "op": op, "name": "notify", "displayName": "notify",
-            "userland": {"id": "notify", "index": 0},
-            "opts": {"type": "step.realtime.publish"}, **extra}  # fmt: skip
+    return {
+        "id": hash_step_id("notify"),
+        "op": op,
+        "name": "notify",
+        "displayName": "notify",
+        "userland": {"id": "notify", "index": 0},
+        "opts": {"type": "step.realtime.publish"},
+        **extra,
+    }
 
 
 def test_a_publish_step_runs_in_the_request_and_reports_step_run_with_its_data(
@@ -125,8 +131,10 @@ def test_a_publish_step_runs_in_the_request_and_reports_step_run_with_its_data(
     [sent] = stub.take()
     assert sent["path"] == "/v1/realtime/publish"
     assert sent["query"] == [
-        ("channel", "order:1"), ("topic", "status"), ("run_id", "01HZY0RUN0000000000000000A"),
-    ]  # fmt: skip
+        ("channel", "order:1"),
+        ("topic", "status"),
+        ("run_id", "01HZY0RUN0000000000000000A"),
+    ]
     assert sent["headers"]["content-type"] == "application/json"
     assert sent["body"] == {"n": 1}
 
@@ -181,9 +189,13 @@ def test_names_and_topics_are_checked_before_anything_is_sent() -> None:
 
 def _compared(request: dict[str, Any]) -> dict[str, Any]:
     headers = request["headers"]
-    return {"path": request["path"], "query": request["query"], "body": request["body"],
-            "content-type": headers["content-type"],
-            "authorization": strip_key_prefix(headers["authorization"].removeprefix("Bearer "))}  # fmt: skip
+    return {
+        "path": request["path"],
+        "query": request["query"],
+        "body": request["body"],
+        "content-type": headers["content-type"],
+        "authorization": strip_key_prefix(headers["authorization"].removeprefix("Bearer ")),
+    }
 
 
 def test_publish_and_token_requests_match_the_official_sdk(env: Env) -> None:

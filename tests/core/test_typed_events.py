@@ -135,8 +135,10 @@ class EventApi:
 def api() -> Iterator[tuple[EventApi, inngest_mw.Inngest]]:
     events = EventApi()
     with serve_asgi(events.app()) as base:
-        yield events, inngest_mw.Inngest(app_id="sender", is_production=False,
-                                         event_api_base_url=base)  # fmt: skip
+        yield (
+            events,
+            inngest_mw.Inngest(app_id="sender", is_production=False, event_api_base_url=base),
+        )
 
 
 def test_a_model_instance_is_sent_as_its_event(api: tuple[EventApi, inngest_mw.Inngest]) -> None:

@@ -90,9 +90,10 @@ def build(client: inngest_mw.Inngest, runs: dict[str, int]) -> list[inngest_mw.F
         return [a, b]
 
     @client.create_function(
-        fn_id="secret", trigger=TriggerEvent(event="cp/secret"),
+        fn_id="secret",
+        trigger=TriggerEvent(event="cp/secret"),
         middleware=[EncryptionMiddleware.factory(key=KEY)],
-    )  # fmt: skip
+    )
     async def secret(ctx: Context) -> str:
         card = await ctx.step.run("card", lambda: "4242")
         return await ctx.step.run("masked", lambda: "**" + card[-2:])

@@ -37,9 +37,14 @@ def _example(name: str, env: dict[str, str], *, cloud: bool = False) -> Iterator
     clean = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
     if cloud:
         env = {**env, "INNGEST_SERVE_ORIGIN": f"http://127.0.0.1:{port}"}
-    process = subprocess.Popen([sys.executable, str(ROOT / "examples" / name)], cwd=ROOT,
-                               env={**clean, **env, "PORT": str(port)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / name)],
+        cwd=ROOT,
+        env={**clean, **env, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}/api/inngest"
     try:
 
@@ -61,20 +66,29 @@ def _example(name: str, env: dict[str, str], *, cloud: bool = False) -> Iterator
 
 
 def _checkout_starts(engine_url: str, headers: dict[str, str]) -> None:
-    response = httpx.post(f"{engine_url}/e/{EVENT_KEY}", json={"name": "shop/checkout",
-                          "data": {"order": "A-1", "sku": "tea"}}, timeout=10)  # fmt: skip
+    response = httpx.post(
+        f"{engine_url}/e/{EVENT_KEY}",
+        json={"name": "shop/checkout", "data": {"order": "A-1", "sku": "tea"}},
+        timeout=10,
+    )
     assert response.status_code == 200, response.text
     [event_id] = response.json()["ids"]
     [run] = runs_for_event(engine_url, event_id, headers=headers)
-    poll(lambda: get_run(engine_url, run["run_id"], headers)["steps"],
-         lambda steps: [(s["name"], s["status"]) for s in steps][:1] == [("reserve-stock", "Completed")],
-         what="the checkout's first step")  # fmt: skip
+    poll(
+        lambda: get_run(engine_url, run["run_id"], headers)["steps"],
+        lambda steps: (
+            [(s["name"], s["status"]) for s in steps][:1] == [("reserve-stock", "Completed")]
+        ),
+        what="the checkout's first step",
+    )
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_with_inngest_dev_the_example_runs_in_dev_mode(name: str, tmp_path: Path) -> None:
-    with EngineThread(tmp_path / "engine.db", port=0, tick=0.02) as engine, \
-            _example(name, {"INNGEST_DEV": engine.url}) as url:  # fmt: skip
+    with (
+        EngineThread(tmp_path / "engine.db", port=0, tick=0.02) as engine,
+        _example(name, {"INNGEST_DEV": engine.url}) as url,
+    ):
         assert httpx.get(url).json()["mode"] == "dev"
         synced = httpx.put(url, timeout=10)
         assert synced.status_code == 200, synced.text
@@ -88,10 +102,14 @@ def test_with_inngest_dev_the_example_runs_in_dev_mode(name: str, tmp_path: Path
 def test_without_inngest_dev_the_example_runs_in_cloud_mode_with_its_key(
     name: str, tmp_path: Path
 ) -> None:
-    with EngineThread(tmp_path / "engine.db", port=0, tick=0.02, signing_key=KEY,
-                      event_keys=[EVENT_KEY]) as engine:  # fmt: skip
-        env = {"INNGEST_BASE_URL": engine.url, "INNGEST_SIGNING_KEY": KEY,
-               "INNGEST_EVENT_KEY": EVENT_KEY}  # fmt: skip
+    with EngineThread(
+        tmp_path / "engine.db", port=0, tick=0.02, signing_key=KEY, event_keys=[EVENT_KEY]
+    ) as engine:
+        env = {
+            "INNGEST_BASE_URL": engine.url,
+            "INNGEST_SIGNING_KEY": KEY,
+            "INNGEST_EVENT_KEY": EVENT_KEY,
+        }
         with _example(name, env, cloud=True) as url:
             assert httpx.get(url).json()["mode"] == "cloud"
             synced = httpx.put(url, timeout=10)

@@ -107,8 +107,12 @@ def build(client: inngest_mw.Inngest, stub_url: str, down_url: str) -> list[Any]
             "greet", f"{stub_url}/hello?name={ctx.event.data['name']}", headers={"X-Me": "1"}
         )
         page = await ctx.step.fetch("missing", f"{stub_url}/missing")
-        return {"status": got.status, "body": got.body, "greeting": got.headers.get("X-Greeting"),
-                "missing": page.status}  # fmt: skip
+        return {
+            "status": got.status,
+            "body": got.body,
+            "greeting": got.headers.get("X-Greeting"),
+            "missing": page.status,
+        }
 
     @create(fn_id="fetch-sync", trigger=TriggerEvent(event="k/fetch.sync"))
     def fetch_sync(ctx: ContextSync) -> Any:
@@ -116,8 +120,12 @@ def build(client: inngest_mw.Inngest, stub_url: str, down_url: str) -> list[Any]
             "greet", f"{stub_url}/hello?name={ctx.event.data['name']}", headers={"X-Me": "1"}
         )
         page = ctx.step.fetch("missing", f"{stub_url}/missing")
-        return {"status": got.status, "body": got.body, "greeting": got.headers.get("X-Greeting"),
-                "missing": page.status}  # fmt: skip
+        return {
+            "status": got.status,
+            "body": got.body,
+            "greeting": got.headers.get("X-Greeting"),
+            "missing": page.status,
+        }
 
     @create(fn_id="down-async", trigger=TriggerEvent(event="k/down.async"), retries=2)
     async def down_async(ctx: Context) -> Any:
@@ -190,8 +198,19 @@ def build(client: inngest_mw.Inngest, stub_url: str, down_url: str) -> list[Any]
     def typed_sync(ctx: ContextSync[Shipped]) -> Any:
         return {"order": ctx.event.data.order, "boxes": ctx.event.data.boxes * 2}
 
-    return [fetch_async, fetch_sync, down_async, down_sync, infer_async, infer_sync, busy_async,
-            signal_async, signal_sync, typed, typed_sync]  # fmt: skip
+    return [
+        fetch_async,
+        fetch_sync,
+        down_async,
+        down_sync,
+        infer_async,
+        infer_sync,
+        busy_async,
+        signal_async,
+        signal_sync,
+        typed,
+        typed_sync,
+    ]
 
 
 Env = tuple[str, inngest_mw.Inngest, Stub]
@@ -202,14 +221,17 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     stub = Stub()
     db = tmp_path_factory.mktemp("engine") / "engine.db"
     down_url = f"http://127.0.0.1:{free_port()}/nothing-listens-here"
-    with AppServer(stub.app()) as stub_server, EngineThread(
-        db, port=0, retry_base=0.02, tick=0.02
-    ) as engine:  # fmt: skip
+    with (
+        AppServer(stub.app()) as stub_server,
+        EngineThread(db, port=0, retry_base=0.02, tick=0.02) as engine,
+    ):
         stub_url = f"http://127.0.0.1:{stub_server.port}"
         client = inngest_mw.Inngest(
-            app_id="kinds", is_production=False, api_base_url=engine.url,
+            app_id="kinds",
+            is_production=False,
+            api_base_url=engine.url,
             event_api_base_url=engine.url,
-        )  # fmt: skip
+        )
         with AppServer(serve(client, build(client, stub_url, down_url))) as app:
             sync(app)
             yield engine.url, client, stub
@@ -218,8 +240,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 def _lines(history: list[dict[str, Any]]) -> list[str]:
     """The run's history as ``inngest-mw run`` and the UI print it."""
     skip = ("at", "type", "step")
-    return [describe(h["type"], h["step"], {k: v for k, v in h.items() if k not in skip})
-            for h in history]  # fmt: skip
+    return [
+        describe(h["type"], h["step"], {k: v for k, v in h.items() if k not in skip})
+        for h in history
+    ]
 
 
 def _history(url: str, run_id: str) -> list[dict[str, Any]]:
@@ -303,8 +327,9 @@ def _send_signal(client: inngest_mw.Inngest, colour: str, signal: str, data: Any
 def test_a_signal_resumes_exactly_the_run_waiting_for_it(env: Env, colour: str) -> None:
     url, client, _ = env
     signal = f"approve-{colour}"
-    [event_id] = send(url, {"name": f"k/signal.{colour}", "data": {"signal": signal,
-                                                                   "timeout": "1m"}})  # fmt: skip
+    [event_id] = send(
+        url, {"name": f"k/signal.{colour}", "data": {"signal": signal, "timeout": "1m"}}
+    )
     [run] = runs_for_event(url, event_id)
     wait_step(url, run["run_id"], "approval", "Waiting")
     assert _send_signal(client, colour, signal, {"by": "ana"}) == run["run_id"]
@@ -330,8 +355,9 @@ def test_a_second_wait_on_a_held_signal_fails_unless_it_replaces(env: Env) -> No
     url, client, _ = env
     signal = "held-signal"
     wait: Callable[[str], dict[str, Any]] = lambda conflict: {  # noqa: E731
-        "name": "k/signal.sync", "data": {"signal": signal, "timeout": "1m", "conflict": conflict}
-    }  # fmt: skip
+        "name": "k/signal.sync",
+        "data": {"signal": signal, "timeout": "1m", "conflict": conflict},
+    }
     [first_event] = send(url, wait("fail"))
     [first] = runs_for_event(url, first_event)
     wait_step(url, first["run_id"], "approval", "Waiting")

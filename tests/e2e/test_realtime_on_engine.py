@@ -63,17 +63,23 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     db = tmp_path_factory.mktemp("engine") / "engine.db"
     with EngineThread(db, port=0, retry_base=0.02, tick=0.02, clock=clock) as engine:
         client = inngest_mw.Inngest(
-            app_id="rt", is_production=False, api_base_url=engine.url,
+            app_id="rt",
+            is_production=False,
+            api_base_url=engine.url,
             event_api_base_url=engine.url,
-        )  # fmt: skip
+        )
         # The same functions with checkpointing off: one request per step, the body replayed.
         stepwise = inngest_mw.Inngest(
-            app_id="rt-stepwise", is_production=False, api_base_url=engine.url,
-            event_api_base_url=engine.url, checkpointing=False,
-        )  # fmt: skip
-        with AppServer(serve(client, build(client, "rt"))) as app, AppServer(
-            serve(stepwise, build(stepwise, "rt-stepwise"))
-        ) as stepwise_app:  # fmt: skip
+            app_id="rt-stepwise",
+            is_production=False,
+            api_base_url=engine.url,
+            event_api_base_url=engine.url,
+            checkpointing=False,
+        )
+        with (
+            AppServer(serve(client, build(client, "rt"))) as app,
+            AppServer(serve(stepwise, build(stepwise, "rt-stepwise"))) as stepwise_app,
+        ):
             sync(app)
             sync(stepwise_app)
             yield engine.url, client, clock
@@ -141,9 +147,10 @@ async def test_a_fastapi_endpoint_relays_a_subscription_to_its_own_client(env: E
 
     with AppServer(app) as relay:
         base = f"http://127.0.0.1:{relay.port}"
-        async with httpx.AsyncClient(timeout=20) as http, http.stream(
-            "GET", f"{base}/orders/relay/progress"
-        ) as response:  # fmt: skip
+        async with (
+            httpx.AsyncClient(timeout=20) as http,
+            http.stream("GET", f"{base}/orders/relay/progress") as response,
+        ):
             lines = response.aiter_lines()
             assert await anext(lines) == ": subscribed"
             await client.send(
@@ -258,8 +265,11 @@ def test_the_websocket_route_streams_the_same_messages_and_takes_more_topics(env
         realtime.publish_sync(client, "ws", "b", 2)
         message = json.loads(ws.recv(timeout=10))
         assert (message["kind"], message["channel"], message["topic"], message["data"]) == (
-            "data", "ws", "b", 2,
-        )  # fmt: skip
+            "data",
+            "ws",
+            "b",
+            2,
+        )
     with pytest.raises(websockets.InvalidStatus) as refused:
         websockets.sync.client.connect(ws_url.replace(first.key, "x.y.z"), open_timeout=10)
     assert refused.value.response.status_code == 401
@@ -328,9 +338,11 @@ def test_with_a_signing_key_publishing_and_minting_need_it_and_subscribing_the_t
         [message] = asyncio.run(round_trip())
         assert message.data == {"ok": True}
         stranger = inngest_mw.Inngest(
-            app_id="keyed", is_production=False, api_base_url=engine.url,
+            app_id="keyed",
+            is_production=False,
+            api_base_url=engine.url,
             signing_key="signkey-test-" + "ef" * 32,
-        )  # fmt: skip
+        )
         with pytest.raises(realtime.RealtimeError, match=r"refused publishing to keyed/t \(401\)"):
             realtime.publish_sync(stranger, "keyed", "t", 1)
 

@@ -82,9 +82,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     db = tmp_path_factory.mktemp("engine") / "engine.db"
     with EngineThread(db, port=0, retry_base=0.02, tick=0.02) as engine:
         client = inngest_mw.Inngest(
-            app_id="v1apis", is_production=False, api_base_url=engine.url,
+            app_id="v1apis",
+            is_production=False,
+            api_base_url=engine.url,
             event_api_base_url=engine.url,
-        )  # fmt: skip
+        )
         spans = UserlandSpans(client)
         provider = TracerProvider()
         provider.add_span_processor(spans)
@@ -101,8 +103,10 @@ def _post(url: str, path: str, body: object, **kwargs: Any) -> httpx.Response:
 
 def _lines(run: dict[str, Any]) -> list[str]:
     skip = ("at", "type", "step")
-    return [describe(h["type"], h["step"], {k: v for k, v in h.items() if k not in skip})
-            for h in run["history"]]  # fmt: skip
+    return [
+        describe(h["type"], h["step"], {k: v for k, v in h.items() if k not in skip})
+        for h in run["history"]
+    ]
 
 
 @pytest.mark.parametrize("colour", COLOURS)
@@ -203,21 +207,38 @@ def test_the_metadata_route_refuses_bad_input_with_a_reason(env: Env) -> None:
 
 
 def _otlp_json(run_id: str, traceref: str | None, name: str = "manual") -> dict[str, Any]:
-    attributes = [{"key": "sdk.run.id", "value": {"stringValue": run_id}},
-                  {"key": "colour", "value": {"stringValue": "blue"}}]  # fmt: skip
+    attributes = [
+        {"key": "sdk.run.id", "value": {"stringValue": run_id}},
+        {"key": "colour", "value": {"stringValue": "blue"}},
+    ]
     if traceref is not None:
         attributes.append({"key": "inngest.traceref", "value": {"stringValue": traceref}})
     return {
-        "resourceSpans": [{
-            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
-            "scopeSpans": [{"scope": {"name": "manual"}, "spans": [{
-                "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
-                "name": name, "kind": 3, "startTimeUnixNano": "1700000000000000000",
-                "endTimeUnixNano": "1700000000250000000", "attributes": attributes,
-                "status": {"code": 2},
-            }]}],
-        }]
-    }  # fmt: skip
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "manual"},
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                                "name": name,
+                                "kind": 3,
+                                "startTimeUnixNano": "1700000000000000000",
+                                "endTimeUnixNano": "1700000000250000000",
+                                "attributes": attributes,
+                                "status": {"code": 2},
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
 
 
 def test_userland_traces_take_otlp_json_and_protobuf_and_reject_spans_they_cannot_place(
@@ -245,19 +266,31 @@ def test_userland_traces_take_otlp_json_and_protobuf_and_reject_spans_they_canno
     span_json = body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
     span_json["spanId"], span_json["traceId"] = "qqqqqqqqqqo=", "W47/95gDgQPSabYzgT/GDA=="
     json_format.ParseDict(body, message)
-    answer = httpx.post(f"{url}/v1/traces/userland", content=message.SerializeToString(),
-                        headers={"content-type": "application/x-protobuf"}, timeout=10)  # fmt: skip
+    answer = httpx.post(
+        f"{url}/v1/traces/userland",
+        content=message.SerializeToString(),
+        headers={"content-type": "application/x-protobuf"},
+        timeout=10,
+    )
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/x-protobuf"
     assert not ExportTraceServiceResponse.FromString(answer.content).HasField("partial_success")
     assert "proto-span" in {s["name"] for s in get_run(url, run_id)["user_spans"]}
 
-    bad = httpx.post(f"{url}/v1/traces/userland", content=b"{not json",
-                     headers={"content-type": "application/json"}, timeout=10)  # fmt: skip
+    bad = httpx.post(
+        f"{url}/v1/traces/userland",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
     assert bad.status_code == 400
     assert "Invalid payload" in bad.json()["message"]
-    huge = httpx.post(f"{url}/v1/traces/userland", content=b"\0" * (8 * 1024 * 1024 + 1),
-                      headers={"content-type": "application/json"}, timeout=30)  # fmt: skip
+    huge = httpx.post(
+        f"{url}/v1/traces/userland",
+        content=b"\0" * (8 * 1024 * 1024 + 1),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
     assert huge.status_code == 413
 
 
@@ -279,8 +312,12 @@ def test_bulk_cancellation_cancels_the_matching_runs_and_is_listed_and_deleted(e
     runs = [runs_for_event(url, event_id)[0]["run_id"] for event_id in ids]
     for run_id in runs:  # both reach their wait
         _wait_for_history(url, run_id, "waiting")
-    body = {"app_id": "v1apis", "function_id": "waiter", "started_before": _iso(),
-            "if": "event.data.n == 2"}  # fmt: skip
+    body = {
+        "app_id": "v1apis",
+        "function_id": "waiter",
+        "started_before": _iso(),
+        "if": "event.data.n == 2",
+    }
     created = _post(url, "/v1/cancellations", body)
     assert created.status_code == 200, created.text
     record = created.json()["data"]
@@ -333,8 +370,13 @@ def test_the_run_page_and_the_run_command_show_metadata_and_spans(
     run_id = run_for_event(url, event_id)["run_id"]
     page = httpx.get(f"{url}/runs/{run_id}", timeout=10)
     assert page.status_code == 200
-    for text in ("<h2>Metadata</h2>", "userland.payment", "<h2>Spans from the app</h2>",
-                 "call-bank", "sign-request"):  # fmt: skip
+    for text in (
+        "<h2>Metadata</h2>",
+        "userland.payment",
+        "<h2>Spans from the app</h2>",
+        "call-bank",
+        "sign-request",
+    ):
         assert text in page.text, text
     print_run(get_run(url, run_id))
     out = capsys.readouterr().out
@@ -349,19 +391,24 @@ def test_the_v1_routes_need_the_signing_key_and_the_client_falls_back_to_the_sec
 ) -> None:
     key = "signkey-test-" + "ab" * 32
     with EngineThread(tmp_path / "keyed.db", port=0, signing_key=key) as engine:
-        for method, path in (("POST", "/v1/runs/01J00000000000000000000000/metadata"),
-                             ("POST", "/v1/traces/userland"), ("POST", "/v1/cancellations"),
-                             ("GET", "/v1/cancellations")):  # fmt: skip
+        for method, path in (
+            ("POST", "/v1/runs/01J00000000000000000000000/metadata"),
+            ("POST", "/v1/traces/userland"),
+            ("POST", "/v1/cancellations"),
+            ("GET", "/v1/cancellations"),
+        ):
             response = httpx.request(method, f"{engine.url}{path}", json={}, timeout=10)
             assert response.status_code == 401, (path, response.text)
         wrong = "signkey-test-" + "cd" * 32
-        only_wrong = inngest_mw.Inngest(app_id="k", is_production=True, signing_key=wrong,
-                                        api_base_url=engine.url)  # fmt: skip
+        only_wrong = inngest_mw.Inngest(
+            app_id="k", is_production=True, signing_key=wrong, api_base_url=engine.url
+        )
         with pytest.raises(UpdateMetadataError, match="401"):
             only_wrong.update_metadata_sync("01J00000000000000000000000", {"a": 1})
         monkeypatch.setenv("INNGEST_SIGNING_KEY_FALLBACK", key)
-        rotated = inngest_mw.Inngest(app_id="k", is_production=True, signing_key=wrong,
-                                     api_base_url=engine.url)  # fmt: skip
+        rotated = inngest_mw.Inngest(
+            app_id="k", is_production=True, signing_key=wrong, api_base_url=engine.url
+        )
         # The fallback key gets through: the engine answers about the run itself.
         with pytest.raises(UpdateMetadataError, match=r"404.*no run"):
             rotated.update_metadata_sync("01J00000000000000000000000", {"a": 1})
@@ -374,9 +421,13 @@ def test_in_band_metadata_the_engine_refuses_is_noted_and_the_step_still_saved(e
     _wait_for_history(url, run_id, "waiting")
     ok = {"scope": "step", "kind": "userland.fine", "op": "merge", "values": {"a": 1}}
     op = {
-        "id": "f" * 40, "op": "StepRun", "name": "raw", "displayName": "raw", "data": 1,
+        "id": "f" * 40,
+        "op": "StepRun",
+        "name": "raw",
+        "displayName": "raw",
+        "data": 1,
         "metadata": [ok, {**ok, "kind": "inngest.secret"}, {**ok, "values": {"a": "x" * 70_000}}],
-    }  # fmt: skip
+    }
     taken = _post(url, f"/v1/checkpoint/{run_id}/async", {"steps": [op]})
     assert taken.status_code == 200, taken.text
     run = get_run(url, run_id)

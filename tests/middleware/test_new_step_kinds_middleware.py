@@ -33,8 +33,12 @@ from inngest_mw.memo import hash_step_id
 
 KEY = "kinds-middleware-key"
 MODEL = ai.openai("gpt-test", api_key="sk-plain", base_url="http://127.0.0.1:9/v1")
-PAGE = {"url": "https://crm.example.com/7", "headers": {}, "body": "I was charged twice",
-        "status_code": 200}  # fmt: skip
+PAGE = {
+    "url": "https://crm.example.com/7",
+    "headers": {},
+    "body": "I was charged twice",
+    "status_code": 200,
+}
 ANSWER = {"choices": [{"message": {"content": "billing"}}]}
 
 
@@ -74,8 +78,12 @@ class Envelopes(Transport):
 
     def transactions(self) -> list[dict[str, Any]]:
         with self.lock:
-            return [i.payload.json for e in self.envelopes for i in e.items
-                    if i.type == "transaction" and i.payload.json is not None]  # fmt: skip
+            return [
+                i.payload.json
+                for e in self.envelopes
+                for i in e.items
+                if i.type == "transaction" and i.payload.json is not None
+            ]
 
 
 class Env:
@@ -139,8 +147,12 @@ def test_the_step_the_app_runs_is_sealed_and_traced_with_its_kind(env: Env, fn_i
     [step_span] = [s for s in env.spans.get_finished_spans() if s.name == "inngest.step label"]
     assert step_span.attributes is not None
     assert step_span.attributes["inngest.step.kind"] == "ai.wrap"
-    sentry_steps = [span["data"].get("inngest.step.kind") for t in env.sentry.transactions()
-                    for span in t.get("spans", []) if span.get("description") == "label"]  # fmt: skip
+    sentry_steps = [
+        span["data"].get("inngest.step.kind")
+        for t in env.sentry.transactions()
+        for span in t.get("spans", [])
+        if span.get("description") == "label"
+    ]
     assert "ai.wrap" in sentry_steps
 
 
@@ -148,8 +160,11 @@ def test_the_run_completes_with_a_signal_through_every_middleware(
     env: Env, fn_id: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     strategy = LibsodiumStrategy(KEY)
-    sealed = {"__ENCRYPTED__": True, "__STRATEGY__": "inngest/libsodium",
-              "data": strategy.encrypt("BILLING")}  # fmt: skip
+    sealed = {
+        "__ENCRYPTED__": True,
+        "__STRATEGY__": "inngest/libsodium",
+        "data": strategy.encrypt("BILLING"),
+    }
     memos = {
         hash_step_id("page"): {"data": PAGE},
         hash_step_id("ask"): {"data": ANSWER},

@@ -85,10 +85,22 @@ def _download_dependencies(wheelhouse: Path) -> None:
     pins.write_text("".join(f"{d.name}=={VERSION}\n" for d in distributions()))
     # Third-party wheels at the locked versions, so every run installs the same set.
     _tool(
-        "pip", "download", "--disable-pip-version-check", "--quiet", "--only-binary", ":all:",
-        "--dest", wheelhouse, "--find-links", wheelhouse, "-c", pins, "-c", LOCK,
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--only-binary",
+        ":all:",
+        "--dest",
+        wheelhouse,
+        "--find-links",
+        wheelhouse,
+        "-c",
+        pins,
+        "-c",
+        LOCK,
         f"inngest-mw[{EXTRAS}]=={VERSION}",
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -146,9 +158,16 @@ def test_every_distribution_builds_an_sdist_with_its_readme(installed: Installed
 
 def test_the_install_comes_from_the_virtualenv_not_the_checkout(installed: Installed) -> None:
     modules = [
-        "inngest_mw", "inngest_mw_dev", "inngest_mw_asgi", "inngest_mw_fastapi", "inngest_mw_otel",
-        "inngest_mw_sentry", "inngest_mw_logging", "inngest_mw_encryption", "inngest_mw_connect",
-    ]  # fmt: skip
+        "inngest_mw",
+        "inngest_mw_dev",
+        "inngest_mw_asgi",
+        "inngest_mw_fastapi",
+        "inngest_mw_otel",
+        "inngest_mw_sentry",
+        "inngest_mw_logging",
+        "inngest_mw_encryption",
+        "inngest_mw_connect",
+    ]
     code = f"import importlib; print('\\n'.join(importlib.import_module(m).__file__ for m in {modules!r}))"
     files = _check(installed.run(installed.python, "-c", code)).split()
     assert len(files) == len(modules)

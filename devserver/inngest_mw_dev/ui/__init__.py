@@ -38,10 +38,17 @@ from inngest_mw_dev.uiauth import (
 __all__ = ["ui_routes"]
 
 _HERE = Path(__file__).resolve().parent
-_RANGES = [("", "any time"), ("15m", "last 15 minutes"), ("1h", "last hour"),
-           ("24h", "last 24 hours"), ("7d", "last 7 days")]  # fmt: skip
-_EXAMPLE_EVENT = ("shop/checkout", {"id": "A-1002", "sku": "tea-earl-grey", "qty": 1, "price": 4.5,
-                                    "email": "ada@example.com"})  # fmt: skip
+_RANGES = [
+    ("", "any time"),
+    ("15m", "last 15 minutes"),
+    ("1h", "last hour"),
+    ("24h", "last 24 hours"),
+    ("7d", "last 7 days"),
+]
+_EXAMPLE_EVENT = (
+    "shop/checkout",
+    {"id": "A-1002", "sku": "tea-earl-grey", "qty": 1, "price": 4.5, "email": "ada@example.com"},
+)
 
 
 def _environment() -> jinja2.Environment:
@@ -82,11 +89,13 @@ class _Pages:
             try:
                 return await handler(request)
             except RefError as exc:
-                return self.render("error.html", "error", exc.status, heading="Not found",
-                                   message=exc.message)  # fmt: skip
+                return self.render(
+                    "error.html", "error", exc.status, heading="Not found", message=exc.message
+                )
             except (ParamError, ValueError) as exc:
-                return self.render("error.html", "error", 400, heading="Cannot show that",
-                                   message=str(exc))  # fmt: skip
+                return self.render(
+                    "error.html", "error", 400, heading="Cannot show that", message=str(exc)
+                )
 
         return guarded
 
@@ -100,36 +109,54 @@ class _Pages:
             return urlencode(merged)
 
         return self.render(
-            "runs.html", "runs", runs=body["data"], next_cursor=body["metadata"]["next_cursor"],
-            params={"status": params.get("status", ""), "function": params.get("function", ""),
-                    "since": params.get("since", ""), "cursor": params.get("cursor", "")},
-            statuses=RUN_STATUSES, functions=sorted(self.data.engine.machine.functions),
-            ranges=_RANGES, query=query,
-        )  # fmt: skip
+            "runs.html",
+            "runs",
+            runs=body["data"],
+            next_cursor=body["metadata"]["next_cursor"],
+            params={
+                "status": params.get("status", ""),
+                "function": params.get("function", ""),
+                "since": params.get("since", ""),
+                "cursor": params.get("cursor", ""),
+            },
+            statuses=RUN_STATUSES,
+            functions=sorted(self.data.engine.machine.functions),
+            ranges=_RANGES,
+            query=query,
+        )
 
     async def run(self, request: Request) -> Response:
         run = self.data.run(request.path_params["run_id"])["data"]
         history = []
         for entry in run["history"]:
             detail = {k: v for k, v in entry.items() if k not in ("at", "type", "step")}
-            history.append({"at": _clock(entry["at"]),
-                            "text": describe(entry["type"], entry["step"], detail)})  # fmt: skip
+            history.append(
+                {"at": _clock(entry["at"]), "text": describe(entry["type"], entry["step"], detail)}
+            )
         lineage = run["rerun_of"]
         return self.render(
-            "run.html", "run", run=run, history=history,
+            "run.html",
+            "run",
+            run=run,
+            history=history,
             replayed=set(lineage["replayed"]) if lineage else set(),
             step_names={s["id"]: s["name"] for s in run["steps"]},
-        )  # fmt: skip
+        )
 
     async def events(self, request: Request) -> Response:
         params = dict(request.query_params)
         body = self.data.events(params)
         name, data = _EXAMPLE_EVENT
         return self.render(
-            "events.html", "events", events=body["data"], next_cursor=body["metadata"]["next_cursor"],
-            internal=bool(params.get("internal")), cursor_given=bool(params.get("cursor")),
-            example_name=name, example_data=json.dumps(data, indent=2),
-        )  # fmt: skip
+            "events.html",
+            "events",
+            events=body["data"],
+            next_cursor=body["metadata"]["next_cursor"],
+            internal=bool(params.get("internal")),
+            cursor_given=bool(params.get("cursor")),
+            example_name=name,
+            example_data=json.dumps(data, indent=2),
+        )
 
     async def apps(self, request: Request) -> Response:
         return self.render("apps.html", "apps", apps=self.data.apps()["data"])
@@ -170,16 +197,26 @@ class _SignIn:
         credential = (fields.get("credential") or [""])[0]
         target = _local((fields.get("next") or ["/"])[0])
         if not self.auth.accepts(credential):
-            reason = ("that is neither this engine's signing key nor its sign-in code"
-                      if credential.strip() else "enter the signing key or the sign-in code")  # fmt: skip
+            reason = (
+                "that is neither this engine's signing key nor its sign-in code"
+                if credential.strip()
+                else "enter the signing key or the sign-in code"
+            )
             return self.form(request, 401, reason, target)
         session, csrf = self.auth.new_session()
         response = RedirectResponse(target, 303)
         secure = request.url.scheme == "https"
-        response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_SECONDS, httponly=True,
-                            samesite="strict", secure=secure)  # fmt: skip
-        response.set_cookie(CSRF_COOKIE, csrf, max_age=SESSION_SECONDS, samesite="strict",
-                            secure=secure)  # fmt: skip
+        response.set_cookie(
+            SESSION_COOKIE,
+            session,
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="strict",
+            secure=secure,
+        )
+        response.set_cookie(
+            CSRF_COOKIE, csrf, max_age=SESSION_SECONDS, samesite="strict", secure=secure
+        )
         return response
 
 
@@ -215,6 +252,12 @@ def ui_routes(data: ApiData, authed: Any, auth: UiAuth | None = None) -> list[Ba
         page("/functions", pages.functions),
         page("/functions/{fn_id}", pages.function),
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
-        *([] if sign_in is None else [Route("/login", sign_in.show, methods=["GET"]),
-                                      Route("/login", sign_in.submit, methods=["POST"])]),
-    ]  # fmt: skip
+        *(
+            []
+            if sign_in is None
+            else [
+                Route("/login", sign_in.show, methods=["GET"]),
+                Route("/login", sign_in.submit, methods=["POST"]),
+            ]
+        ),
+    ]

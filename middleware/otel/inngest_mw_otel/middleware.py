@@ -242,10 +242,16 @@ class OTelMiddleware(MiddlewareSync):
             userland = self._telemetry.userland
             root = None if userland is None else run_attributes(self._headers, self._run_id)
             if userland is not None and root is not None:
-                userland.declare(span, {**root, "inngest.step.id": info.id,
-                                        "inngest.step.index": info.index,
-                                        "inngest.step.hash": info.hashed_id,
-                                        "inngest.step.attempt": info.attempt})  # fmt: skip
+                userland.declare(
+                    span,
+                    {
+                        **root,
+                        "inngest.step.id": info.id,
+                        "inngest.step.index": info.index,
+                        "inngest.step.hash": info.hashed_id,
+                        "inngest.step.attempt": info.attempt,
+                    },
+                )
             try:
                 yield
             except BaseException as exc:
