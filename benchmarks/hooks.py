@@ -232,24 +232,26 @@ def hook_calls(colour: Colour) -> dict[str, int]:
 # -- the floor: the same hooks called directly ------------------------------------------------
 
 
+def _hook_lists(
+    cls: type[Middleware | MiddlewareSync], count: int, calls: dict[str, int]
+) -> tuple[list[list[Callable[..., Any]]], list[list[Callable[..., Any]]]]:
+    """``count`` instances' bound hooks, as one request calls them: a list per chain-hook call
+    and a list per wrap-hook call (its layers, outermost first)."""
+    client = apps.ours_client()
+    instances = [cls(client, None) for _ in range(count)]
+    chains: list[list[Callable[..., Any]]] = []
+    onions: list[list[Callable[..., Any]]] = []
+    for hook, n in calls.items():
+        target = onions if hook.startswith("wrap_") else chains
+        target.extend([getattr(i, hook) for i in instances] for _ in range(n))
+    return chains, onions
+
+
 def _direct_sync(cls: type[MiddlewareSync], count: int, calls: dict[str, int]) -> Callable[[], Any]:
     """One request's worth of calls of ``count`` instances' hooks, as plain calls: each chain
     hook ``calls[hook]`` times per instance, each wrap hook nested ``count`` deep around a
     trivial inner call. No SDK code runs."""
-    client = apps.ours_client()
-    instances = [cls(client, None) for _ in range(count)]
-    chains = [
-        [getattr(i, hook) for i in instances]
-        for hook, n in calls.items()
-        if not hook.startswith("wrap_")
-        for _ in range(n)
-    ]
-    onions = [
-        [getattr(i, hook) for i in instances]
-        for hook, n in calls.items()
-        if hook.startswith("wrap_")
-        for _ in range(n)
-    ]
+    chains, onions = _hook_lists(cls, count, calls)
 
     def layer(hooks: list[Callable[..., Any]], i: int) -> Any:
         if i == len(hooks):
@@ -268,20 +270,7 @@ def _direct_sync(cls: type[MiddlewareSync], count: int, calls: dict[str, int]) -
 
 def _direct_async(cls: type[Middleware], count: int, calls: dict[str, int]) -> Callable[[], Any]:
     """As ``_direct_sync``, for async hooks: each awaited, the onions of coroutines."""
-    client = apps.ours_client()
-    instances = [cls(client, None) for _ in range(count)]
-    chains = [
-        [getattr(i, hook) for i in instances]
-        for hook, n in calls.items()
-        if not hook.startswith("wrap_")
-        for _ in range(n)
-    ]
-    onions = [
-        [getattr(i, hook) for i in instances]
-        for hook, n in calls.items()
-        if hook.startswith("wrap_")
-        for _ in range(n)
-    ]
+    chains, onions = _hook_lists(cls, count, calls)
 
     async def layer(hooks: list[Callable[..., Any]], i: int) -> Any:
         if i == len(hooks):

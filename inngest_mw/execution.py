@@ -186,35 +186,23 @@ def _context(
 ) -> Context | ContextSync:
     """The context of the face's colour: async step tools in a ``Context``, else sync ones."""
     args = (client, core, hooks, call.attempt, call.max_attempts)
-    run_id, attempt = call.run_id, call.attempt
+    fields: dict[str, Any] = {
+        "event": call.event,
+        "events": call.events,
+        "run_id": call.run_id,
+        "attempt": call.attempt,
+        "max_attempts": call.max_attempts,
+        "function_id": fn.id,
+        "logger": client.logger,
+        "request_id": meta.request_id,
+        "job_id": meta.job_id,
+    }
     if async_path:
-        return Context(
-            event=call.event,
-            events=call.events,
-            run_id=run_id,
-            attempt=attempt,
-            max_attempts=call.max_attempts,
-            function_id=fn.id,
-            logger=client.logger,
-            request_id=meta.request_id,
-            job_id=meta.job_id,
-            step=Step(*args),
-            group=Group(core),
-            metadata=Metadata(client, run_id, attempt),
-        )
+        metadata = Metadata(client, call.run_id, call.attempt)
+        return Context(**fields, step=Step(*args), group=Group(core), metadata=metadata)
+    metadata_sync = MetadataSync(client, call.run_id, call.attempt)
     return ContextSync(
-        event=call.event,
-        events=call.events,
-        run_id=run_id,
-        attempt=attempt,
-        max_attempts=call.max_attempts,
-        function_id=fn.id,
-        logger=client.logger,
-        request_id=meta.request_id,
-        job_id=meta.job_id,
-        step=StepSync(*args),
-        group=GroupSync(core),
-        metadata=MetadataSync(client, run_id, attempt),
+        **fields, step=StepSync(*args), group=GroupSync(core), metadata=metadata_sync
     )
 
 
