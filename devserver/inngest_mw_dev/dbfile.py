@@ -125,7 +125,9 @@ def open_database(path: Path) -> sqlite3.Connection:
     """
     memory = str(path) == ":memory:"
     try:
-        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        # The connection is its opening thread's: the engine's lives on its store thread, and
+        # sqlite3 refuses any other thread that tries to use it.
+        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=True)
     except sqlite3.Error as exc:
         raise _translate(path, exc) from None
     try:

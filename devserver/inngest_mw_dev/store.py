@@ -7,7 +7,8 @@ One file in WAL mode: ``dbfile`` opens and checks it, ``migrations`` declares it
 modules that keep their own tables, run control and the sync log, included). Callers group
 writes with ``Store.tx()`` so a step's output and the queue items that follow from it commit
 together; a ``kill -9`` then loses nothing that was acknowledged.
-All access happens on the engine's event-loop thread, so one connection suffices; only WAL
+A store is used by the thread that opened it (sqlite3's ``check_same_thread``): the engine's is
+opened and used on its store thread (``storethread``), so one connection suffices; only WAL
 checkpoints run on a thread (and connection) of their own (``checkpointer``).
 """
 

@@ -32,6 +32,7 @@ from engine_support import (
 )
 from inngest_mw_dev import EngineThread
 from inngest_mw_dev.cli import build_parser, main
+from inngest_mw_dev.store import RunRow
 from run_control_app import Calls, build_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +61,11 @@ def shop(engine: EngineThread) -> Iterator[Shop]:
     with AppServer(build_app(engine.url, calls)) as app:
         sync(app)
         yield Shop(engine, calls)
+
+
+def _runs_for_event(shop: Shop, event_id: str) -> list[RunRow]:
+    engine = shop.engine.engine
+    return engine.db_sync(engine.store.runs_for_event, event_id)
 
 
 def _run_id(line: str) -> str:
@@ -100,7 +106,7 @@ def test_cancel_by_id_prefix_stops_a_sleeping_run(
     shop: Shop, capsys: pytest.CaptureFixture[str]
 ) -> None:
     [event_id] = send(shop.url, {"name": "ctl/nap"})
-    run_id = poll(lambda: shop.engine.engine.store.runs_for_event(event_id),
+    run_id = poll(lambda: _runs_for_event(shop, event_id),
                   lambda runs: bool(runs), what="a nap run")[0].id  # fmt: skip
     poll(lambda: get_run(shop.url, run_id)["steps"], lambda steps: bool(steps) and
          steps[0]["status"] == "Sleeping", what="the run to sleep")  # fmt: skip
@@ -116,7 +122,7 @@ def test_bulk_cancel_stops_a_functions_running_runs_in_the_time_range(
 ) -> None:
     finished = shop.order(qty=1)
     naps = send(shop.url, [{"name": "ctl/nap"}, {"name": "ctl/nap"}])
-    poll(lambda: [r for e in naps for r in shop.engine.engine.store.runs_for_event(e)],
+    poll(lambda: [r for e in naps for r in _runs_for_event(shop, e)],
          lambda runs: len(runs) == 2, what="two nap runs")  # fmt: skip
     code, out, _ = shop.cli(capsys, "cancel", "--function", "nap", "--since", "10m")
     assert code == 0
