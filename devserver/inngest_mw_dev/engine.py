@@ -541,11 +541,14 @@ class Engine:
                 request = self._guarded(isolate, item, machine.prepare_gateway, item)
                 if request is not None:
                     calls.append((item, request))
+            elif item.kind == QueueKind.EVENT:
+                event = self._guarded(isolate, item, machine.process_event, item)
+                if event is not None and self.on_notice is not None:
+                    name = str(event.get("name", ""))
+                    if not name.startswith("inngest/"):
+                        notices.append(f"event {name} ({event.get('id')}) matched no function")
             else:
-                unmatched = self._unmatched(item) if item.kind == QueueKind.EVENT else None
                 self._guarded(isolate, item, machine.run_item, item)
-                if unmatched is not None:
-                    notices.append(unmatched)
         return calls, len(items)
 
     def _guarded(
@@ -598,21 +601,6 @@ class Engine:
         finally:
             self._inflight.pop(item.id, None)
             self._wake.set()
-
-    def _unmatched(self, item: QueueItem) -> str | None:
-        """The live-log line for a user's event that no function and no waiting step will take
-        (often a typo in its name); None otherwise, or when nobody reads the log."""
-        if self.on_notice is None:
-            return None
-        event = self.store.get_event(str(item.payload.get("event_id")))
-        if event is None:
-            return None
-        name = str(event.get("name", ""))
-        if name.startswith("inngest/") or self.machine.triggered_by(event):
-            return None
-        if self.store.pauses_for_event(name, self.clock()):
-            return None
-        return f"event {name} ({event.get('id')}) matched no function"
 
 
 def _reason(response: httpx.Response) -> str:

@@ -205,16 +205,21 @@ class RunMachine:
         if self.store.insert_event(event, now):
             self.store.enqueue(QueueKind.EVENT, now, payload={"event_id": event["id"]})
 
-    def process_event(self, item: QueueItem) -> None:
-        """Apply one stored event: cancellations, resumed waits and invokes, then new runs."""
+    def process_event(self, item: QueueItem) -> dict[str, Any] | None:
+        """Apply one stored event: cancellations, resumed waits and invokes, then new runs.
+
+        Returns the event when nothing took it: no function's trigger matched it and no pause
+        waited for its name (for the live log's "matched no function").
+        """
         with self.history.tx():
             self.store.delete_item(item.id)
             event = self.store.get_event(str(item.payload.get("event_id")))
             if event is None:
-                return
+                return None
             name = str(event.get("name", ""))
             now = self.clock()
-            for pause in self.store.pauses_for_event(name, now):
+            pauses = self.store.pauses_for_event(name, now)
+            for pause in pauses:
                 if pause.kind not in (PauseKind.CANCEL, PauseKind.WAIT):
                     continue
                 run = self.store.get_run(pause.run_id)
@@ -233,13 +238,12 @@ class RunMachine:
                     self._resolve_branch(run, pause.step, event, StepStatus.COMPLETED, via=name)
             if name == EV_FINISHED:
                 self._resume_invokers(event)
+            triggered = False
             for fn in list(self.functions.values()):
                 if self._triggered(fn, event):
+                    triggered = True
                     self._schedule(fn, event)
-
-    def triggered_by(self, event: dict[str, Any]) -> list[str]:
-        """IDs of the functions whose triggers match ``event`` (for "matched no function")."""
-        return [fn.id for fn in self.functions.values() if self._triggered(fn, event)]
+            return None if triggered or pauses else event
 
     def _triggered(self, fn: FunctionDef, event: dict[str, Any]) -> bool:
         name = str(event.get("name", ""))
@@ -1218,7 +1222,7 @@ class RunMachine:
 
     def run_item(self, item: QueueItem) -> None:
         """Apply a leased item of any kind but ``call`` (those need the app: see ``Engine``)."""
-        handlers: dict[str, Callable[[QueueItem], None]] = {
+        handlers: dict[str, Callable[[QueueItem], object]] = {
             QueueKind.EVENT: self.process_event,
             QueueKind.SLEEP: self.wake,
             QueueKind.WAIT_TIMEOUT: self.expire_pause,
