@@ -110,8 +110,10 @@ class _ServerKindHeader:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []),
-                                      (b"x-inngest-server-kind", self.kind)]  # fmt: skip
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-inngest-server-kind", self.kind),
+                ]
             await send(message)
 
         await self.app(scope, receive, send_with_header)
@@ -172,9 +174,13 @@ class _Api:
                 reason = "missing or invalid signing key"
             else:
                 reason = denied.reason
-            return JSONResponse({"error": f"Unauthorized: {reason}" if denied.status == 401
-                                 else denied.reason, "status": denied.status},
-                                status_code=denied.status)  # fmt: skip
+            return JSONResponse(
+                {
+                    "error": f"Unauthorized: {reason}" if denied.status == 401 else denied.reason,
+                    "status": denied.status,
+                },
+                status_code=denied.status,
+            )
 
         return guarded
 

@@ -214,9 +214,10 @@ class Store:
         except sqlite3.Error as exc:
             self.close()
             raise unusable(
-                self.path, f"its schema cannot be brought up to date ({exc})",
+                self.path,
+                f"its schema cannot be brought up to date ({exc})",
                 "restore it from a backup or pick another --db",
-            ) from None  # fmt: skip
+            ) from None
         except BaseException:
             self.close()
             raise
@@ -918,18 +919,34 @@ class Store:
         self._db.execute(
             "INSERT INTO request_hooks (run_id, started_at, step, attempt, outcome, calls, more,"
             " problem) VALUES (?,?,?,?,?,?,?,?)",
-            (row.run_id, row.started_at, row.step, row.attempt, row.outcome, _dump(row.calls),
-             row.more, row.problem),
-        )  # fmt: skip
+            (
+                row.run_id,
+                row.started_at,
+                row.step,
+                row.attempt,
+                row.outcome,
+                _dump(row.calls),
+                row.more,
+                row.problem,
+            ),
+        )
 
     def request_hooks(self, run_id: str) -> list[RequestHooksRow]:
         """Every traced request of a run, in the order they were made."""
         rows = self._all("SELECT * FROM request_hooks WHERE run_id = ? ORDER BY id", run_id)
         return [
-            RequestHooksRow(r["run_id"], r["started_at"], r["step"], r["attempt"], r["outcome"],
-                            json.loads(r["calls"]), r["more"], r["problem"])
+            RequestHooksRow(
+                r["run_id"],
+                r["started_at"],
+                r["step"],
+                r["attempt"],
+                r["outcome"],
+                json.loads(r["calls"]),
+                r["more"],
+                r["problem"],
+            )
             for r in rows
-        ]  # fmt: skip
+        ]
 
     def history(self, run_id: str) -> list[HistoryRow]:
         rows = self._all("SELECT * FROM history WHERE run_id = ? ORDER BY id", run_id)
