@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -94,6 +95,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+@functools.cache
+def _has_connect_port(python: str) -> bool:
+    """Whether that interpreter's ``inngest-mw dev`` takes ``--connect-port``."""
+    usage = subprocess.run(
+        [python, "-m", "inngest_mw_dev", "dev", "--help"], capture_output=True, text=True
+    )
+    return "--connect-port" in usage.stdout
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -147,7 +157,8 @@ def _processes(
         engine_url = f"http://127.0.0.1:{engine_port}"
         app_url = f"http://127.0.0.1:{app_port}"
         command = [python, "-m", "inngest_mw_dev", "dev", "--port", str(engine_port)]
-        command += ["--connect-port", "0"]
+        if _has_connect_port(python):  # engines before connect workers have no such option
+            command += ["--connect-port", "0"]
         command += ["--db", str(Path(tmp) / "engine.db")]
         if profile is not None:
             command[1:1] = ["-m", "cProfile", "-o", str(profile)]

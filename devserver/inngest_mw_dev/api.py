@@ -110,8 +110,10 @@ class _ServerKindHeader:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []),
-                                      (b"x-inngest-server-kind", self.kind)]  # fmt: skip
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-inngest-server-kind", self.kind),
+                ]
             await send(message)
 
         await self.app(scope, receive, send_with_header)
@@ -172,9 +174,13 @@ class _Api:
                 reason = "missing or invalid signing key"
             else:
                 reason = denied.reason
-            return JSONResponse({"error": f"Unauthorized: {reason}" if denied.status == 401
-                                 else denied.reason, "status": denied.status},
-                                status_code=denied.status)  # fmt: skip
+            return JSONResponse(
+                {
+                    "error": f"Unauthorized: {reason}" if denied.status == 401 else denied.reason,
+                    "status": denied.status,
+                },
+                status_code=denied.status,
+            )
 
         return guarded
 
@@ -202,17 +208,18 @@ class _Api:
         except EventError as exc:
             # As the server does: the events before the refused one are taken, and their IDs
             # come back with the error.
-            ids = self._take(exc.accepted)
+            ids = await self._take(exc.accepted)
             return JSONResponse(
                 {"ids": ids, "status": exc.status, "error": str(exc)}, status_code=exc.status
             )
-        return JSONResponse({"ids": self._take(events), "status": 200})
+        return JSONResponse({"ids": await self._take(events), "status": 200})
 
-    def _take(self, events: list[dict[str, Any]]) -> list[str]:
-        """Ingest ``events`` (valid ones); their IDs."""
+    async def _take(self, events: list[dict[str, Any]]) -> list[str]:
+        """Ingest ``events`` (valid ones): the durable insert on the store thread, then the ack;
+        their IDs."""
         ids = [e["id"] for e in events]
         if events:
-            self.engine.machine.ingest(events)
+            await self.engine.db(self.engine.machine.ingest, events)
             self.engine.wake()
             self.engine.feed.publish("event", ids=ids)
         return ids
@@ -226,13 +233,14 @@ class _Api:
             registration = parse_registration(body)
         except RegistrationError as exc:
             return _error(400, str(exc))
-        return JSONResponse(self.engine.register(registration))
+        return JSONResponse(await self.engine.db(self.engine.register, registration))
 
     async def sync(self, request: Request) -> Response:
         """``POST /fn/sync[?url=APP_URL]``: re-sync one app, or every known app URL."""
         url = request.query_params.get("url")
         # A connect app syncs itself each time a worker connects: there is no URL to ask.
-        known = (a.url for a in self.engine.store.list_apps() if not is_connect_url(a.url))
+        apps = await self.engine.db(self.engine.store.list_apps)
+        known = (a.url for a in apps if not is_connect_url(a.url))
         urls = [url] if url else sorted({*self.engine.app_urls, *known})
         results = []
         for target in urls:
@@ -254,23 +262,26 @@ class _Api:
         return run
 
     async def batch(self, request: Request) -> Response:
-        return JSONResponse(self._run_or_410(request.path_params["run_id"]).events)
+        run = await self.engine.db(self._run_or_410, request.path_params["run_id"])
+        return JSONResponse(run.events)
+
+    def _memos(self, run_id: str) -> dict[str, Any]:
+        steps, _ = self.engine.store.memos(self._run_or_410(run_id).id)
+        return steps
 
     async def actions(self, request: Request) -> Response:
-        run = self._run_or_410(request.path_params["run_id"])
-        steps, _ = self.engine.store.memos(run.id)
-        return JSONResponse(steps)
+        return JSONResponse(await self.engine.db(self._memos, request.path_params["run_id"]))
 
     def _envelope(self, data: object) -> JSONResponse:
         return JSONResponse({"data": data, "metadata": {"fetched_at": _iso(time.time())}})
 
     async def event_runs(self, request: Request) -> Response:
         store = self.engine.store
-        runs = store.runs_for_event(request.path_params["event_id"])
+        runs = await self.engine.db(store.runs_for_event, request.path_params["event_id"])
         return self._envelope([run_json(store, r, detail=False) for r in runs])
 
     async def event(self, request: Request) -> Response:
-        event = self.engine.store.get_event(request.path_params["event_id"])
+        event = await self.engine.db(self.engine.store.get_event, request.path_params["event_id"])
         if event is None:
             return _error(404, "event not found")
         return self._envelope(event)

@@ -46,7 +46,7 @@ def checkpoint_routes(engine: Engine, authed: Callable[[Handler], Handler]) -> l
         started_at = started / 1000 if isinstance(started, int | float) else time.time()
         qi_id = body.get("qi_id")
         qi_id = qi_id if isinstance(qi_id, str) and qi_id else None
-        refused = engine.machine.checkpoint(run_id, parsed.ops, started_at, qi_id)
+        refused = await engine.db(engine.machine.checkpoint, run_id, parsed.ops, started_at, qi_id)
         if refused is not None:
             return _refused(refused[0], refused[1], run_id)
         return JSONResponse({"data": {"run_id": run_id}})

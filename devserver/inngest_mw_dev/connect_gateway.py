@@ -304,7 +304,7 @@ class ConnectGateway:
         ):
             await ws.close(1008, "authentication failed: ask /v0/connect/start for a session")
             return None
-        problem = self._register(data)
+        problem = await self.engine.db(self._register, data)
         if problem is not None:
             error = pb.SystemError(code="connect_worker_hello_invalid_payload", message=problem)
             with contextlib.suppress(ConnectionClosed):
@@ -334,7 +334,8 @@ class ConnectGateway:
         return conn
 
     def _register(self, data: pb.WorkerConnectRequestData) -> str | None:
-        """Register the connection's apps; the reason they cannot be, if so."""
+        """Register the connection's apps; the reason they cannot be, if so (a store thread
+        job: see ``Engine.db``)."""
         if not data.instance_id.strip():
             return "instance_id: must be a non-empty string"
         if not data.apps:

@@ -61,9 +61,8 @@ class RunControl:
         if ref in functions:
             return ref
         matches = sorted(
-            fn_id for fn_id, fn in functions.items()
-            if fn_id.endswith("-" + ref) or fn.name == ref
-        )  # fmt: skip
+            fn_id for fn_id, fn in functions.items() if fn_id.endswith("-" + ref) or fn.name == ref
+        )
         if len(matches) == 1:
             return matches[0]
         if matches:
@@ -78,9 +77,12 @@ class RunControl:
         fn_id = self.resolve_function(fn_ref)
         now = time.time()
         event: dict[str, Any] = {
-            "id": new_ulid(), "name": EV_INVOKED, "ts": int(now * 1000), "user": {},
+            "id": new_ulid(),
+            "name": EV_INVOKED,
+            "ts": int(now * 1000),
+            "user": {},
             "data": {**data, "_inngest": {"fn_id": fn_id, "source": "run control"}},
-        }  # fmt: skip
+        }
         store = self.engine.store
 
         def record_event(_run: RunRow) -> None:
@@ -104,12 +106,14 @@ class RunControl:
     def cancel_many(self, flt: RunFilter, reason: str = "cancelled in bulk") -> list[str]:
         """Cancel every running run of a function queued in the filter's time range."""
         if flt.function_id is not None:
-            flt = RunFilter(function_id=self.resolve_function(flt.function_id), since=flt.since,
-                            until=flt.until)  # fmt: skip
+            flt = RunFilter(
+                function_id=self.resolve_function(flt.function_id), since=flt.since, until=flt.until
+            )
         cancelled = [
-            run_id for run_id in running_ids(self.engine.store, flt)
+            run_id
+            for run_id in running_ids(self.engine.store, flt)
             if self.engine.machine.cancel(run_id, reason)
-        ]  # fmt: skip
+        ]
         self.engine.wake()
         return cancelled
 
@@ -138,25 +142,45 @@ class RunControl:
             chosen = self._step(steps, from_step)
             limit = chosen.seq if chosen.memoized and chosen.seq is not None else None
             seed = sorted(
-                (s for s in steps if s.memoized and s.seq is not None and s.hash != chosen.hash
-                 and (limit is None or s.seq < limit)),
+                (
+                    s
+                    for s in steps
+                    if s.memoized
+                    and s.seq is not None
+                    and s.hash != chosen.hash
+                    and (limit is None or s.seq < limit)
+                ),
                 key=lambda s: s.seq or 0,
-            )  # fmt: skip
+            )
         replayed = [s.hash for s in seed]
 
         def prepare(run: RunRow) -> None:
             now = time.time()
             for step in seed:
-                store.memoize_step(run.id, step.hash, step.memo, name=step.name, op=step.op,
-                                   status=step.status, now=now, started_at=now)  # fmt: skip
-            store.write("INSERT INTO reruns VALUES (?,?,?,?)", run.id, source.id,
-                        chosen.hash if chosen else None, json.dumps(replayed))  # fmt: skip
+                store.memoize_step(
+                    run.id,
+                    step.hash,
+                    step.memo,
+                    name=step.name,
+                    op=step.op,
+                    status=step.status,
+                    now=now,
+                    started_at=now,
+                )
+            store.write(
+                "INSERT INTO reruns VALUES (?,?,?,?)",
+                run.id,
+                source.id,
+                chosen.hash if chosen else None,
+                json.dumps(replayed),
+            )
 
         note = f"rerun of {source.id}"
         if chosen is not None:
             note += f" from step {chosen.name} ({len(seed)} earlier step(s) replayed from memory)"
-        run = self.engine.machine.create_run(source.function_id, source.events, note=note,
-                                             prepare=prepare)  # fmt: skip
+        run = self.engine.machine.create_run(
+            source.function_id, source.events, note=note, prepare=prepare
+        )
         if run is None:
             raise RefError(404, f"function {source.function_id} is no longer registered")
         self.engine.wake()

@@ -126,7 +126,11 @@ def run_filter(params: dict[str, str], now: float, *, default_limit: int = 20) -
 
 
 class ApiData:
-    """The JSON bodies of the listing and run-control API, built from one engine."""
+    """The JSON bodies of the listing and run-control API, built from one engine.
+
+    Its methods, and ``RunControl``'s, read and write the store: each is a store thread job
+    (``await engine.db(data.runs, params)``).
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -332,6 +336,7 @@ class _Handlers:
     def __init__(self, data: ApiData) -> None:
         self.data = data
         self.control = data.control
+        self.db = data.engine.db
 
     @staticmethod
     def guard(handler: Handler) -> Handler:
@@ -354,13 +359,15 @@ class _Handlers:
         return guarded
 
     async def runs(self, request: Request) -> Response:
-        return JSONResponse(self.data.runs(dict(request.query_params)))
+        return JSONResponse(await self.db(self.data.runs, dict(request.query_params)))
 
     async def run(self, request: Request) -> Response:
-        return JSONResponse(self.data.run(request.path_params["run_id"]))
+        return JSONResponse(await self.db(self.data.run, request.path_params["run_id"]))
 
     async def cancel(self, request: Request) -> Response:
-        run_id = self.control.cancel(request.path_params["run_id"], "cancelled via the API")
+        run_id = await self.db(
+            self.control.cancel, request.path_params["run_id"], "cancelled via the API"
+        )
         return JSONResponse({"data": {"run_id": run_id, "status": "Cancelled"}})
 
     async def cancel_many(self, request: Request) -> Response:
@@ -369,35 +376,36 @@ class _Handlers:
         if not params.get("function"):
             raise ParamError('bulk cancel needs "function" (and optionally "since", "until")')
         flt = run_filter(params, time.time())
-        return JSONResponse({"data": {"cancelled": self.control.cancel_many(flt)}})
+        return JSONResponse({"data": {"cancelled": await self.db(self.control.cancel_many, flt)}})
 
     async def rerun(self, request: Request) -> Response:
         body = _object(await _json_body(request), "the body")
         from_step = body.get("from_step")
         if from_step is not None and not isinstance(from_step, str):
             raise ParamError("from_step must be a step ID or name")
-        result = self.control.rerun(request.path_params["run_id"], from_step or None)
+        result = await self.db(self.control.rerun, request.path_params["run_id"], from_step or None)
         return JSONResponse({"data": {"run_id": result.run_id, "replayed": result.replayed}})
 
     async def events(self, request: Request) -> Response:
-        return JSONResponse(self.data.events(dict(request.query_params)))
+        return JSONResponse(await self.db(self.data.events, dict(request.query_params)))
 
     async def send(self, request: Request) -> Response:
-        return JSONResponse({"data": {"ids": self.control.send(await _json_body(request))}})
+        ids = await self.db(self.control.send, await _json_body(request))
+        return JSONResponse({"data": {"ids": ids}})
 
     async def apps(self, request: Request) -> Response:
-        return JSONResponse(self.data.apps())
+        return JSONResponse(await self.db(self.data.apps))
 
     async def functions(self, request: Request) -> Response:
-        return JSONResponse(self.data.functions())
+        return JSONResponse(await self.db(self.data.functions))
 
     async def function(self, request: Request) -> Response:
-        return JSONResponse(self.data.function(request.path_params["fn_id"]))
+        return JSONResponse(await self.db(self.data.function, request.path_params["fn_id"]))
 
     async def invoke(self, request: Request) -> Response:
         body = _object(await _json_body(request), "the body")
         data = body.get("data", {})
-        event_id, run_id = self.control.invoke(request.path_params["fn_id"], data)
+        event_id, run_id = await self.db(self.control.invoke, request.path_params["fn_id"], data)
         return JSONResponse({"data": {"event_id": event_id, "run_id": run_id}})
 
     async def stream(self, request: Request) -> Response:

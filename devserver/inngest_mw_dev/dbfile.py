@@ -65,16 +65,18 @@ def check_path(path: Path) -> None:
     # WAL mode keeps two files beside the database (-wal, -shm): the directory must take them.
     if not os.access(parent, os.W_OK | os.X_OK):
         raise unusable(
-            path, f"its directory {parent} is not writable (SQLite keeps its journal there)",
+            path,
+            f"its directory {parent} is not writable (SQLite keeps its journal there)",
             f"make it writable or {_PICK_ANOTHER}",
-        )  # fmt: skip
+        )
     with path.open("rb") as handle:
         header = handle.read(_HEADER)
     if header and not header.startswith(_MAGIC):
         raise unusable(
-            path, "the file is not an SQLite database",
+            path,
+            "the file is not an SQLite database",
             f"{_PICK_ANOTHER}, or move the file away to start with an empty database",
-        )  # fmt: skip
+        )
     if header and len(header) < _HEADER:
         raise unusable(
             path, "the file is damaged (shorter than a database header)", _DAMAGED_REMEDY
@@ -106,9 +108,10 @@ def _translate(path: Path, exc: sqlite3.Error) -> UnusableDatabaseError:
         return unusable(path, "the file is not an SQLite database", _PICK_ANOTHER)
     if "locked" in text or "busy" in text:
         return unusable(
-            path, "another program holds a write lock on it",
+            path,
+            "another program holds a write lock on it",
             f"close that program (e.g. an sqlite3 shell) or {_PICK_ANOTHER}",
-        )  # fmt: skip
+        )
     return unusable(path, f"the file is damaged ({text})", _DAMAGED_REMEDY)
 
 
@@ -125,7 +128,9 @@ def open_database(path: Path) -> sqlite3.Connection:
     """
     memory = str(path) == ":memory:"
     try:
-        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        # The connection is its opening thread's: the engine's lives on its store thread, and
+        # sqlite3 refuses any other thread that tries to use it.
+        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=True)
     except sqlite3.Error as exc:
         raise _translate(path, exc) from None
     try:

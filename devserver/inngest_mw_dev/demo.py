@@ -102,8 +102,10 @@ def run_demo(db_path: str | None = None) -> int:
         runs = [run]
         for sent in _sent_events(run, demo_app.ORDER_COMPLETED):
             follow_on = _wait_for_run(http, sent)
-            print(f"\nfollow-on run: step {demo_app.ORDER_COMPLETED} sent shop/order.completed"
-                  f" (event {sent}), which started {follow_on['function_id']}\n")  # fmt: skip
+            print(
+                f"\nfollow-on run: step {demo_app.ORDER_COMPLETED} sent shop/order.completed"
+                f" (event {sent}), which started {follow_on['function_id']}\n"
+            )
             print_run(follow_on)
             runs.append(follow_on)
         return 0 if all(r["status"] == "Completed" for r in runs) else 1

@@ -1,7 +1,9 @@
 """The engine: HTTP server, queue scheduler and workers, app syncing, on one asyncio loop.
 
 State transitions live in ``machine.RunMachine``; this module only moves work: it leases due
-queue items, performs the HTTP calls they need and hands the results back to the machine.
+queue items, performs the HTTP calls they need and hands the results back to the machine. All
+SQLite work (the store, the machine's transitions, the reads of API and UI requests) runs on the
+store thread (``storethread``), one job per scheduler tick or request; the loop only awaits it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from inngest_mw_dev.live import LiveFeed
 from inngest_mw_dev.machine import HistoryNote, PreparedCall, RunMachine
 from inngest_mw_dev.registration import Registration, RegistrationError, parse_registration
 from inngest_mw_dev.store import QueueItem, Store
+from inngest_mw_dev.storethread import StoreThread
 from inngest_mw_dev.syncs import SyncError, SyncLog, SyncStatus, url_problem
 from inngest_mw_dev.uiauth import new_sign_in_code
 
@@ -107,6 +110,7 @@ class Engine:
         self._syncs: SyncLog | None = None
         self._registrations: Counter[str] = Counter()  # per app URL
         self._store: Store | None = None
+        self._db: StoreThread | None = None
         self._machine: RunMachine | None = None
         self._http: httpx.AsyncClient | None = None
         self._calls: AppClient | None = None
@@ -137,14 +141,40 @@ class Engine:
             raise RuntimeError("the engine is not started")
         return self._syncs
 
+    async def db(self, job: Callable[..., T], *args: Any) -> T:
+        """Run ``job(*args)`` on the store thread: every use of ``store`` and ``machine`` from
+        the loop goes through here, one job per request (see ``storethread``)."""
+        if self._db is None:
+            raise RuntimeError("the engine is not started")
+        return await self._db.run(job, *args)
+
+    def db_sync(self, job: Callable[..., T], *args: Any) -> T:
+        """``db`` for a thread other than the loop's (tests, tools): waits for the result."""
+        if self._db is None:
+            raise RuntimeError("the engine is not started")
+        return self._db.call(job, *args)
+
+    def _later(self, action: Callable[[], None]) -> None:
+        """Run ``action`` on the loop: now, or after the store thread's current job."""
+        if self._db is None:
+            action()
+        else:
+            self._db.later(action)
+
     def notice(self, line: str) -> None:
         """One line for the live log (``inngest-mw dev``) and the UI's live feed."""
+        self._later(lambda: self._notice(line))
+
+    def _notice(self, line: str) -> None:
         self.feed.publish("notice", line=line)
         log.info("%s", line)
         if self.on_notice is not None:
             self.on_notice(line)
 
     def _on_history(self, note: HistoryNote) -> None:
+        self._later(lambda: self._publish_history(note))
+
+    def _publish_history(self, note: HistoryNote) -> None:
         self.feed.publish(
             "history",
             run_id=note.run_id,
@@ -169,14 +199,8 @@ class Engine:
         from inngest_mw_dev.api import create_app
 
         self._wake = asyncio.Event()
-        self._store = Store(self.db_path, exclusive=True)
-        recovered = self._store.release_all_leases()
-        if recovered:
-            log.info("re-queued %d item(s) interrupted by the previous shutdown", recovered)
-        self._syncs = SyncLog(self._store)
-        self._machine = RunMachine(
-            self._store, clock=self.clock, retry_base=self.retry_base, on_history=self._on_history
-        )
+        self._db = StoreThread()
+        await self._db.run(self._open)
         self._outcomes = []
         self._http = httpx.AsyncClient(follow_redirects=False)
         self._calls = AppClient()
@@ -218,6 +242,27 @@ class Engine:
         if self.poll_interval:
             self._tasks.append(asyncio.create_task(self._poll(self.poll_interval)))
 
+    def _open(self) -> None:
+        """Open the store and the machine (on the store thread, which alone may use them)."""
+        self._store = Store(self.db_path, exclusive=True)
+        recovered = self._store.release_all_leases()
+        if recovered:
+            log.info("re-queued %d item(s) interrupted by the previous shutdown", recovered)
+        self._syncs = SyncLog(self._store)
+        self._machine = RunMachine(
+            self._store, clock=self.clock, retry_base=self.retry_base, on_history=self._on_history
+        )
+
+    def _close(self, outcomes: list[tuple[QueueItem, CallOutcome | GatewayDone, float]]) -> None:
+        """Commit the responses already received (rather than run their steps again), then
+        close the store."""
+        if self._machine is not None:
+            for item, outcome, started in outcomes:
+                with contextlib.suppress(Exception):
+                    self._machine.apply_outcome(item, outcome, started)
+        if self._store is not None:
+            self._store.close()
+
     async def stop(self) -> None:
         """Stop serving and abandon in-flight calls (their items run again at the next start)."""
         if self._server is not None:
@@ -232,23 +277,21 @@ class Engine:
         await asyncio.gather(*serving, return_exceptions=True)
         self._tasks.clear()
         self._inflight.clear()
-        if self._store is not None and self._machine is not None and self._outcomes:
-            # Responses already received are committed rather than their steps run again.
-            for item, outcome, started in self._outcomes:
-                with contextlib.suppress(Exception):
-                    self._machine.apply_outcome(item, outcome, started)
-        self._outcomes = []
+        outcomes, self._outcomes = self._outcomes, []
         if self._http is not None:
             await self._http.aclose()
         if self._calls is not None:
             await self._calls.aclose()
-        if self._store is not None:
-            self._store.close()
-        self._server = self._http = self._calls = self._store = self._syncs = None
+        if self._db is not None:
+            try:
+                await self._db.run(self._close, outcomes)
+            finally:
+                self._db.stop()
+        self._server = self._http = self._calls = self._store = self._syncs = self._db = None
 
     def wake(self) -> None:
         """Tell the scheduler new work is due now (instead of at the next tick)."""
-        self._wake.set()
+        self._later(self._wake.set)
 
     # app syncing
 
@@ -263,7 +306,7 @@ class Engine:
             raise RuntimeError("the engine is not started")
         problem = url_problem(url)
         if problem is not None:
-            self._sync_failed(url, problem)
+            await self.db(self._sync_failed, url, problem)
             raise SyncError(url, problem, malformed=True)
         registrations = self._registrations[url.rstrip("/")]
         # In-band first, as the real server syncs: the app answers with its registration, so it
@@ -286,12 +329,12 @@ class Engine:
             # URL, not the app, is at fault.
             malformed = not isinstance(exc, httpx.HTTPError)
             reason = f"cannot reach the app ({type(exc).__name__}: {exc})"
-            self._sync_failed(url, reason)
+            await self.db(self._sync_failed, url, reason)
             raise SyncError(url, reason, malformed=malformed) from exc
         if response.status_code == 200 and response.headers.get("x-inngest-sync-kind") == "in_band":
-            problem = self._register_in_band(response)
+            problem = await self.db(self._register_in_band, response)
             if problem:
-                self._sync_failed(url, problem)
+                await self.db(self._sync_failed, url, problem)
                 return 400, problem
             return response.status_code, response.text
         if response.status_code != 200:
@@ -301,7 +344,7 @@ class Engine:
                     f" (the app did not register here: if it targets another server, start"
                     f" it with INNGEST_DEV={self.url})"
                 )
-            self._sync_failed(url, reason)
+            await self.db(self._sync_failed, url, reason)
         elif self._registrations[url.rstrip("/")] == registrations:
             # The SDK registers with its configured base URL, which the sync request cannot
             # change for an out-of-band sync: say how to point it here.
@@ -309,12 +352,16 @@ class Engine:
                 f"the app answered but registered with another server; start it with"
                 f" INNGEST_DEV={self.url} (or INNGEST_BASE_URL={self.url})"
             )
-            if self.syncs.record(url, SyncStatus.ELSEWHERE, self.clock(), error=reason):
-                self.notice(f"sync of {url}: {reason}")
+            await self.db(self._sync_elsewhere, url, reason)
         return response.status_code, response.text
 
+    def _sync_elsewhere(self, url: str, reason: str) -> None:
+        if self.syncs.record(url, SyncStatus.ELSEWHERE, self.clock(), error=reason):
+            self.notice(f"sync of {url}: {reason}")
+
     def _register_in_band(self, response: httpx.Response) -> str | None:
-        """Register an app from its in-band answer; the reason it cannot be, if so."""
+        """Register an app from its in-band answer; the reason it cannot be, if so (a store
+        thread job)."""
         if self.signing_key:
             try:
                 verify(
@@ -351,11 +398,14 @@ class Engine:
     def _sync_failed(self, url: str, reason: str) -> None:
         if self.syncs.record(url, SyncStatus.FAILED, self.clock(), error=reason):
             self.notice(f"sync of {url} failed: {reason}")
-        self.feed.publish("sync", url=url)
+        self._later(lambda: self.feed.publish("sync", url=url))
 
     def register(self, registration: Registration) -> dict[str, object]:
         """Register an app (``/fn/register``, or its in-band sync answer): store its functions,
-        record the sync, tell the live log, and wake the scheduler; the reply for the app."""
+        record the sync, tell the live log, and wake the scheduler; the reply for the app.
+
+        A store thread job: ``await engine.db(engine.register, registration)``.
+        """
         reply = self.machine.register(registration)
         self._record_registration(registration, reply)
         self.wake()
@@ -376,7 +426,7 @@ class Engine:
                 f"app {registration.app_name} synced from {registration.url}:"
                 f" {count} function{plural}"
             )
-        self.feed.publish("sync", url=registration.url)
+        self._later(lambda: self.feed.publish("sync", url=registration.url))
 
     async def _initial_sync(self, url: str) -> None:
         """Sync an ``app_urls`` entry, retrying for a while in case the app starts later."""
@@ -416,7 +466,7 @@ class Engine:
         while True:
             self._wake.clear()
             try:
-                busy = self._tick()
+                busy = await self._tick()
             except Exception:
                 log.exception("the scheduler failed to lease work; trying again")
                 busy = False
@@ -426,9 +476,10 @@ class Engine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick)
 
-    def _tick(self) -> bool:
+    async def _tick(self) -> bool:
         """One group commit: apply the outcomes that arrived, lease due work, run what needs no
-        app and prepare the calls; then send those calls. True when more work may be due now.
+        app and prepare the calls (one store thread job); then send those calls. True when more
+        work may be due now.
 
         A response is committed at most one tick after it arrived; if the engine dies before, the
         call's lease survives and the step runs again after the restart (at-least-once). Should
@@ -438,16 +489,7 @@ class Engine:
         outcomes = self._outcomes[:_MAX_OUTCOMES_PER_TICK]
         del self._outcomes[:_MAX_OUTCOMES_PER_TICK]
         limit = min(self.workers - len(self._inflight), _MAX_PER_TICK)
-        notices: list[str] = []
-        try:
-            with self.machine.batch():
-                calls, leased = self._work(outcomes, limit, notices, isolate=False)
-        except Exception:
-            log.warning("a grouped transaction failed; redoing it one item at a time")
-            notices.clear()
-            calls, leased = self._work(outcomes, limit, notices, isolate=True)
-        for line in notices:
-            self.notice(line)
+        calls, leased = await self.db(self._group, outcomes, limit)
         for item, prepared in calls:
             work = (
                 self._call(item, prepared)
@@ -456,6 +498,23 @@ class Engine:
             )
             self._inflight[item.id] = asyncio.create_task(work)
         return leased >= limit > 0 or bool(self._outcomes)
+
+    def _group(
+        self, outcomes: list[tuple[QueueItem, CallOutcome | GatewayDone, float]], limit: int
+    ) -> tuple[list[tuple[QueueItem, PreparedCall | GatewayCall]], int]:
+        """The tick's store thread job: its transitions in one transaction, or, should one of
+        them raise, each in a transaction of its own; the calls to make and the items leased."""
+        notices: list[str] = []
+        try:
+            with self.machine.batch():
+                work = self._work(outcomes, limit, notices, isolate=False)
+        except Exception:
+            log.warning("a grouped transaction failed; redoing it one item at a time")
+            notices.clear()
+            work = self._work(outcomes, limit, notices, isolate=True)
+        for line in notices:
+            self.notice(line)
+        return work
 
     def _work(
         self,
@@ -482,11 +541,14 @@ class Engine:
                 request = self._guarded(isolate, item, machine.prepare_gateway, item)
                 if request is not None:
                     calls.append((item, request))
+            elif item.kind == QueueKind.EVENT:
+                event = self._guarded(isolate, item, machine.process_event, item)
+                if event is not None and self.on_notice is not None:
+                    name = str(event.get("name", ""))
+                    if not name.startswith("inngest/"):
+                        notices.append(f"event {name} ({event.get('id')}) matched no function")
             else:
-                unmatched = self._unmatched(item) if item.kind == QueueKind.EVENT else None
                 self._guarded(isolate, item, machine.run_item, item)
-                if unmatched is not None:
-                    notices.append(unmatched)
         return calls, len(items)
 
     def _guarded(
@@ -539,21 +601,6 @@ class Engine:
         finally:
             self._inflight.pop(item.id, None)
             self._wake.set()
-
-    def _unmatched(self, item: QueueItem) -> str | None:
-        """The live-log line for a user's event that no function and no waiting step will take
-        (often a typo in its name); None otherwise, or when nobody reads the log."""
-        if self.on_notice is None:
-            return None
-        event = self.store.get_event(str(item.payload.get("event_id")))
-        if event is None:
-            return None
-        name = str(event.get("name", ""))
-        if name.startswith("inngest/") or self.machine.triggered_by(event):
-            return None
-        if self.store.pauses_for_event(name, self.clock()):
-            return None
-        return f"event {name} ({event.get('id')}) matched no function"
 
 
 def _reason(response: httpx.Response) -> str:

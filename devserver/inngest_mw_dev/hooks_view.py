@@ -50,21 +50,24 @@ def requests_view(
         for call, depth in zip(calls, _depths(calls), strict=True):
             call["depth"] = depth
         step = None if row.step == DISCOVERY else row.step
-        out.append({
-            "request": number,
-            "started_at": dt.datetime.fromtimestamp(row.started_at, dt.UTC)
-            .isoformat(timespec="milliseconds"),
-            "offset_ms": max(0, round((row.started_at - run_start) * 1000)),
-            "step": step,
-            "step_name": step_names.get(step, step) if step else None,
-            "attempt": row.attempt + 1,
-            "outcome": row.outcome,
-            "hooks": calls,
-            "span_us": max([1, *(c["start_us"] + c["duration_us"] for c in calls)]),
-            "more": row.more,
-            "problem": row.problem,
-            "errors": sum(1 for call in calls if call.get("error")),
-        })  # fmt: skip
+        out.append(
+            {
+                "request": number,
+                "started_at": dt.datetime.fromtimestamp(row.started_at, dt.UTC).isoformat(
+                    timespec="milliseconds"
+                ),
+                "offset_ms": max(0, round((row.started_at - run_start) * 1000)),
+                "step": step,
+                "step_name": step_names.get(step, step) if step else None,
+                "attempt": row.attempt + 1,
+                "outcome": row.outcome,
+                "hooks": calls,
+                "span_us": max([1, *(c["start_us"] + c["duration_us"] for c in calls)]),
+                "more": row.more,
+                "problem": row.problem,
+                "errors": sum(1 for call in calls if call.get("error")),
+            }
+        )
     return out
 
 
@@ -73,8 +76,10 @@ def hook_lines(requests: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for request in requests:
         target = f"step {request['step_name']}" if request["step"] else "the function"
-        lines.append(f"  request {request['request']}: {target}, attempt {request['attempt']}"
-                     f" -> {request['outcome']}")  # fmt: skip
+        lines.append(
+            f"  request {request['request']}: {target}, attempt {request['attempt']}"
+            f" -> {request['outcome']}"
+        )
         for call in request["hooks"]:
             name = "  " * call["depth"] + f"{call['middleware']}.{call['hook']}"
             own = ""

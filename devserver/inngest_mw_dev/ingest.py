@@ -90,7 +90,13 @@ def normalize_events(body: object, *, seed: str | None, now_ms: int) -> list[dic
         event_id = raw.get("id")
         if not isinstance(event_id, str) or not event_id:
             event_id = (ulid_from_seed(seed, index) if seed else None) or new_ulid(now_ms)
-        event = {**raw, "id": event_id, "name": name, "data": data, "user": user,
-                 "ts": int(ts) or now_ms}  # fmt: skip
+        event = {
+            **raw,
+            "id": event_id,
+            "name": name,
+            "data": data,
+            "user": user,
+            "ts": int(ts) or now_ms,
+        }
         events.append(event)
     return events

@@ -70,9 +70,12 @@ def nested_too_deeply(value: object, raw: bytes | None = None) -> bool:
         if depth > MAX_JSON_DEPTH:
             return True
         # One comprehension per level, exact type checks: parsed JSON has no subclasses.
-        level = [child for node in level
-                 for child in (node.values() if type(node) is dict else node)
-                 if type(child) is dict or type(child) is list]  # fmt: skip
+        level = [
+            child
+            for node in level
+            for child in (node.values() if type(node) is dict else node)
+            if type(child) is dict or type(child) is list
+        ]
     return False
 
 

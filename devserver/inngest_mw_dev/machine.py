@@ -1,6 +1,9 @@
 """The run state machine: every durable transition of apps, events, runs, steps and pauses.
 
-No I/O here besides SQLite. Each public method is one transaction (or joins the engine's
+This module holds the entry points (registering apps, applying events, preparing calls and
+applying their answers, timers, crons, signals, checkpoints, run control); they build on
+``runcore`` (a run's life: created, resolved, finished) and ``opcodes`` (what each opcode of an
+answer does). No I/O here besides SQLite. Each public method is one transaction (or joins the engine's
 ``batch``), so a step's output and the queue items that follow from it commit together. The
 engine does the HTTP calls; which items a transition queues and when they fall due is
 ``scheduling``'s; history entries are ``history``'s; flow-control decisions come from
@@ -9,56 +12,54 @@ engine does the HTTP calls; which items a transition queues and when they fall d
 
 from __future__ import annotations
 
-import functools
-import itertools
 import logging
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from inngest_mw.hooktrace import SeenTrace
-from inngest_mw_dev.admission import SINGLETON, Admission, Flush
+from inngest_mw_dev.admission import SINGLETON, Flush
 from inngest_mw_dev.canonical import canonical_text, utf8_len
 from inngest_mw_dev.executor import (
     CallFailed,
     CallOutcome,
     Completed,
     Op,
-    OpsResponse,
     first_event_json,
     splice_body,
 )
-from inngest_mw_dev.expr import Expression, ExpressionError, compile_expression, interpolate
-from inngest_mw_dev.gateway import GatewayCall, GatewayDone, request_problem, summary
-from inngest_mw_dev.history import History, HistoryNote
+from inngest_mw_dev.gateway import GatewayCall, GatewayDone
+from inngest_mw_dev.history import HistoryNote
 from inngest_mw_dev.ids import deterministic_uuid, new_ulid
-from inngest_mw_dev.kinds import DISCOVERY, Opcode, PauseKind, QueueKind, RunStatus, StepStatus
+from inngest_mw_dev.kinds import DISCOVERY, Opcode, PauseKind, QueueKind, StepStatus
 from inngest_mw_dev.limits import (
-    MAX_OPS,
-    MAX_STATE_BYTES,
-    MAX_STEPS,
-    json_bytes,
-    overflow_error,
-    state_error,
-    step_limit_error,
     step_output_error,
 )
+from inngest_mw_dev.opcodes import OpHandling
 from inngest_mw_dev.registration import (
     FunctionDef,
     Registration,
-    RegistrationError,
     event_name_matches,
 )
-from inngest_mw_dev.runmeta import RunMetadata
-from inngest_mw_dev.scheduling import Scheduling
-from inngest_mw_dev.store import AppRow, PauseRow, QueueItem, RequestHooksRow, RunRow, Store
-from inngest_mw_dev.timing import backoff_seconds, parse_seconds, sleep_until
+from inngest_mw_dev.runcore import (
+    _DATA_WRAPPER,
+    _INVOKE_TIMEOUT_ERROR,
+    CANCELLED,
+    COMPLETED,
+    EV_CRON,
+    EV_FINISHED,
+    EV_INVOKED,
+    FAILED,
+    RUNNING,
+    SKIPPED,
+    PreparedCall,
+)
+from inngest_mw_dev.store import AppRow, QueueItem, RequestHooksRow, RunRow
+from inngest_mw_dev.timing import backoff_seconds
 
 __all__ = [
     "CANCELLED",
     "COMPLETED",
+    "EV_INVOKED",
     "FAILED",
     "RUNNING",
     "SKIPPED",
@@ -69,88 +70,11 @@ __all__ = [
 
 log = logging.getLogger("inngest_mw_dev")
 
-# The run statuses under their former names, for callers that import them from here.
-RUNNING, COMPLETED, FAILED = RunStatus.RUNNING, RunStatus.COMPLETED, RunStatus.FAILED
-CANCELLED, SKIPPED = RunStatus.CANCELLED, RunStatus.SKIPPED
-EV_FINISHED = "inngest/function.finished"
-EV_FAILED = "inngest/function.failed"
-EV_CANCELLED = "inngest/function.cancelled"
-EV_INVOKED = "inngest/function.invoked"
-EV_CRON = "inngest/scheduled.timer"
-_YEAR = 365 * 86_400.0
-_DATA_WRAPPER = len('{"data":}')
-# The step kind shown for ops that report on a ``step.run`` rather than being a kind of their own.
-_STEP_KIND: dict[str, str] = {
-    Opcode.STEP: Opcode.STEP_RUN,
-    Opcode.STEP_PLANNED: Opcode.STEP_RUN,
-    Opcode.STEP_ERROR: Opcode.STEP_RUN,
-    Opcode.STEP_FAILED: Opcode.STEP_RUN,
-}
-# Ops that report on the function as a whole rather than on a step of it.
-_NOT_STEPS = frozenset({Opcode.NONE, Opcode.RUN_COMPLETE, Opcode.DISCOVERY_REQUEST})
-_INVOKE_TIMEOUT_ERROR = {
-    "name": "InngestInvokeTimeoutError",
-    "message": "Timed out waiting for invoked function to complete",
-}
 
-
-@dataclass(frozen=True, slots=True)
-class PreparedCall:
-    app_url: str
-    fn_id: str
-    step_id: str
-    run_id: str
-    body: bytes
-
-
-class RunMachine:
-    """Owns the function registry and applies every state transition inside one transaction."""
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        clock: Callable[[], float] = time.time,
-        retry_base: float = 1.0,
-        on_history: Callable[[HistoryNote], None] | None = None,
-    ) -> None:
-        self.store = store
-        self.admission = Admission(store)
-        self.clock = clock
-        self.retry_base = retry_base
-        self.history = History(store, clock, on_history)
-        self.metadata = RunMetadata(store)
-        self.schedule = Scheduling(store, self.admission, self.history, clock)
-        self.functions: dict[str, FunctionDef] = {}
-        self.function_apps: dict[str, str] = {}
-        self._dispatches: dict[int, tuple[str, str]] = {}
-        """Discovery calls in flight: queue item -> (the ``qi_id`` it was sent, its run). A
-        checkpoint naming another ``qi_id`` comes from a superseded dispatch."""
-        self._dispatch_seq = itertools.count(1)
-        self._load_functions()
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """One transaction for several transitions (group commit of one scheduler tick)."""
-        with self.history.tx():
-            yield
-
-    def _matches(self, source: str | None, variables: Mapping[str, object]) -> bool:
-        if not source:
-            return True
-        expression = _compiled(source)
-        return expression is not None and expression.matches(variables)
-
-    # registry
-
-    def _load_functions(self) -> None:
-        for fn_id, app_id, config in self.store.active_functions():
-            try:
-                self.functions[fn_id] = FunctionDef.from_config(config)
-            except RegistrationError as exc:
-                log.warning("stored function %s no longer validates: %s", fn_id, exc)
-                continue
-            self.function_apps[fn_id] = app_id
+class RunMachine(OpHandling):
+    """Owns the function registry and applies every state transition inside one transaction:
+    the entry points the engine, the API and run control call (see ``runcore`` and
+    ``opcodes`` for the transitions they build on)."""
 
     def register(self, reg: Registration) -> dict[str, Any]:
         """Store an app's functions (archiving dropped ones); the ``/fn/register`` reply."""
@@ -185,36 +109,27 @@ class RunMachine:
                     self.store.delete_item(item.id)
         return {"ok": True, "modified": True, "app_id": app_id, "sync_id": sync_id}
 
-    # events
-
     def ingest(self, events: list[dict[str, Any]]) -> None:
         """Store accepted events (new IDs only) and queue their processing, atomically."""
         now = self.clock()
         with self.history.tx():
             self.store.insert_events(events, now)
 
-    def _emit(self, name: str, data: dict[str, Any], event_id: str | None = None) -> None:
-        now = self.clock()
-        event = {
-            "id": event_id or new_ulid(),
-            "name": name,
-            "data": data,
-            "user": {},
-            "ts": int(now * 1000),
-        }
-        if self.store.insert_event(event, now):
-            self.store.enqueue(QueueKind.EVENT, now, payload={"event_id": event["id"]})
+    def process_event(self, item: QueueItem) -> dict[str, Any] | None:
+        """Apply one stored event: cancellations, resumed waits and invokes, then new runs.
 
-    def process_event(self, item: QueueItem) -> None:
-        """Apply one stored event: cancellations, resumed waits and invokes, then new runs."""
+        Returns the event when nothing took it: no function's trigger matched it and no pause
+        waited for its name (for the live log's "matched no function").
+        """
         with self.history.tx():
             self.store.delete_item(item.id)
             event = self.store.get_event(str(item.payload.get("event_id")))
             if event is None:
-                return
+                return None
             name = str(event.get("name", ""))
             now = self.clock()
-            for pause in self.store.pauses_for_event(name, now):
+            pauses = self.store.pauses_for_event(name, now)
+            for pause in pauses:
                 if pause.kind not in (PauseKind.CANCEL, PauseKind.WAIT):
                     continue
                 run = self.store.get_run(pause.run_id)
@@ -233,13 +148,12 @@ class RunMachine:
                     self._resolve_branch(run, pause.step, event, StepStatus.COMPLETED, via=name)
             if name == EV_FINISHED:
                 self._resume_invokers(event)
+            triggered = False
             for fn in list(self.functions.values()):
                 if self._triggered(fn, event):
+                    triggered = True
                     self._schedule(fn, event)
-
-    def triggered_by(self, event: dict[str, Any]) -> list[str]:
-        """IDs of the functions whose triggers match ``event`` (for "matched no function")."""
-        return [fn.id for fn in self.functions.values() if self._triggered(fn, event)]
+            return None if triggered or pauses else event
 
     def _triggered(self, fn: FunctionDef, event: dict[str, Any]) -> bool:
         name = str(event.get("name", ""))
@@ -269,8 +183,6 @@ class RunMachine:
             else:
                 memo, status = {"data": data.get("result")}, StepStatus.COMPLETED
             self._resolve_branch(run, pause.step, memo, status, via=EV_FINISHED)
-
-    # flow control before a run exists
 
     def _schedule(self, fn: FunctionDef, event: dict[str, Any]) -> None:
         """Start a run for a triggering event, or hold the event for debounce or a batch."""
@@ -318,81 +230,6 @@ class RunMachine:
                     self._cancel(running, "singleton: replaced by a newer run with the same key")
         self._create_run(fn, events, note=note)
 
-    # run lifecycle
-
-    def _new_run(
-        self,
-        fn: FunctionDef,
-        events: list[dict[str, Any]],
-        correlation_id: str | None,
-        *,
-        status: str,
-        now: float,
-    ) -> RunRow:
-        run = RunRow(
-            id=new_ulid(),
-            function_id=fn.id,
-            app_id=self.function_apps.get(fn.id, ""),
-            event_id=str(events[0].get("id", "")),
-            events=events,
-            status=status,
-            output=None,
-            error=None,
-            queued_at=now,
-            started_at=None,
-            ended_at=None if status == RUNNING else now,
-            force_plan=False,
-            pending=0,
-            max_attempts=fn.max_attempts,
-            correlation_id=correlation_id,
-        )
-        self.store.insert_run(run)
-        return run
-
-    def _create_run(
-        self,
-        fn: FunctionDef,
-        events: list[dict[str, Any]],
-        correlation_id: str | None = None,
-        note: str = "",
-    ) -> RunRow:
-        now = self.clock()
-        run = self._new_run(fn, events, correlation_id, status=RUNNING, now=now)
-        detail: dict[str, Any] = {"event": events[0].get("name")}
-        if note:
-            detail["reason"] = note
-        if len(events) > 1:
-            detail["events"] = len(events)
-        self.history.record(run, "queued", **detail)
-        for index, rule in enumerate(fn.cancel):
-            condition = rule.condition
-            if condition:
-                try:
-                    condition = interpolate(condition, {"event": events[0]})
-                except ExpressionError as exc:
-                    log.warning("cancel condition of %s: %s", fn.id, exc)
-            self.store.insert_pause(
-                PauseRow(
-                    f"{run.id}:cancel:{index}",
-                    run.id,
-                    None,
-                    PauseKind.CANCEL,
-                    rule.event,
-                    condition,
-                    None,
-                    now + rule.timeout,
-                )
-            )
-        self.admission.hold_keys(fn, run.id, events[0])
-        plan = self.admission.plan_start(fn, events[0], now)
-        if plan.reasons:
-            kind = "delayed" if plan.run_at > now else "prioritized"
-            self.history.record(run, kind, reason="; ".join(plan.reasons), until=plan.run_at)
-        self.schedule.call(run, DISCOVERY, plan.run_at)
-        if fn.flow.start_timeout is not None:
-            self.schedule.run_timeout(run, "start", fn.flow.start_timeout, now)
-        return run
-
     def create_run(
         self,
         fn_id: str,
@@ -424,80 +261,6 @@ class RunMachine:
                 return False
             self._cancel(run, reason)
             return True
-
-    def _cancel(self, run: RunRow, reason: str) -> None:
-        error = {"name": "FunctionCancelledError", "message": reason}
-        self._finalize(run, CANCELLED, error=error, reason=reason)
-
-    def _finalize(
-        self,
-        run: RunRow,
-        status: str,
-        *,
-        output: Any = None,
-        error: Any = None,
-        reason: str | None = None,
-    ) -> None:
-        now = self.clock()
-        self.store.update_run(
-            run.id, status=status, output=output, error=error, ended_at=now, pending=0
-        )
-        run.status, run.pending = status, 0
-        self.store.delete_run_work(run.id)
-        detail: dict[str, Any] = {"output": output} if status == COMPLETED else {"error": error}
-        if reason:
-            detail["reason"] = reason
-        self.history.record(run, status.lower(), **detail)
-        data: dict[str, Any] = {
-            "function_id": run.function_id,
-            "run_id": run.id,
-            "event": run.events[0] if run.events else {},
-            "events": run.events,
-            "_inngest": {"status": status},
-        }
-        if run.correlation_id:
-            data["correlation_id"] = run.correlation_id
-        if status == COMPLETED:
-            data["result"] = output
-        else:
-            data["error"] = error
-        self._emit(EV_FINISHED, data)
-        if status == FAILED:
-            self._emit(EV_FAILED, data, event_id=run.id)
-        elif status == CANCELLED:
-            self._emit(EV_CANCELLED, data, event_id=run.id)
-
-    def _running(self, item: QueueItem) -> RunRow | None:
-        """The item's run if it is still running; otherwise the item is dropped."""
-        run = self.store.get_run(item.run_id or "")
-        if run is None or run.status != RUNNING:
-            self.store.delete_item(item.id)
-            return None
-        return run
-
-    def _resolve_branch(
-        self, run: RunRow, step_hash: str, memo: Any, status: str, *, via: str
-    ) -> None:
-        """Memoize an async step (sleep, wait, invoke); the last open branch triggers discovery."""
-        step = self.store.get_step(run.id, step_hash)
-        if (step is not None and step.memoized) or self._state_overflowed(run, json_bytes(memo)):
-            return
-        name = step.name if step else step_hash
-        if not self.store.memoize_step(
-            run.id,
-            step_hash,
-            memo,
-            name=name,
-            op=step.op if step else "",
-            status=status,
-            now=self.clock(),
-        ):
-            return
-        self.history.record(run, "resumed", name, via=via, status=status)
-        if self._add_pending(run, -1) == 0:
-            self.schedule.discovery(run)
-
-    # calls
 
     def prepare_call(self, item: QueueItem) -> PreparedCall | None:
         """Build the call request for a ``call`` item, or None when there is nothing to call."""
@@ -594,462 +357,18 @@ class RunMachine:
         else:
             said = f"reported {', '.join(op.label for op in outcome.ops[:5]) or 'no steps'}"[:200]
         calls = [call.to_json() for call in seen.calls]
-        self.store.add_request_hooks(RequestHooksRow(run.id, started, item.step or DISCOVERY,
-                                                     item.attempt, said, calls, seen.more,
-                                                     seen.problem))  # fmt: skip
-
-    def _retry_or_fail(self, run: RunRow, item: QueueItem, failure: CallFailed) -> None:
-        step = None if item.step == DISCOVERY else item.step
-        if failure.retriable and item.attempt + 1 < run.max_attempts:
-            now = self.clock()
-            at = failure.retry_at or now + backoff_seconds(item.attempt, self.retry_base)
-            self.store.reschedule(item.id, at, item.attempt + 1)
-            if step:
-                self._mark_step(
-                    run, step, StepStatus.RETRYING, attempts=item.attempt + 1, error=failure.error
-                )
-            self.history.record(
-                run,
-                "retry_scheduled",
-                self.schedule.step_name(run, step),
-                reason=failure.reason,
-                attempt=item.attempt + 1,
-                max_attempts=run.max_attempts,
-                delay_ms=round((at - now) * 1000),
-            )
-            return
-        self.store.delete_item(item.id)
-        attempts = f"{run.max_attempts} attempt{'' if run.max_attempts == 1 else 's'} failed"
-        why = "not retriable" if not failure.retriable else attempts
-        # The run's error is shown beside the reason: an HTTP reason need not repeat its message.
-        reason = failure.reason.removesuffix(f": {failure.error.get('message')}")
-        self._finalize(run, FAILED, error=failure.error, reason=f"{reason} ({why})")
-
-    def _mark_step(
-        self,
-        run: RunRow,
-        step_hash: str,
-        status: str,
-        *,
-        op: Op | None = None,
-        attempts: int | None = None,
-        error: Any = None,
-        now: float | None = None,
-    ) -> None:
-        existing = self.store.get_step(run.id, step_hash)
-        name = op.label if op else existing.name if existing else step_hash
-        kind = _STEP_KIND.get(op.op, op.op) if op else existing.op if existing else Opcode.STEP_RUN
-        self.store.upsert_step(
-            run.id,
-            step_hash,
-            name=name,
-            op=kind,
-            status=status,
-            now=self.clock() if now is None else now,
-            attempts=attempts,
-            error=error,
-        )
-
-    def _apply_ops(
-        self, run: RunRow, item: QueueItem, response: OpsResponse, started_at: float
-    ) -> None:
-        if item.step != DISCOVERY:
-            self.store.delete_item(item.id)
-            self._apply_ops_of(run, item, response, started_at)
-            return
-        with self.schedule.reusing(run, item):
-            self._apply_ops_of(run, item, response, started_at)
-
-    def _apply_ops_of(
-        self, run: RunRow, item: QueueItem, response: OpsResponse, started_at: float
-    ) -> None:
-        ops = response.ops
-        if len(ops) > MAX_OPS:
-            self._fail_run(run, overflow_error(len(ops)))
-            return
-        steps = self._steps_with(run, ops)
-        if steps > MAX_STEPS:
-            self._fail_run(run, step_limit_error(steps))
-            return
-        targeted = item.step != DISCOVERY
-        if targeted:
-            self._add_pending(run, -1)
-        if len([op for op in ops if op.op != Opcode.NONE]) > 1:
-            self.store.update_run(run.id, force_plan=True)
-            run.force_plan = True
-        progressed = targeted
-        for op in ops:
-            if run.status != RUNNING:
-                return
-            if (
-                op.op != Opcode.NONE
-                and op.op not in (Opcode.RUN_COMPLETE, Opcode.DISCOVERY_REQUEST)
-                and not op.id
-            ):
-                self._finalize(
-                    run, FAILED, error={"name": "Error", "message": f"{op.op} op without an id"}
-                )
-                return
-            progressed = self._apply_op(run, item, op, response, started_at) or progressed
-        if run.status == RUNNING and progressed and run.pending == 0:
-            self.schedule.discovery(run)
-
-    def _steps_with(self, run: RunRow, ops: list[Op]) -> int:
-        """The run's distinct steps once ``ops`` are recorded; 0 when they add none (no count)."""
-        ids = {op.id for op in ops if op.op not in _NOT_STEPS}
-        if not ids:
-            return 0
-        known = self.store.step_hashes(run.id)
-        new = ids - known
-        return len(known) + len(new) if new else 0
-
-    def _add_pending(self, run: RunRow, delta: int) -> int:
-        """Adjust the run's count of open branches, keeping ``run`` in step with its row."""
-        run.pending = self.store.add_pending(run.id, delta)
-        return run.pending
-
-    def _fail_run(self, run: RunRow, error: dict[str, Any]) -> None:
-        self._finalize(run, FAILED, error=error, reason=error["message"])
-
-    def _state_overflowed(self, run: RunRow, memo_bytes: int) -> bool:
-        """Fail the run when a memo of ``memo_bytes`` takes its state (events and memos) over
-        32 MiB."""
-        events = utf8_len(run.events_json) if run.events_json else json_bytes(run.events)
-        size = events + self.store.memo_bytes(run.id) + memo_bytes
-        if size <= MAX_STATE_BYTES:
-            return False
-        self._fail_run(run, state_error(size))
-        return True
-
-    def _apply_op(
-        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
-    ) -> bool:
-        """Handle one opcode; True when a step finished (so discovery may continue)."""
-        try:
-            opcode = Opcode(op.op)
-        except ValueError:
-            error = {"name": "Error", "message": f"unknown opcode {op.op!r}"}
-            self._finalize(
-                run, FAILED, error=error, reason=f"app sent unsupported opcode {op.op!r}"
-            )
-            return False
-        if op.metadata is not None:
-            self.metadata.inband(run, op, item.attempt, self.history)
-        return _OP_HANDLERS[opcode](self, run, item, op, response, started_at)
-
-    def _op_step_run(
-        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
-    ) -> bool:
-        memo = {"data": op.data}
-        encoded = canonical_text(memo)  # once: sized here, stored as it is, spliced in calls
-        # Checked here too because not every SDK refuses an oversized output itself.
-        too_large = step_output_error(op.label, op.data, utf8_len(encoded) - _DATA_WRAPPER)
-        if too_large is None:
-            self._save_step(run, op, memo, StepStatus.COMPLETED, started_at, encoded)
-        else:
-            self._save_step(run, op, {"error": too_large}, StepStatus.FAILED, started_at)
-        return True
-
-    def _op_step_error(
-        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
-    ) -> bool:
-        error = op.error if isinstance(op.error, dict) else _missing_error(op)
-        if response.no_retry or item.attempt + 1 >= run.max_attempts:
-            self._save_step(run, op, {"error": error}, StepStatus.FAILED, started_at)
-            return True
-        now = self.clock()
-        at = response.retry_at or now + backoff_seconds(item.attempt, self.retry_base)
-        self.schedule.call(run, op.id, at, attempt=item.attempt + 1)
-        self._add_pending(run, 1)
-        attempts = item.attempt + 1
-        self._mark_step(run, op.id, StepStatus.RETRYING, op=op, attempts=attempts, error=error)
-        self.history.record(
-            run,
-            "retry_scheduled",
-            op.label,
-            attempt=attempts,
-            max_attempts=run.max_attempts,
-            reason=f"{error.get('name', 'Error')}: {error.get('message', '')}",
-            delay_ms=round((at - now) * 1000),
-        )
-        return False
-
-    def _op_step_failed(
-        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
-    ) -> bool:
-        error = op.error if isinstance(op.error, dict) else _missing_error(op)
-        self._save_step(run, op, {"error": error}, StepStatus.FAILED, started_at)
-        return True
-
-    def _op_step_planned(
-        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
-    ) -> bool:
-        self.schedule.call(run, op.id, self.clock())
-        self._add_pending(run, 1)
-        self._mark_step(run, op.id, StepStatus.PLANNED, op=op)
-        return False
-
-    def _op_sleep(
-        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
-    ) -> bool:
-        self._start_sleep(run, op)
-        return False
-
-    def _op_wait(
-        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
-    ) -> bool:
-        self._start_wait(run, op)
-        return False
-
-    def _op_invoke(
-        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
-    ) -> bool:
-        self._start_invoke(run, op)
-        return False
-
-    def _op_gateway(
-        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
-    ) -> bool:
-        opcode = Opcode(op.op)
-        problem = request_problem(opcode, op.opts)
-        if problem is not None:
-            self._fail_op(run, op, f"{op.op}: {problem}")
-            return False
-        self.store.enqueue(
-            QueueKind.GATEWAY,
-            self.clock(),
-            run_id=run.id,
-            function_id=run.function_id,
-            step=op.id,
-            payload={"op": opcode, "request": op.opts},
-        )
-        self._add_pending(run, 1)
-        self._mark_step(run, op.id, StepStatus.RUNNING, op=op)
-        self.history.record(run, "requesting", op.label, **summary(opcode, op.opts))
-        return False
-
-    def _op_signal(
-        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
-    ) -> bool:
-        self._start_signal_wait(run, op)
-        return False
-
-    def _op_run_complete(
-        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
-    ) -> bool:
-        self._finalize(run, COMPLETED, output=op.data)
-        return False
-
-    def _op_discovery(
-        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
-    ) -> bool:
-        return True
-
-    def _op_none(
-        self, run: RunRow, item: QueueItem, op: Op, response: OpsResponse, started_at: float
-    ) -> bool:
-        return False
-
-    def _save_step(
-        self,
-        run: RunRow,
-        op: Op,
-        memo: dict[str, Any],
-        status: str,
-        started_at: float,
-        encoded: str | None = None,
-    ) -> None:
-        now = self.clock()
-        existing = self.store.get_step(run.id, op.id)
-        if existing is not None and existing.memoized:
-            return
-        encoded = canonical_text(memo) if encoded is None else encoded
-        if self._state_overflowed(run, utf8_len(encoded)):
-            return
-        began = existing.started_at if existing and existing.started_at else started_at
-        saved = self.store.memoize_step(
-            run.id,
-            op.id,
-            memo,
-            name=op.label,
-            op=Opcode.STEP_RUN,
-            status=status,
-            now=now,
-            started_at=began,
-            encoded=encoded,
-        )
-        if not saved:
-            return
-        kind = "step_completed" if status == StepStatus.COMPLETED else "step_failed"
-        detail: dict[str, Any] = {"duration_ms": round((now - began) * 1000)}
-        if "error" in memo:
-            detail["error"] = memo["error"]
-        self.history.record(run, kind, op.label, **detail)
-
-    def _fail_op(self, run: RunRow, op: Op, message: str) -> None:
-        self._finalize(
-            run,
-            FAILED,
-            error={"name": "Error", "message": message},
-            reason=f"step {op.label!r}: {message}",
-        )
-
-    def _start_sleep(self, run: RunRow, op: Op) -> None:
-        now = self.clock()
-        try:
-            until = sleep_until(op.opts.get("duration"), op.name, now)
-        except ValueError as exc:
-            self._fail_op(run, op, str(exc))
-            return
-        self.schedule.step_timer(QueueKind.SLEEP, run, op.id, until)
-        self._add_pending(run, 1)
-        # Started at the instant the timer counts from, so a 1 s sleep never shows as 999 ms.
-        self._mark_step(run, op.id, StepStatus.SLEEPING, op=op, now=now)
-        self.history.record(run, "sleeping", op.label, until=until, seconds=round(until - now, 3))
-
-    def _timeout(self, run: RunRow, op: Op, value: object, *, required: bool) -> float | None:
-        if value is None or value == "":
-            if required:
-                self._fail_op(run, op, "timeout is required")
-            return None
-        try:
-            return parse_seconds(str(value))
-        except ValueError as exc:
-            self._fail_op(run, op, f"invalid timeout: {exc}")
-            return None
-
-    def _start_wait(self, run: RunRow, op: Op) -> None:
-        event_name = op.opts.get("event") or op.name
-        if not isinstance(event_name, str) or not event_name:
-            self._fail_op(run, op, "waitForEvent needs an event name")
-            return
-        timeout = self._timeout(run, op, op.opts.get("timeout"), required=True)
-        if timeout is None:
-            return
-        condition = op.opts.get("if")
-        expression: str | None = None
-        if isinstance(condition, str) and condition:
-            try:
-                expression = interpolate(condition, {"event": run.events[0]})
-                compile_expression(expression, restrictive=True)
-            except ExpressionError as exc:
-                self._fail_op(run, op, f"invalid 'if' expression: {exc}")
-                return
-        now = self.clock()
-        pause_id = f"{run.id}:{op.id}"
-        self.store.insert_pause(
-            PauseRow(
-                pause_id, run.id, op.id, PauseKind.WAIT, event_name, expression, None, now + timeout
-            )
-        )
-        self.schedule.step_timer(
-            QueueKind.WAIT_TIMEOUT, run, op.id, now + timeout, pause_id=pause_id
-        )
-        self._add_pending(run, 1)
-        self._mark_step(run, op.id, StepStatus.WAITING, op=op)
-        self.history.record(
-            run, "waiting", op.label, event=event_name, expression=expression, timeout_s=timeout
-        )
-
-    def _start_invoke(self, run: RunRow, op: Op) -> None:
-        target_id = op.opts.get("function_id")
-        payload = op.opts.get("payload") or {}
-        if not isinstance(target_id, str) or not isinstance(payload, dict):
-            self._fail_op(run, op, "invoke needs opts.function_id and an object payload")
-            return
-        timeout = self._timeout(run, op, op.opts.get("timeout"), required=False)
-        if run.status != RUNNING:
-            return
-        now = self.clock()
-        self._add_pending(run, 1)
-        self._mark_step(run, op.id, StepStatus.INVOKING, op=op)
-        target = self.functions.get(target_id)
-        if target is None:
-            error = {"name": "Error", "message": f"could not invoke {target_id}: no such function"}
-            self._resolve_branch(run, op.id, {"error": error}, StepStatus.FAILED, via="invoke")
-            return
-        correlation = f"{run.id}.{op.id}"
-        expires = now + (timeout if timeout is not None else _YEAR)
-        pause_id = f"{run.id}:{op.id}"
-        self.store.insert_pause(
-            PauseRow(
-                pause_id,
+        self.store.add_request_hooks(
+            RequestHooksRow(
                 run.id,
-                op.id,
-                PauseKind.INVOKE,
-                EV_FINISHED,
-                f'async.data.correlation_id == "{correlation}"',
-                correlation,
-                expires,
+                started,
+                item.step or DISCOVERY,
+                item.attempt,
+                said,
+                calls,
+                seen.more,
+                seen.problem,
             )
         )
-        self.schedule.step_timer(QueueKind.INVOKE_TIMEOUT, run, op.id, expires, pause_id=pause_id)
-        data = payload.get("data")
-        user = payload.get("user")
-        event: dict[str, Any] = {
-            "id": new_ulid(),
-            "name": EV_INVOKED,
-            "ts": int(now * 1000),
-            "data": {
-                **(data if isinstance(data, dict) else {}),
-                "_inngest": {
-                    "fn_id": target_id,
-                    "correlation_id": correlation,
-                    "source_app_id": run.app_id,
-                    "source_fn_id": run.function_id,
-                },
-            },
-            "user": user if isinstance(user, dict) else {},
-        }
-        if isinstance(payload.get("v"), str):
-            event["v"] = payload["v"]
-        self.store.insert_event(event, now)
-        child = self._create_run(target, [event], correlation_id=correlation)
-        self.history.record(run, "invoking", op.label, function_id=target_id, child_run_id=child.id)
-
-    def _start_signal_wait(self, run: RunRow, op: Op) -> None:
-        """Wait for a signal; a signal name is held by one waiting run at a time."""
-        signal = op.opts.get("signal") or op.name
-        if not isinstance(signal, str) or not signal:
-            self._fail_op(run, op, "waitForSignal needs a signal name")
-            return
-        timeout = self._timeout(run, op, op.opts.get("timeout"), required=False)
-        if run.status != RUNNING:
-            return
-        now = self.clock()
-        expires = now + (timeout if timeout is not None else _YEAR)  # the server's default
-        self._add_pending(run, 1)
-        self._mark_step(run, op.id, StepStatus.WAITING, op=op)
-        holders = [p for p in self._signal_waits(signal, now) if p.run_id != run.id]
-        if holders and op.opts.get("conflict") != "replace":
-            error = {
-                "name": "SignalConflictError",
-                "message": f"signal {signal!r} is already awaited by run {holders[0].run_id};"
-                " wait with on_conflict='replace' to take it over",
-            }
-            self._resolve_branch(run, op.id, {"error": error}, StepStatus.FAILED, via="signal")
-            return
-        for holder in holders:  # replaced: that wait ends as if it had timed out
-            other = self.store.get_run(holder.run_id)
-            if other is not None and holder.step and self.store.delete_pause(holder.id):
-                self.store.delete_pause_items(other.id, holder.step)
-                self.history.record(other, "signal_replaced", None, signal=signal, by=run.id)
-                self._resolve_branch(other, holder.step, None, StepStatus.COMPLETED, via="replaced")
-        pause_id = f"{run.id}:{op.id}"
-        self.store.insert_pause(
-            PauseRow(
-                pause_id, run.id, op.id, PauseKind.SIGNAL, "", None, _signal_key(signal), expires
-            )
-        )
-        self.schedule.step_timer(QueueKind.WAIT_TIMEOUT, run, op.id, expires, pause_id=pause_id)
-        self.history.record(run, "waiting_signal", op.label, signal=signal, timeout_s=timeout)
-
-    def _signal_waits(self, signal: str, now: float) -> list[PauseRow]:
-        return [
-            p
-            for p in self.store.pauses_for_correlation(_signal_key(signal))
-            if p.kind == PauseKind.SIGNAL and p.expires_at > now
-        ]
 
     def resume_signal(self, signal: str, data: object) -> str | None:
         """``POST /v1/signals``: resume the run waiting for ``signal``; its ID, or None."""
@@ -1151,8 +470,6 @@ class RunMachine:
             status = StepStatus.FAILED if done.failed else StepStatus.COMPLETED
             self._resolve_branch(run, item.step, done.memo, status, via="gateway")
 
-    # timers
-
     def wake(self, item: QueueItem) -> None:
         """A sleep ended: memoize ``null`` for the step."""
         with self.history.tx():
@@ -1218,7 +535,7 @@ class RunMachine:
 
     def run_item(self, item: QueueItem) -> None:
         """Apply a leased item of any kind but ``call`` (those need the app: see ``Engine``)."""
-        handlers: dict[str, Callable[[QueueItem], None]] = {
+        handlers: dict[str, Callable[[QueueItem], object]] = {
             QueueKind.EVENT: self.process_event,
             QueueKind.SLEEP: self.wake,
             QueueKind.WAIT_TIMEOUT: self.expire_pause,
@@ -1244,42 +561,3 @@ class RunMachine:
         """Discard an item of a kind this engine does not know (e.g. from a newer version)."""
         with self.history.tx():
             self.store.delete_item(item.id)
-
-
-_OpHandler = Callable[[RunMachine, RunRow, QueueItem, Op, OpsResponse, float], bool]
-# What each opcode does to its run; True when a step finished (so discovery may continue).
-_OP_HANDLERS: dict[Opcode, _OpHandler] = {
-    Opcode.STEP_RUN: RunMachine._op_step_run,
-    Opcode.STEP: RunMachine._op_step_run,
-    Opcode.STEP_ERROR: RunMachine._op_step_error,
-    Opcode.STEP_FAILED: RunMachine._op_step_failed,
-    Opcode.STEP_PLANNED: RunMachine._op_step_planned,
-    Opcode.SLEEP: RunMachine._op_sleep,
-    Opcode.WAIT_FOR_EVENT: RunMachine._op_wait,
-    Opcode.INVOKE_FUNCTION: RunMachine._op_invoke,
-    Opcode.GATEWAY: RunMachine._op_gateway,
-    Opcode.AI_GATEWAY: RunMachine._op_gateway,
-    Opcode.WAIT_FOR_SIGNAL: RunMachine._op_signal,
-    Opcode.RUN_COMPLETE: RunMachine._op_run_complete,
-    Opcode.DISCOVERY_REQUEST: RunMachine._op_discovery,
-    Opcode.NONE: RunMachine._op_none,
-}
-
-
-@functools.lru_cache(maxsize=10_000)
-def _compiled(source: str) -> Expression | None:
-    """Compile once per distinct source (wait conditions are per-run, hence the bound)."""
-    try:
-        return compile_expression(source)
-    except ExpressionError as exc:
-        log.warning("invalid expression %r: %s", source, exc)
-        return None
-
-
-def _signal_key(signal: str) -> str:
-    """A signal's pause correlation; the prefix keeps it apart from invoke correlations."""
-    return f"signal:{signal}"
-
-
-def _missing_error(op: Op) -> dict[str, Any]:
-    return {"name": "Error", "message": f"step {op.label!r} failed without error details"}

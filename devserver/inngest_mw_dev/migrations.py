@@ -150,9 +150,11 @@ def migrate(db: sqlite3.Connection, path: Path, steps: Sequence[Migration] = MIG
         found = schema_version(db)
         if found > known:
             raise unusable(
-                path, f"it was written by a newer inngest-mw (schema version {found}; this engine"
-                f" knows versions up to {known})", "upgrade inngest-mw or pick another --db",
-            )  # fmt: skip
+                path,
+                f"it was written by a newer inngest-mw (schema version {found}; this engine"
+                f" knows versions up to {known})",
+                "upgrade inngest-mw or pick another --db",
+            )
         for step in steps[found:]:
             for statement in step.statements():
                 db.execute(statement)

@@ -81,8 +81,9 @@ def resolve_run_id(store: Store, ref: str) -> str:
     prefix = ref.strip().upper()
     if not prefix:
         raise RefError(400, "give a run ID or the start of one")
-    rows = store.read("SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
-                      prefix, prefix + "\x7f")  # fmt: skip
+    rows = store.read(
+        "SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 2", prefix, prefix + "\x7f"
+    )
     if not rows:
         raise RefError(404, f"no run has an ID starting with {ref.strip()}")
     if len(rows) > 1 and rows[0]["id"] != prefix:
@@ -156,8 +157,9 @@ def find_runs(store: Store, flt: RunFilter) -> RunPage:
 
 def running_ids(store: Store, flt: RunFilter) -> list[str]:
     """IDs of every running run matching ``flt`` (its status and cursor are ignored)."""
-    scoped = RunFilter(statuses=(RUNNING,), function_id=flt.function_id, since=flt.since,
-                       until=flt.until)  # fmt: skip
+    scoped = RunFilter(
+        statuses=(RUNNING,), function_id=flt.function_id, since=flt.since, until=flt.until
+    )
     clauses, args = _where(scoped, store)
     rows = store.read("SELECT id FROM runs WHERE " + " AND ".join(clauses), *args)
     return [str(r["id"]) for r in rows]
@@ -210,8 +212,10 @@ def list_events(
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
     rows = store.read(sql + " ORDER BY received_at DESC, id DESC LIMIT ?", *args, limit + 1)
-    events = [EventSummary(r["id"], r["name"], r["received_at"], json.loads(r["body"]))
-              for r in rows[:limit]]  # fmt: skip
+    events = [
+        EventSummary(r["id"], r["name"], r["received_at"], json.loads(r["body"]))
+        for r in rows[:limit]
+    ]
     runs = runs_by_event(store, [e.id for e in events])
     for event in events:
         event.runs = runs[event.id]

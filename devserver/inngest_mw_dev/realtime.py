@@ -297,7 +297,7 @@ class _Realtime:
                 raise BodyError(400, "the message is nested too deeply")
         message["data"] = data
         self.broadcaster.publish(message["channel"], message["topic"], message)
-        self._record(message, size=len(raw), data=data)
+        await self._record(message, size=len(raw), data=data)
         return Response(status_code=200)
 
     async def _publish_stream(self, request: Request) -> Response:
@@ -336,14 +336,17 @@ class _Realtime:
             self.broadcaster.publish(
                 channel, topic, {**start, "kind": "datastream-end", "created_at": _now_iso()}
             )
-        self._record(start, size=size, data=f"<stream of {chunks} chunk(s)>")
+        await self._record(start, size=size, data=f"<stream of {chunks} chunk(s)>")
         return Response(status_code=200)
 
-    def _record(self, message: dict[str, Any], *, size: int, data: object) -> None:
+    async def _record(self, message: dict[str, Any], *, size: int, data: object) -> None:
         """A publish naming one of the engine's runs goes into that run's history."""
         run_id = message.get("run_id")
-        if not run_id:
-            return
+        if run_id:
+            await self.engine.db(self._record_on, run_id, message, size, preview(data, 120))
+
+    def _record_on(self, run_id: str, message: dict[str, Any], size: int, data: str) -> None:
+        """``_record``'s store thread job."""
         machine, store = self.engine.machine, self.engine.store
         run = store.get_run(run_id)
         if run is None:
@@ -356,7 +359,7 @@ class _Realtime:
                 channel=message["channel"],
                 topic=message["topic"],
                 bytes=size,
-                data=preview(data, 120),
+                data=data,
             )
 
     async def sse(self, request: Request) -> Response:

@@ -49,8 +49,9 @@ class RunMetadata:
         self.store = store
 
     def used(self, run_id: str) -> int:
-        rows = self.store.read("SELECT COALESCE(SUM(size), 0) AS n FROM run_metadata WHERE "
-                               "run_id = ?", run_id)  # fmt: skip
+        rows = self.store.read(
+            "SELECT COALESCE(SUM(size), 0) AS n FROM run_metadata WHERE run_id = ?", run_id
+        )
         return int(rows[0]["n"])
 
     def add(
@@ -61,10 +62,16 @@ class RunMetadata:
             self.store.write(
                 "INSERT INTO run_metadata (run_id, ts, scope, target, kind, op, vals, size, via)"
                 " VALUES (?,?,?,?,?,?,?,?,?)",
-                run_id, now, scope, target, update["kind"], update["op"],
+                run_id,
+                now,
+                scope,
+                target,
+                update["kind"],
+                update["op"],
                 json.dumps(update["values"], separators=(",", ":")),
-                values_size(update["values"]), via,
-            )  # fmt: skip
+                values_size(update["values"]),
+                via,
+            )
 
     def inband(self, run: RunRow, op: Op, attempt: int, history: History) -> None:
         """Record the updates an app sent on ``op`` (inside the op's transaction); refused ones
@@ -91,9 +98,15 @@ class RunMetadata:
             budget -= size
             target = {"run": "", "step": op.id}.get(scope, f"{op.id}:{attempt}")
             self.add(run.id, scope, target, [update], "op")
-            history.record(run, "metadata", None if scope == "run" else op.label,
-                           name=update["kind"], op=update["op"], scope=scope,
-                           keys=sorted(update["values"]))  # fmt: skip
+            history.record(
+                run,
+                "metadata",
+                None if scope == "run" else op.label,
+                name=update["kind"],
+                op=update["op"],
+                scope=scope,
+                keys=sorted(update["values"]),
+            )
         if problems:
             history.record(run, "metadata_refused", op.label, reason="; ".join(problems))
 
@@ -107,10 +120,14 @@ class RunMetadata:
             if entry is None:
                 step = row["target"].split(":")[0] if row["scope"] != "extended_trace" else ""
                 entry = out[key] = {
-                    "scope": row["scope"], "kind": row["kind"], "target": row["target"],
-                    "step": step_names.get(step, step) or None, "values": {}, "updates": 0,
+                    "scope": row["scope"],
+                    "kind": row["kind"],
+                    "target": row["target"],
+                    "step": step_names.get(step, step) or None,
+                    "values": {},
+                    "updates": 0,
                     "updated_at": None,
-                }  # fmt: skip
+                }
             entry["values"] = combine(entry["values"], json.loads(row["vals"]), row["op"])
             entry["updates"] += 1
             entry["updated_at"] = _iso(row["ts"])
@@ -137,16 +154,21 @@ def user_spans(store: Store, run_id: str) -> list[dict[str, Any]]:
     known = {row["span_id"] for row in rows}
     return [
         {
-            "span_id": row["span_id"], "trace_id": row["trace_id"],
+            "span_id": row["span_id"],
+            "trace_id": row["trace_id"],
             "parent_id": row["parent_id"] if row["parent_id"] in known else None,
-            "name": row["name"], "kind": row["kind"], "status": row["status"],
-            "step": row["step"], "scope": row["scope"], "service": row["service"],
+            "name": row["name"],
+            "kind": row["kind"],
+            "status": row["status"],
+            "step": row["step"],
+            "scope": row["scope"],
+            "service": row["service"],
             "start": _iso(row["start_ns"] / 1e9),
             "duration_ms": round((row["end_ns"] - row["start_ns"]) / 1e6, 3),
             "attributes": json.loads(row["attributes"]),
         }
         for row in rows
-    ]  # fmt: skip
+    ]
 
 
 def run_extras(store: Store, run_id: str) -> dict[str, Any]:

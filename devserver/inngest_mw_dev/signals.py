@@ -32,7 +32,7 @@ def signal_routes(engine: Engine, authed: Callable[[Handler], Handler]) -> list[
         signal = body.get("signal") if isinstance(body, dict) else None
         if not isinstance(signal, str) or not signal:
             return _refused(400, "Invalid signal data: 'signal' must be a non-empty string")
-        run_id = engine.machine.resume_signal(signal, body.get("data"))
+        run_id = await engine.db(engine.machine.resume_signal, signal, body.get("data"))
         if run_id is None:
             return _refused(404, f"No signal found: no run is waiting for signal {signal!r}")
         engine.wake()

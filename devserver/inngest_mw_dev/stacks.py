@@ -59,8 +59,9 @@ def read_error(error: object) -> ReadableError:
         return ReadableError("Error", "" if error is None else str(error))
     stack = error.get("stack")
     lines = stack.splitlines() if isinstance(stack, str) else []
-    readable = ReadableError(str(error.get("name") or "Error"), str(error.get("message") or ""),
-                             stack=lines)  # fmt: skip
+    readable = ReadableError(
+        str(error.get("name") or "Error"), str(error.get("message") or ""), stack=lines
+    )
     index = 0
     while index < len(lines):
         match = _PY_FRAME.match(lines[index]) or _JS_FRAME.match(lines[index])
@@ -74,9 +75,15 @@ def read_error(error: object) -> ReadableError:
                 code = candidate.strip()
                 index += 1
         file = match.group("file").strip()
-        readable.frames.append(Frame(file, int(match.group("line")),
-                                     (match.group("fn") or "<anonymous>").strip(), code,
-                                     user=_LIBRARY.search(file) is None))  # fmt: skip
+        readable.frames.append(
+            Frame(
+                file,
+                int(match.group("line")),
+                (match.group("fn") or "<anonymous>").strip(),
+                code,
+                user=_LIBRARY.search(file) is None,
+            )
+        )
     return readable
 
 

@@ -7,13 +7,13 @@ One file in WAL mode: ``dbfile`` opens and checks it, ``migrations`` declares it
 modules that keep their own tables, run control and the sync log, included). Callers group
 writes with ``Store.tx()`` so a step's output and the queue items that follow from it commit
 together; a ``kill -9`` then loses nothing that was acknowledged.
-All access happens on the engine's event-loop thread, so one connection suffices; only WAL
+A store is used by the thread that opened it (sqlite3's ``check_same_thread``): the engine's is
+opened and used on its store thread (``storethread``), so one connection suffices; only WAL
 checkpoints run on a thread (and connection) of their own (``checkpointer``).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inngest_mw_dev.canonical import canonical_text
+from inngest_mw_dev.canonical import canonical_text, utf8_len
 from inngest_mw_dev.checkpointer import Checkpointer
 from inngest_mw_dev.dbfile import check_path, open_database, unusable
 from inngest_mw_dev.dblock import DatabaseLock
@@ -43,6 +43,8 @@ __all__ = [
 
 # Rows per multi-row INSERT: well under SQLite's 32,766 bound variables at 4 per row.
 _BULK_ROWS = 1_000
+# Running runs whose row and step memos are kept in memory (see ``_RunState``).
+_RUNS_KEPT = 1_024
 
 
 def _dump(value: object) -> str:
@@ -85,6 +87,20 @@ class RunRow:
     events_json: str = field(default="", compare=False, repr=False)
     """``events`` as stored (canonical JSON for runs created since it is so): call bodies splice
     it in rather than encoding the events again on every call."""
+
+
+@dataclass(slots=True)
+class _RunState:
+    """What the store keeps in memory of a running run, so a call request and the answer to it
+    read nothing back: its row, and (once asked for) its memos and step IDs. Every write to the
+    run and its steps goes through the store, which updates this as it writes."""
+
+    run: RunRow
+    memos: list[tuple[str, str]] | None = None
+    """``(hash, memo as stored JSON)`` of the memoized steps, in completion order."""
+    memo_bytes: int = 0
+    hashes: set[str] | None = None
+    """The IDs of every step the run has reported so far."""
 
 
 @dataclass(slots=True)
@@ -198,9 +214,10 @@ class Store:
         except sqlite3.Error as exc:
             self.close()
             raise unusable(
-                self.path, f"its schema cannot be brought up to date ({exc})",
+                self.path,
+                f"its schema cannot be brought up to date ({exc})",
                 "restore it from a backup or pick another --db",
-            ) from None  # fmt: skip
+            ) from None
         except BaseException:
             self.close()
             raise
@@ -211,6 +228,9 @@ class Store:
         self._depth = 0
         self._apps: dict[str, AppRow] = {}
         """Apps by id; changed only through ``upsert_app`` (or a free-form ``write``)."""
+        self._runs: dict[str, _RunState] = {}
+        """Running runs by id (at most ``_RUNS_KEPT``, oldest dropped first); like ``_apps``,
+        forgotten on a rollback or a free-form ``write``."""
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -240,7 +260,7 @@ class Store:
             yield
         except BaseException:
             self._depth = 0
-            self._apps.clear()
+            self._forget()
             self._db.execute("ROLLBACK")
             raise
         self._depth = 0
@@ -262,19 +282,31 @@ class Store:
 
     def write(self, sql: str, *args: object) -> int:
         """Run one statement (DDL or a write) for modules that keep their own tables."""
-        self._apps.clear()
+        self._forget()
         return self._exec(sql, *args)
+
+    def _forget(self) -> None:
+        """Drop what is kept in memory: the database may now say otherwise."""
+        self._apps.clear()
+        self._runs.clear()
+
+    def _keep(self, run: RunRow) -> _RunState:
+        if len(self._runs) >= _RUNS_KEPT:
+            del self._runs[next(iter(self._runs))]
+        state = self._runs[run.id] = _RunState(run)
+        return state
 
     # apps and functions
 
     def get_app(self, app_id: str) -> AppRow | None:
+        """The app (the object kept in memory: read it, do not change it)."""
         app = self._apps.get(app_id)
         if app is None:
             row = self._one("SELECT * FROM apps WHERE id = ?", app_id)
             if row is None:
                 return None
             app = self._apps[app_id] = AppRow(**dict(row))
-        return copy.copy(app)
+        return app
 
     def list_apps(self) -> list[AppRow]:
         return [AppRow(**dict(r)) for r in self._all("SELECT * FROM apps ORDER BY name")]
@@ -369,13 +401,15 @@ class Store:
     # runs
 
     def insert_run(self, run: RunRow) -> None:
+        """Store a new run; a running one is kept in memory as ``run`` itself (see ``get_run``)."""
+        run.events_json = canonical_text(run.events)
         self._exec(
             "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             run.id,
             run.function_id,
             run.app_id,
             run.event_id,
-            canonical_text(run.events),
+            run.events_json,
             run.status,
             _dump(run.output),
             _dump(run.error),
@@ -387,6 +421,9 @@ class Store:
             run.max_attempts,
             run.correlation_id,
         )
+        if run.status == "Running":
+            state = self._keep(run)
+            state.memos, state.hashes = [], set()
 
     @staticmethod
     def _run(row: sqlite3.Row) -> RunRow:
@@ -399,8 +436,18 @@ class Store:
         return RunRow(**data)
 
     def get_run(self, run_id: str) -> RunRow | None:
+        """The run. A running run is the object kept in memory, which ``update_run`` and
+        ``add_pending`` change as they write: change it only through them."""
+        state = self._runs.get(run_id)
+        if state is not None:
+            return state.run
         row = self._one("SELECT * FROM runs WHERE id = ?", run_id)
-        return self._run(row) if row else None
+        if row is None:
+            return None
+        run = self._run(row)
+        if run.status == "Running":
+            self._keep(run)
+        return run
 
     def runs_for_event(self, event_id: str) -> list[RunRow]:
         rows = self._all("SELECT * FROM runs WHERE event_id = ? ORDER BY queued_at", event_id)
@@ -417,6 +464,12 @@ class Store:
         }
         assignments = ", ".join(f"{k} = ?" for k in encoded)
         self._exec(f"UPDATE runs SET {assignments} WHERE id = ?", *encoded.values(), run_id)
+        state = self._runs.get(run_id)
+        if state is not None:
+            for name, value in fields.items():
+                setattr(state.run, name, value)
+            if state.run.status != "Running":
+                del self._runs[run_id]
 
     def add_pending(self, run_id: str, delta: int) -> int:
         """Adjust the run's count of outstanding branches; return the new value (never < 0)."""
@@ -425,7 +478,11 @@ class Store:
             delta,
             run_id,
         )
-        return int(row["pending"]) if row else 0
+        pending = int(row["pending"]) if row else 0
+        state = self._runs.get(run_id)
+        if state is not None:
+            state.run.pending = pending
+        return pending
 
     # steps
 
@@ -438,6 +495,9 @@ class Store:
         return StepRow(**data)
 
     def get_step(self, run_id: str, step_hash: str) -> StepRow | None:
+        state = self._runs.get(run_id)
+        if state is not None and state.hashes is not None and step_hash not in state.hashes:
+            return None
         row = self._one("SELECT * FROM steps WHERE run_id = ? AND hash = ?", run_id, step_hash)
         return self._step(row) if row else None
 
@@ -450,11 +510,20 @@ class Store:
 
     def step_hashes(self, run_id: str) -> set[str]:
         """The IDs of every step the run has reported so far."""
+        state = self._runs.get(run_id)
+        if state is not None and state.hashes is not None:
+            return set(state.hashes)
         rows = self._db.execute("SELECT hash FROM steps WHERE run_id = ?", (run_id,)).fetchall()
-        return {r[0] for r in rows}
+        hashes = {r[0] for r in rows}
+        if state is not None:
+            state.hashes = set(hashes)
+        return hashes
 
     def memo_bytes(self, run_id: str) -> int:
         """Total UTF-8 size of the run's stored step memos."""
+        state = self._loaded(run_id)
+        if state is not None:
+            return state.memo_bytes
         row = self._one(
             "SELECT COALESCE(SUM(LENGTH(CAST(memo AS BLOB))), 0) AS n FROM steps WHERE run_id = ?",
             run_id,
@@ -471,11 +540,25 @@ class Store:
 
     def memo_texts(self, run_id: str) -> list[tuple[str, str]]:
         """``(hash, memo as stored JSON)`` of the memoized steps, in completion order."""
+        state = self._loaded(run_id)
+        if state is not None and state.memos is not None:
+            return list(state.memos)
+        return self._memo_rows(run_id)
+
+    def _memo_rows(self, run_id: str) -> list[tuple[str, str]]:
         rows = self._db.execute(
             "SELECT hash, memo FROM steps WHERE run_id = ? AND memo IS NOT NULL ORDER BY seq",
             (run_id,),
         ).fetchall()
         return [(r[0], r[1]) for r in rows]
+
+    def _loaded(self, run_id: str) -> _RunState | None:
+        """The run's state kept in memory, its memos read in; None for a run not kept."""
+        state = self._runs.get(run_id)
+        if state is not None and state.memos is None:
+            state.memos = self._memo_rows(run_id)
+            state.memo_bytes = sum(utf8_len(text) for _, text in state.memos)
+        return state
 
     def upsert_step(
         self,
@@ -504,6 +587,9 @@ class Store:
             attempts or 0,
             now,
         )
+        state = self._runs.get(run_id)
+        if state is not None and state.hashes is not None:
+            state.hashes.add(step_hash)
 
     def memoize_step(
         self,
@@ -526,7 +612,7 @@ class Store:
         """
         error = memo.get("error") if isinstance(memo, dict) and set(memo) == {"error"} else None
         text = canonical_text(memo) if encoded is None else encoded
-        return (
+        saved = (
             self._exec(
                 "INSERT INTO steps (run_id, hash, name, op, status, memo, error, seq, attempts,"
                 " started_at, ended_at) VALUES (?,?,?,?,?,?,?,"
@@ -548,6 +634,14 @@ class Store:
             )
             == 1
         )
+        state = self._runs.get(run_id)
+        if saved and state is not None:
+            if state.hashes is not None:
+                state.hashes.add(step_hash)
+            if state.memos is not None:
+                state.memos.append((step_hash, text))
+                state.memo_bytes += utf8_len(text)
+        return saved
 
     # pauses
 
@@ -705,6 +799,7 @@ class Store:
 
     def delete_run_work(self, run_id: str) -> None:
         """Drop every queued item, pause and flow-control key of a run that has ended."""
+        self._runs.pop(run_id, None)
         self._exec("DELETE FROM queue WHERE run_id = ?", run_id)
         self._exec("DELETE FROM pauses WHERE run_id = ?", run_id)
         self._exec("DELETE FROM run_keys WHERE run_id = ?", run_id)
@@ -824,18 +919,34 @@ class Store:
         self._db.execute(
             "INSERT INTO request_hooks (run_id, started_at, step, attempt, outcome, calls, more,"
             " problem) VALUES (?,?,?,?,?,?,?,?)",
-            (row.run_id, row.started_at, row.step, row.attempt, row.outcome, _dump(row.calls),
-             row.more, row.problem),
-        )  # fmt: skip
+            (
+                row.run_id,
+                row.started_at,
+                row.step,
+                row.attempt,
+                row.outcome,
+                _dump(row.calls),
+                row.more,
+                row.problem,
+            ),
+        )
 
     def request_hooks(self, run_id: str) -> list[RequestHooksRow]:
         """Every traced request of a run, in the order they were made."""
         rows = self._all("SELECT * FROM request_hooks WHERE run_id = ? ORDER BY id", run_id)
         return [
-            RequestHooksRow(r["run_id"], r["started_at"], r["step"], r["attempt"], r["outcome"],
-                            json.loads(r["calls"]), r["more"], r["problem"])
+            RequestHooksRow(
+                r["run_id"],
+                r["started_at"],
+                r["step"],
+                r["attempt"],
+                r["outcome"],
+                json.loads(r["calls"]),
+                r["more"],
+                r["problem"],
+            )
             for r in rows
-        ]  # fmt: skip
+        ]
 
     def history(self, run_id: str) -> list[HistoryRow]:
         rows = self._all("SELECT * FROM history WHERE run_id = ? ORDER BY id", run_id)

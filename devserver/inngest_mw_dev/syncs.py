@@ -75,16 +75,29 @@ class SyncLog:
         return [_row(r) for r in self.store.read("SELECT * FROM app_syncs ORDER BY url")]
 
     def record(
-        self, url: str, status: SyncStatus, now: float, *, error: str | None = None,
-        app_name: str | None = None, functions: int | None = None,
-    ) -> bool:  # fmt: skip
+        self,
+        url: str,
+        status: SyncStatus,
+        now: float,
+        *,
+        error: str | None = None,
+        app_name: str | None = None,
+        functions: int | None = None,
+    ) -> bool:
         """Store the outcome of a sync of ``url``; True when it differs from the last one."""
         last = self.get(url)
         if status is not SyncStatus.SYNCED and last is not None:
             app_name = app_name or last.app_name
             functions = functions if functions is not None else last.functions
-        self.store.write("INSERT OR REPLACE INTO app_syncs VALUES (?,?,?,?,?,?)",
-                         url, status.value, error, app_name, functions, now)  # fmt: skip
+        self.store.write(
+            "INSERT OR REPLACE INTO app_syncs VALUES (?,?,?,?,?,?)",
+            url,
+            status.value,
+            error,
+            app_name,
+            functions,
+            now,
+        )
         return last is None or (last.status, last.error, last.functions) != (
             status,
             error,
@@ -94,5 +107,11 @@ class SyncLog:
 
 def _row(row: object) -> AppSync:
     data = dict(row)  # type: ignore[call-overload]
-    return AppSync(data["url"], SyncStatus(data["status"]), data["error"], data["app_name"],
-                   data["functions"], data["attempted_at"])  # fmt: skip
+    return AppSync(
+        data["url"],
+        SyncStatus(data["status"]),
+        data["error"],
+        data["app_name"],
+        data["functions"],
+        data["attempted_at"],
+    )

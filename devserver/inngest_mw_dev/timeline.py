@@ -71,17 +71,28 @@ def waterfall(
         began = step.started_at or start
         finished = step.ended_at
         kind = _KINDS.get(step.op, SpanKind.STEP)
-        span = StepSpan(step.hash, step.name, kind, step.status, _ms(began - start),
-                        None if finished is None else _ms(finished - began))  # fmt: skip
+        span = StepSpan(
+            step.hash,
+            step.name,
+            kind,
+            step.status,
+            _ms(began - start),
+            None if finished is None else _ms(finished - began),
+        )
         if kind is SpanKind.STEP:
             attempt_start = began
             for entry in retries.get(step.name, []):
-                span.attempts.append(Attempt(_ms(attempt_start - start),
-                                             _ms(entry.ts - attempt_start), True))  # fmt: skip
+                span.attempts.append(
+                    Attempt(_ms(attempt_start - start), _ms(entry.ts - attempt_start), True)
+                )
                 attempt_start = entry.ts + float(entry.detail.get("delay_ms") or 0) / 1000
             last_end = finished if finished is not None else end
-            span.attempts.append(Attempt(_ms(attempt_start - start),
-                                         _ms(max(last_end, attempt_start) - attempt_start),
-                                         step.status == "Failed"))  # fmt: skip
+            span.attempts.append(
+                Attempt(
+                    _ms(attempt_start - start),
+                    _ms(max(last_end, attempt_start) - attempt_start),
+                    step.status == "Failed",
+                )
+            )
         spans.append(span)
     return Waterfall(max(_ms(end - start), 1), spans)

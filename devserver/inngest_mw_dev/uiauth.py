@@ -120,8 +120,11 @@ class UiAuth:
             return Denied(403, f"refused: this request comes from another site ({origin[:80]})")
         token = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(token.encode(), self.csrf_for(session).encode()):
-            return Denied(403, "refused: a change from the web UI must carry its "
-                          f"{CSRF_HEADER} header (reload the page and try again)")  # fmt: skip
+            return Denied(
+                403,
+                "refused: a change from the web UI must carry its "
+                f"{CSRF_HEADER} header (reload the page and try again)",
+            )
         return None
 
     def _mac(self, purpose: str, value: str) -> str:

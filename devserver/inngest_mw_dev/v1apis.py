@@ -151,6 +151,10 @@ def _metadata_route(engine: Engine, authed: Callable[[Handler], Handler]) -> Rou
         body = parse_body(await read_body(request, MAX_METADATA_BODY))
         if not isinstance(body, dict):
             return _refused(400, "Invalid metadata target: the body must be a JSON object")
+        return await engine.db(add, run_id, body)
+
+    def add(run_id: str, body: dict[str, Any]) -> Response:
+        """``add_metadata``'s store thread job."""
         run = store.get_run(run_id)
         if run is None:
             return _refused(404, f"Unable to find metadata target: no run {run_id}")
@@ -281,6 +285,19 @@ def _traces_route(engine: Engine, authed: Callable[[Handler], Handler]) -> Route
                 export.ParseFromString(raw)
         except (ValueError, DecodeError, json_format.ParseError) as exc:
             return _trace_error(400, f"Invalid payload: {exc}"[:300], is_json)
+        rejected = await engine.db(keep_all, export)
+        answer = ExportTraceServiceResponse()
+        if rejected:
+            answer.partial_success.rejected_spans = rejected
+            answer.partial_success.error_message = (
+                "spans need an inngest.traceref and the sdk.run.id of a run of this engine"
+            )
+        if is_json:
+            return JSONResponse(json_format.MessageToDict(answer))
+        return Response(answer.SerializeToString(), media_type="application/x-protobuf")
+
+    def keep_all(export: ExportTraceServiceRequest) -> int:
+        """``traces``' store thread job: save the spans of known runs; how many were not."""
         rejected = 0
         now = time.time()
         runs: dict[str, bool] = {}
@@ -291,15 +308,7 @@ def _traces_route(engine: Engine, authed: Callable[[Handler], Handler]) -> Route
                     for span in scope_spans.spans:
                         if not _keep(store, runs, span, str(service), scope_spans.scope.name, now):
                             rejected += 1
-        answer = ExportTraceServiceResponse()
-        if rejected:
-            answer.partial_success.rejected_spans = rejected
-            answer.partial_success.error_message = (
-                "spans need an inngest.traceref and the sdk.run.id of a run of this engine"
-            )
-        if is_json:
-            return JSONResponse(json_format.MessageToDict(answer))
-        return Response(answer.SerializeToString(), media_type="application/x-protobuf")
+        return rejected
 
     return Route("/v1/traces/userland", authed(traces), methods=["POST"])
 
@@ -422,6 +431,19 @@ def _cancellation_routes(engine: Engine, authed: Callable[[Handler], Handler]) -
         assert isinstance(app_id, str)
         assert isinstance(function_id, str)
         assert before is not None
+        if expression is not None:
+            assert isinstance(expression, str)
+        return await engine.db(cancel, app_id, function_id, expression, after, before, now)
+
+    def cancel(
+        app_id: str,
+        function_id: str,
+        expression: str | None,
+        after: float | None,
+        before: float,
+        now: float,
+    ) -> Response:
+        """``create``'s store thread job."""
         fn_id = _find_function(engine, app_id, function_id)
         if fn_id is None:
             return _refused(
@@ -468,16 +490,18 @@ def _cancellation_routes(engine: Engine, authed: Callable[[Handler], Handler]) -
         return _envelope(_cancellation_json(record))
 
     async def listing(request: Request) -> Response:
-        rows = store.read("SELECT * FROM cancellations ORDER BY id DESC")
+        rows = await engine.db(store.read, "SELECT * FROM cancellations ORDER BY id DESC")
         return _envelope([_cancellation_json(dict(row)) for row in rows])
+
+    def forget(cancellation_id: str) -> int:
+        with store.tx():
+            return store.write("DELETE FROM cancellations WHERE id = ?", cancellation_id)
 
     async def delete(request: Request) -> Response:
         cancellation_id = request.path_params["cancellation_id"]
         if not _ULID.fullmatch(cancellation_id):
             return _refused(400, f"Invalid cancellation ID: {cancellation_id}")
-        with store.tx():
-            gone = store.write("DELETE FROM cancellations WHERE id = ?", cancellation_id.upper())
-        if not gone:
+        if not await engine.db(forget, cancellation_id.upper()):
             return _refused(404, f"Cancellation not found: {cancellation_id}")
         return _envelope({"ok": True})
 

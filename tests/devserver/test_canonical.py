@@ -11,8 +11,27 @@ from inngest_mw_dev.canonical import canonical_json
 
 # Characters that stress escaping and key order: controls, quotes, DEL, Latin-1, BMP above the
 # surrogates (sorts after astral chars in UTF-16) and astral (emoji).
-_CHARS = ["a", "Z", "0", " ", '"', "\\", "\n", "\t", "\x00", "\x1f", "\x7f", "é", "\u2028",
-          "\ue000", "\uffff", "😀", "𝄞", "/", "<"]  # fmt: skip
+_CHARS = [
+    "a",
+    "Z",
+    "0",
+    " ",
+    '"',
+    "\\",
+    "\n",
+    "\t",
+    "\x00",
+    "\x1f",
+    "\x7f",
+    "é",
+    "\u2028",
+    "\ue000",
+    "\uffff",
+    "😀",
+    "𝄞",
+    "/",
+    "<",
+]
 
 
 def _text(rng: random.Random) -> str:

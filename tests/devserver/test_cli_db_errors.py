@@ -69,26 +69,53 @@ def _newer(path: Path) -> Path:
 
 
 _CASES: dict[str, tuple[Callable[[Path], Path], Callable[[Path], str]]] = {
-    "directory": (_directory, lambda p: f"it is a directory; pass a file path such as {p}/engine.db"),
-    "text file": (_text, lambda p: f"the file is not an SQLite database; {_PICK}, or move the file"
-                  " away to start with an empty database"),
-    "random bytes": (_random, lambda p: f"the file is not an SQLite database; {_PICK}, or move the"
-                     " file away to start with an empty database"),
-    "truncated database": (_truncated, lambda p: f"the file is damaged (it was cut short); {_DAMAGED}"),
-    "directory that cannot be created": (_under_a_file, lambda p: f"its directory {p.parent} cannot"
-                                         f" be created (Not a directory); {_PICK}"),
-    "newer schema": (_newer, lambda p: f"it was written by a newer inngest-mw (schema version"
-                     f" {SCHEMA_VERSION + 1}; this engine knows versions up to {SCHEMA_VERSION});"
-                     f" upgrade inngest-mw or {_PICK}"),
-}  # fmt: skip
+    "directory": (
+        _directory,
+        lambda p: f"it is a directory; pass a file path such as {p}/engine.db",
+    ),
+    "text file": (
+        _text,
+        lambda p: (
+            f"the file is not an SQLite database; {_PICK}, or move the file"
+            " away to start with an empty database"
+        ),
+    ),
+    "random bytes": (
+        _random,
+        lambda p: (
+            f"the file is not an SQLite database; {_PICK}, or move the"
+            " file away to start with an empty database"
+        ),
+    ),
+    "truncated database": (
+        _truncated,
+        lambda p: f"the file is damaged (it was cut short); {_DAMAGED}",
+    ),
+    "directory that cannot be created": (
+        _under_a_file,
+        lambda p: f"its directory {p.parent} cannot be created (Not a directory); {_PICK}",
+    ),
+    "newer schema": (
+        _newer,
+        lambda p: (
+            f"it was written by a newer inngest-mw (schema version"
+            f" {SCHEMA_VERSION + 1}; this engine knows versions up to {SCHEMA_VERSION});"
+            f" upgrade inngest-mw or {_PICK}"
+        ),
+    ),
+}
 _COMMANDS = {"dev": ["dev", "--port", "0", "--connect-port", "0"], "demo": ["demo"]}
 
 
 def _cli(args: list[str], **options: Any) -> subprocess.CompletedProcess[str]:
     done: subprocess.CompletedProcess[str] = subprocess.run(
         [sys.executable, "-m", "inngest_mw_dev", *args],
-        capture_output=True, text=True, timeout=60, check=False, **options,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        **options,
+    )
     return done
 
 

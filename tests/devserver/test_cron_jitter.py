@@ -29,8 +29,11 @@ def _machine(tmp_path: Path, trigger: dict[str, Any], clock: Clock) -> RunMachin
         "triggers": [trigger],
         "steps": {"step": {"id": "step", "runtime": {"type": "http", "url": "http://x"}}},
     }
-    machine.register(parse_registration({"appName": "app", "url": "http://127.0.0.1:1/api",
-                                         "functions": [function]}))  # fmt: skip
+    machine.register(
+        parse_registration(
+            {"appName": "app", "url": "http://127.0.0.1:1/api", "functions": [function]}
+        )
+    )
     return machine
 
 

@@ -84,13 +84,27 @@ def _deep_answer_app(calls: list[int], depth: int) -> Starlette:
 
 def _register(engine: EngineThread, app: AppServer, fn_id: str) -> None:
     register: dict[str, Any] = {
-        "appName": "deep", "url": app.url, "sdk": "x:v1", "v": "0.1", "deployType": "ping",
-        "functions": [{
-            "id": fn_id, "name": fn_id, "triggers": [{"event": f"{fn_id}/go"}],
-            "steps": {"step": {"id": "step", "name": "step", "retries": {"attempts": 1},
-                      "runtime": {"type": "http", "url": app.url}}},
-        }],
-    }  # fmt: skip
+        "appName": "deep",
+        "url": app.url,
+        "sdk": "x:v1",
+        "v": "0.1",
+        "deployType": "ping",
+        "functions": [
+            {
+                "id": fn_id,
+                "name": fn_id,
+                "triggers": [{"event": f"{fn_id}/go"}],
+                "steps": {
+                    "step": {
+                        "id": "step",
+                        "name": "step",
+                        "retries": {"attempts": 1},
+                        "runtime": {"type": "http", "url": app.url},
+                    }
+                },
+            }
+        ],
+    }
     response = httpx.post(f"{engine.url}/fn/register", json=register)
     assert response.status_code == 200, response.text
 

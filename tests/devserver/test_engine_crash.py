@@ -39,11 +39,23 @@ def engine_process(port: int, db: Path, log: Path) -> Iterator[subprocess.Popen[
     """``python -m inngest_mw_dev dev`` as a child process, ready when ``/health`` answers."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "inngest_mw_dev", "dev", "--port", str(port), "--connect-port", "0",
-             "--db", str(db),
-             "--retry-base", "0.05"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "inngest_mw_dev",
+                "dev",
+                "--port",
+                str(port),
+                "--connect-port",
+                "0",
+                "--db",
+                str(db),
+                "--retry-base",
+                "0.05",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         poll(
             lambda: _healthy(port) or proc.poll() is not None,

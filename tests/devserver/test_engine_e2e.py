@@ -152,8 +152,20 @@ def build_functions(client: inngest.Inngest, record: Record) -> list[Any]:
         except inngest.StepError as err:
             return {"name": err.name, "message": err.message}
 
-    return [steps, sleeper, waiter, child, parent, fanout, flaky, fatal, doomed, cancellable,
-            slow_child, impatient]  # fmt: skip
+    return [
+        steps,
+        sleeper,
+        waiter,
+        child,
+        parent,
+        fanout,
+        flaky,
+        fatal,
+        doomed,
+        cancellable,
+        slow_child,
+        impatient,
+    ]
 
 
 class World:
@@ -297,9 +309,11 @@ def test_on_failure_handler_runs_after_retries_are_exhausted(world: World) -> No
 def test_cancel_event_matching_the_condition_cancels_the_run(world: World) -> None:
     ids = send(
         world.url,
-        [{"name": "test/cancellable", "data": {"id": "A"}},
-         {"name": "test/cancellable", "data": {"id": "B"}}],
-    )  # fmt: skip
+        [
+            {"name": "test/cancellable", "data": {"id": "A"}},
+            {"name": "test/cancellable", "data": {"id": "B"}},
+        ],
+    )
     run_a, run_b = (runs_for_event(world.url, i)[0] for i in ids)
     for run in (run_a, run_b):
         wait_step(world.url, run["run_id"], "long-nap", "Sleeping")

@@ -40,9 +40,13 @@ def test_signed_mode_official_sdk_verifies_calls_and_engine_verifies_its_bearer(
 ) -> None:
     with EngineThread(tmp_path / "e.db", port=0, signing_key=SIGNING_KEY, retry_base=0.05) as eng:
         client = inngest.Inngest(
-            app_id="signed", is_production=True, signing_key=SIGNING_KEY, event_key="ek",
-            api_base_url=eng.url, event_api_base_url=eng.url,
-        )  # fmt: skip
+            app_id="signed",
+            is_production=True,
+            signing_key=SIGNING_KEY,
+            event_key="ek",
+            api_base_url=eng.url,
+            event_api_base_url=eng.url,
+        )
 
         @client.create_function(fn_id="hello", trigger=inngest.TriggerEvent(event="signed/hi"))
         async def hello(ctx: inngest.Context) -> str:
@@ -145,13 +149,27 @@ def test_garbage_responses_are_failed_attempts_and_the_run_fails_with_a_reason(
     calls: list[str] = []
     with AppServer(_junk_app(calls)) as junk:
         register = {
-            "appName": "junk", "url": junk.url, "sdk": "x:v1", "v": "0.1", "deployType": "ping",
-            "functions": [{
-                "id": "junk-fn", "name": "junk", "triggers": [{"event": "junk/go"}],
-                "steps": {"step": {"id": "step", "name": "step", "retries": {"attempts": 3},
-                          "runtime": {"type": "http", "url": junk.url}}},
-            }],
-        }  # fmt: skip
+            "appName": "junk",
+            "url": junk.url,
+            "sdk": "x:v1",
+            "v": "0.1",
+            "deployType": "ping",
+            "functions": [
+                {
+                    "id": "junk-fn",
+                    "name": "junk",
+                    "triggers": [{"event": "junk/go"}],
+                    "steps": {
+                        "step": {
+                            "id": "step",
+                            "name": "step",
+                            "retries": {"attempts": 3},
+                            "runtime": {"type": "http", "url": junk.url},
+                        }
+                    },
+                }
+            ],
+        }
         response = httpx.post(f"{engine.url}/fn/register", json=register)
         assert response.status_code == 200, response.text
         (event_id,) = send(engine.url, {"name": "junk/go"})

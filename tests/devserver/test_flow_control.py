@@ -154,8 +154,21 @@ def build(client: inngest_mw.Inngest, flight: InFlight) -> list[inngest_mw.Funct
         await ctx.step.sleep("nap", "30s")
         return "not reached"
 
-    return [conc, conc_key, throttled, rated, rated_key, idem, debounced, batched, prio,
-            single_skip, single_cancel, late_start, slow_finish]  # fmt: skip
+    return [
+        conc,
+        conc_key,
+        throttled,
+        rated,
+        rated_key,
+        idem,
+        debounced,
+        batched,
+        prio,
+        single_skip,
+        single_cancel,
+        late_start,
+        slow_finish,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +177,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, InFligh
     db = tmp_path_factory.mktemp("flow") / "engine.db"
     with EngineThread(db, port=0, retry_base=0.05, tick=0.02) as engine:
         client = inngest_mw.Inngest(
-            app_id="flow", is_production=False, api_base_url=engine.url,
+            app_id="flow",
+            is_production=False,
+            api_base_url=engine.url,
             event_api_base_url=engine.url,
-        )  # fmt: skip
+        )
         with AppServer(serve(client, build(client, flight))) as app:
             sync(app)
             yield engine.url, flight
@@ -229,8 +244,11 @@ def test_rate_limit_key_partitions_the_limit(env: tuple[str, InFlight]) -> None:
     url, _ = env
     ids = send(url, [{"name": "f/rate-key", "data": {"k": k}} for k in "aabb"])
     assert [only_run(url, event_id)["status"] for event_id in ids] == [
-        "Completed", "Skipped", "Completed", "Skipped",
-    ]  # fmt: skip
+        "Completed",
+        "Skipped",
+        "Completed",
+        "Skipped",
+    ]
 
 
 def test_idempotency_key_runs_once_per_key(env: tuple[str, InFlight]) -> None:
@@ -280,9 +298,10 @@ def test_priority_lets_a_later_run_start_first(env: tuple[str, InFlight]) -> Non
     # The blocker holds the only slot long enough for all later events to be queued behind it.
     send(url, {"name": "f/prio", "data": {"p": 0, "name": "blocker", "hold": 1.0}})
     poll(lambda: list(flight.started), lambda s: "blocker" in s, what="the blocker to start")
-    low = send(url, [
-        {"name": "f/prio", "data": {"p": 0, "name": f"low{i}", "hold": 0.1}} for i in range(3)
-    ])  # fmt: skip
+    low = send(
+        url,
+        [{"name": "f/prio", "data": {"p": 0, "name": f"low{i}", "hold": 0.1}} for i in range(3)],
+    )
     high = send(url, {"name": "f/prio", "data": {"p": 600, "name": "high", "hold": 0.1}})
     for event_id in [*low, *high]:
         assert only_run(url, event_id)["status"] == "Completed"

@@ -60,9 +60,11 @@ def test_held_events_and_limits_survive_an_engine_restart(tmp_path: Path) -> Non
     db = tmp_path / "engine.db"
     with engine(db) as first:
         client = inngest_mw.Inngest(
-            app_id="restart", is_production=False, api_base_url=first.url,
+            app_id="restart",
+            is_production=False,
+            api_base_url=first.url,
             event_api_base_url=first.url,
-        )  # fmt: skip
+        )
         with AppServer(serve(client, build(client))) as app:
             sync(app)
             [rated] = send(first.url, {"name": "r/rate", "data": {}})

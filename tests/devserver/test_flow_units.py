@@ -41,15 +41,17 @@ def test_idempotency_becomes_a_one_per_day_rate_limit_replacing_rate_limit() -> 
 
 
 def test_config_reads_every_option() -> None:
-    flow = FlowConfig.from_config({
-        "concurrency": [{"limit": 2}, {"limit": 1, "key": "event.data.k", "scope": "env"}],
-        "throttle": {"limit": 0, "period": "1m"},
-        "debounce": {"period": "5s", "timeout": "1m", "key": "event.data.k"},
-        "batchEvents": {"maxSize": 3, "timeout": "2s", "if": "event.data.ok"},
-        "priority": {"run": "event.data.p"},
-        "singleton": {"mode": "cancel"},
-        "timeouts": {"start": "10s", "finish": "bogus"},
-    })  # fmt: skip
+    flow = FlowConfig.from_config(
+        {
+            "concurrency": [{"limit": 2}, {"limit": 1, "key": "event.data.k", "scope": "env"}],
+            "throttle": {"limit": 0, "period": "1m"},
+            "debounce": {"period": "5s", "timeout": "1m", "key": "event.data.k"},
+            "batchEvents": {"maxSize": 3, "timeout": "2s", "if": "event.data.ok"},
+            "priority": {"run": "event.data.p"},
+            "singleton": {"mode": "cancel"},
+            "timeouts": {"start": "10s", "finish": "bogus"},
+        }
+    )
     assert [(c.limit, c.scope) for c in flow.concurrency] == [(2, "fn"), (1, "env")]
     assert flow.throttle is not None
     assert (flow.throttle.limit, flow.throttle.burst) == (1, 1)

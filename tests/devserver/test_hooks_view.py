@@ -14,20 +14,33 @@ from inngest_mw_dev.ui import _environment
 
 from inngest_mw.hooktrace import HookTrace, decode
 
-_ATOM = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats()
-         | st.text(max_size=40))  # fmt: skip
+_ATOM = (
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=40)
+)
 _ENTRY = st.lists(_ATOM, min_size=7, max_size=7) | st.lists(_ATOM, max_size=9)
 _HEADER = st.one_of(
     st.text(max_size=200),
-    st.builds(lambda h, more: json.dumps({"v": 1, "h": h, "more": more}),
-              st.lists(_ENTRY, max_size=80), _ATOM),
-    st.builds(lambda h: json.dumps({"v": 1, "h": h}),
-              st.lists(st.tuples(st.text(min_size=1, max_size=90), st.sampled_from(
-                  ["wrap_step", "wrap_function", "on_step_start", "x"]),
-                  st.integers(0, 10**9), st.integers(0, 10**9), st.integers(0, 10**9),
-                  st.none() | st.text(max_size=70), st.none() | st.text(max_size=200)
-              ).map(list), max_size=70)),
-)  # fmt: skip
+    st.builds(
+        lambda h, more: json.dumps({"v": 1, "h": h, "more": more}),
+        st.lists(_ENTRY, max_size=80),
+        _ATOM,
+    ),
+    st.builds(
+        lambda h: json.dumps({"v": 1, "h": h}),
+        st.lists(
+            st.tuples(
+                st.text(min_size=1, max_size=90),
+                st.sampled_from(["wrap_step", "wrap_function", "on_step_start", "x"]),
+                st.integers(0, 10**9),
+                st.integers(0, 10**9),
+                st.integers(0, 10**9),
+                st.none() | st.text(max_size=70),
+                st.none() | st.text(max_size=200),
+            ).map(list),
+            max_size=70,
+        ),
+    ),
+)
 
 
 def _row(value: str, attempt: int) -> RequestHooksRow | None:
@@ -37,8 +50,9 @@ def _row(value: str, attempt: int) -> RequestHooksRow | None:
     calls = [call.to_json() for call in seen.calls]
     # Stored as JSON and read back, as the store does.
     stored: list[dict[str, Any]] = json.loads(json.dumps(calls))
-    return RequestHooksRow("01RUN", 1000.0 + attempt, "step", attempt, "completed", stored,
-                           seen.more, seen.problem)  # fmt: skip
+    return RequestHooksRow(
+        "01RUN", 1000.0 + attempt, "step", attempt, "completed", stored, seen.more, seen.problem
+    )
 
 
 @settings(max_examples=150, deadline=None)

@@ -34,8 +34,11 @@ def _raw_exchange(url: str, head: bytes, body_parts: list[bytes]) -> tuple[int, 
         header_text, _, rest = received.partition(b"\r\n\r\n")
         lines = header_text.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
-        length = next(int(line.split(":", 1)[1]) for line in lines
-                      if line.lower().startswith("content-length:"))  # fmt: skip
+        length = next(
+            int(line.split(":", 1)[1])
+            for line in lines
+            if line.lower().startswith("content-length:")
+        )
         while len(rest) < length:
             rest += sock.recv(65536)
     return status, json.loads(rest[:length])
@@ -59,10 +62,13 @@ def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent(
 
 @pytest.mark.parametrize(
     ("path", "limit"),
-    [("/e/key", BODY_LIMIT), ("/v1/events", BODY_LIMIT),
-     ("/fn/register", "the limit is 8,388,608 bytes (8 MiB)"),
-     ("/v1/functions/fn/invoke", BODY_LIMIT)],
-)  # fmt: skip
+    [
+        ("/e/key", BODY_LIMIT),
+        ("/v1/events", BODY_LIMIT),
+        ("/fn/register", "the limit is 8,388,608 bytes (8 MiB)"),
+        ("/v1/functions/fn/invoke", BODY_LIMIT),
+    ],
+)
 def test_every_json_route_refuses_a_declared_body_over_its_limit(
     engine: EngineThread, path: str, limit: str
 ) -> None:
@@ -130,9 +136,14 @@ def test_an_event_over_the_size_limit_is_a_413_and_the_events_before_it_are_take
 
 @pytest.mark.parametrize(
     "name",
-    ["inngest/function.finished", "inngest/function.invoked", "inngest/scheduled.timer",
-     "Inngest/Function.Failed", "inngest/anything"],
-)  # fmt: skip
+    [
+        "inngest/function.finished",
+        "inngest/function.invoked",
+        "inngest/scheduled.timer",
+        "Inngest/Function.Failed",
+        "inngest/anything",
+    ],
+)
 def test_internal_event_names_are_refused_naming_the_event_and_the_rule(
     engine: EngineThread, name: str
 ) -> None:

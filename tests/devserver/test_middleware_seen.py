@@ -45,8 +45,11 @@ def test_the_run_shows_each_hook_of_each_request_and_what_it_raised(
     assert requests[-1]["outcome"] == "completed"
     hooks = _hooks(run)
     names = {(h["middleware"], h["hook"]) for h in hooks}
-    assert names == {("audit-log", "transform_input"), ("StepTimer", "wrap_step_handler"),
-                     ("audit-log", "on_step_complete")}  # fmt: skip
+    assert names == {
+        ("audit-log", "transform_input"),
+        ("StepTimer", "wrap_step_handler"),
+        ("audit-log", "on_step_complete"),
+    }
     handled = sorted(h["step"] for h in hooks if h["hook"] == "wrap_step_handler")
     assert handled == ["charge", "reserve"]
     [raised] = [h for h in hooks if h["error"]]

@@ -67,8 +67,11 @@ def test_no_retry_header_and_retry_after_are_honoured_on_errors() -> None:
 
 
 def test_201_streamed_wrapper_is_unwrapped() -> None:
-    inner = {"status": 206, "headers": {"x-inngest-no-retry": "false"},
-             "body": json.dumps([{"id": "h", "op": "StepRun", "data": 5}])}  # fmt: skip
+    inner = {
+        "status": 206,
+        "headers": {"x-inngest-no-retry": "false"},
+        "body": json.dumps([{"id": "h", "op": "StepRun", "data": 5}]),
+    }
     outcome = classify(201, SDK, b"   " + json.dumps(inner).encode(), NOW)
     assert isinstance(outcome, OpsResponse)
     assert outcome.ops[0].data == 5
@@ -106,9 +109,16 @@ def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
 
 def _body(steps: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     raw = build_body(
-        events=[event], steps=steps, stack=list(steps), fn_uuid="u", run_id="r", step_id="step",
-        attempt=0, max_attempts=5, disable_immediate_execution=False,
-    )  # fmt: skip
+        events=[event],
+        steps=steps,
+        stack=list(steps),
+        fn_uuid="u",
+        run_id="r",
+        step_id="step",
+        attempt=0,
+        max_attempts=5,
+        disable_immediate_execution=False,
+    )
     parsed: dict[str, Any] = json.loads(raw)
     assert raw == json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()
     return parsed
@@ -122,8 +132,11 @@ def test_call_body_is_canonical_and_moves_large_state_to_the_api() -> None:
     assert small["use_api"] is False
     big = _body({"h": {"data": "x" * MAX_REQUEST_BODY}}, event)
     assert (big["use_api"], big["ctx"]["use_api"], big["steps"], big["events"]) == (
-        True, True, {}, []
-    )  # fmt: skip
+        True,
+        True,
+        {},
+        [],
+    )
     assert big["event"] == event
 
 

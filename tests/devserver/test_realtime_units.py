@@ -58,8 +58,10 @@ def test_a_token_carries_the_servers_claims_and_lasts_a_minute_by_the_engine_clo
     claims = jwt.decode(token, options={"verify_signature": False})
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
     assert (claims["iss"], claims["exp"] - claims["iat"], claims["publish"]) == (
-        ISSUER, TOKEN_TTL_S, False,
-    )  # fmt: skip
+        ISSUER,
+        TOKEN_TTL_S,
+        False,
+    )
     assert claims["topics"] == [{"kind": "run", "channel": "c", "name": "t", "env_id": ZERO}]
     assert tokens.verify(token).topics == {("c", "t")}
     now[0] += TOKEN_TTL_S

@@ -17,20 +17,27 @@ from inngest_mw_dev.registration import (
 
 def payload(**fn: Any) -> dict[str, Any]:
     function = {"id": "app-fn", "name": "fn", "triggers": [{"event": "app/go"}], **fn}
-    return {"appName": "app", "url": "http://127.0.0.1:1/api/inngest", "sdk": "py:v1",
-            "v": "0.1", "deployType": "ping", "functions": [function]}  # fmt: skip
+    return {
+        "appName": "app",
+        "url": "http://127.0.0.1:1/api/inngest",
+        "sdk": "py:v1",
+        "v": "0.1",
+        "deployType": "ping",
+        "functions": [function],
+    }
 
 
 def test_valid_payload_parses_retries_cancel_and_triggers() -> None:
     reg = parse_registration(
         payload(
-            triggers=[{"event": "app/*", "expression": "event.data.ok == true"},
-                      {"cron": "TZ=Europe/Paris 0 9 * * 1-5"}],
+            triggers=[
+                {"event": "app/*", "expression": "event.data.ok == true"},
+                {"cron": "TZ=Europe/Paris 0 9 * * 1-5"},
+            ],
             steps={"step": {"id": "step", "retries": {"attempts": 99}}},
-            cancel=[{"event": "app/stop", "if": "event.data.id == async.data.id",
-                     "timeout": "1h"}],
+            cancel=[{"event": "app/stop", "if": "event.data.id == async.data.id", "timeout": "1h"}],
         )
-    )  # fmt: skip
+    )
     (fn,) = reg.functions
     assert fn.retries == 20
     assert fn.max_attempts == 21
@@ -118,9 +125,14 @@ def test_malformed_payloads(body: object, message: str) -> None:
 
 @pytest.mark.parametrize(
     ("pattern", "name", "matches"),
-    [("app/*", "app/user.created", True), ("app/user.*", "app/user.created", True),
-     ("app/user.*", "app/order.created", False), ("app/x", "app/x", True), ("app/x", "app/xy", False)],
-)  # fmt: skip
+    [
+        ("app/*", "app/user.created", True),
+        ("app/user.*", "app/user.created", True),
+        ("app/user.*", "app/order.created", False),
+        ("app/x", "app/x", True),
+        ("app/x", "app/xy", False),
+    ],
+)
 def test_wildcard_event_names(pattern: str, name: str, matches: bool) -> None:
     assert event_name_matches(pattern, name) is matches
 

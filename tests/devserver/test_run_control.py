@@ -32,6 +32,7 @@ from engine_support import (
 )
 from inngest_mw_dev import EngineThread
 from inngest_mw_dev.cli import build_parser, main
+from inngest_mw_dev.store import RunRow
 from run_control_app import Calls, build_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +61,11 @@ def shop(engine: EngineThread) -> Iterator[Shop]:
     with AppServer(build_app(engine.url, calls)) as app:
         sync(app)
         yield Shop(engine, calls)
+
+
+def _runs_for_event(shop: Shop, event_id: str) -> list[RunRow]:
+    engine = shop.engine.engine
+    return engine.db_sync(engine.store.runs_for_event, event_id)
 
 
 def _run_id(line: str) -> str:
@@ -100,10 +106,14 @@ def test_cancel_by_id_prefix_stops_a_sleeping_run(
     shop: Shop, capsys: pytest.CaptureFixture[str]
 ) -> None:
     [event_id] = send(shop.url, {"name": "ctl/nap"})
-    run_id = poll(lambda: shop.engine.engine.store.runs_for_event(event_id),
-                  lambda runs: bool(runs), what="a nap run")[0].id  # fmt: skip
-    poll(lambda: get_run(shop.url, run_id)["steps"], lambda steps: bool(steps) and
-         steps[0]["status"] == "Sleeping", what="the run to sleep")  # fmt: skip
+    run_id = poll(
+        lambda: _runs_for_event(shop, event_id), lambda runs: bool(runs), what="a nap run"
+    )[0].id
+    poll(
+        lambda: get_run(shop.url, run_id)["steps"],
+        lambda steps: bool(steps) and steps[0]["status"] == "Sleeping",
+        what="the run to sleep",
+    )
     code, out, _ = shop.cli(capsys, "cancel", run_id[:12])
     assert (code, out) == (0, f"cancelled run {run_id}\n")
     assert get_run(shop.url, run_id)["status"] == "Cancelled"
@@ -116,8 +126,11 @@ def test_bulk_cancel_stops_a_functions_running_runs_in_the_time_range(
 ) -> None:
     finished = shop.order(qty=1)
     naps = send(shop.url, [{"name": "ctl/nap"}, {"name": "ctl/nap"}])
-    poll(lambda: [r for e in naps for r in shop.engine.engine.store.runs_for_event(e)],
-         lambda runs: len(runs) == 2, what="two nap runs")  # fmt: skip
+    poll(
+        lambda: [r for e in naps for r in _runs_for_event(shop, e)],
+        lambda runs: len(runs) == 2,
+        what="two nap runs",
+    )
     code, out, _ = shop.cli(capsys, "cancel", "--function", "nap", "--since", "10m")
     assert code == 0
     assert out.startswith("cancelled 2 running run(s) of nap")
@@ -240,8 +253,17 @@ def test_the_engine_unreachable_is_one_sentence(capsys: pytest.CaptureFixture[st
 def test_every_subcommand_has_a_description_and_shows_its_defaults() -> None:
     subparsers = next(a for a in build_parser()._actions if isinstance(a.choices, dict))
     assert isinstance(subparsers.choices, dict)
-    assert set(subparsers.choices) == {"dev", "runs", "workers", "run", "send", "invoke", "cancel", "rerun",
-                                       "demo"}  # fmt: skip
+    assert set(subparsers.choices) == {
+        "dev",
+        "runs",
+        "workers",
+        "run",
+        "send",
+        "invoke",
+        "cancel",
+        "rerun",
+        "demo",
+    }
     for name, sub in subparsers.choices.items():
         assert sub.description, name
         text = " ".join(sub.format_help().split())
@@ -297,16 +319,38 @@ def test_the_live_log_tells_syncs_sync_failures_and_events_nothing_took(tmp_path
     def noop(ctx: inngest.ContextSync) -> None:
         return None
 
-    with EngineThread(tmp_path / "other.db", port=0) as other, \
-            AppServer(build_app(url, Calls())) as here, \
-            AppServer(build_app(other.url, Calls())) as elsewhere, \
-            serve_functions(official, [noop]) as out_of_band:  # fmt: skip
+    with (
+        EngineThread(tmp_path / "other.db", port=0) as other,
+        AppServer(build_app(url, Calls())) as here,
+        AppServer(build_app(other.url, Calls())) as elsewhere,
+        serve_functions(official, [noop]) as out_of_band,
+    ):
         process = subprocess.Popen(
-            [sys.executable, "-m", "inngest_mw_dev", "dev", "--port", str(port), "--connect-port", "0", "--db",
-             str(tmp_path / "engine.db"), "-u", here.url, "-u", elsewhere.url, "-u",
-             out_of_band.url, "-u", dead],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "inngest_mw_dev",
+                "dev",
+                "--port",
+                str(port),
+                "--connect-port",
+                "0",
+                "--db",
+                str(tmp_path / "engine.db"),
+                "-u",
+                here.url,
+                "-u",
+                elsewhere.url,
+                "-u",
+                out_of_band.url,
+                "-u",
+                dead,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             lines = _Lines(process)
             lines.wait_for(f"apps reach this engine with INNGEST_DEV={url}")
@@ -320,10 +364,16 @@ def test_the_live_log_tells_syncs_sync_failures_and_events_nothing_took(tmp_path
             assert any(f"start it with INNGEST_DEV={url}" in line for line in lines.seen)
             lines.wait_for(f"sync of {dead} failed: cannot reach the app")
             [held] = send(url, {"name": "ctl/hold"})
-            (run,) = poll(lambda: httpx.get(f"{url}/v1/events/{held}/runs").json()["data"], bool,
-                          what="the hold run")  # fmt: skip
-            poll(lambda: get_run(url, run["run_id"])["steps"], lambda steps: bool(steps)
-                 and steps[0]["status"] == "Waiting", what="the run to wait")  # fmt: skip
+            (run,) = poll(
+                lambda: httpx.get(f"{url}/v1/events/{held}/runs").json()["data"],
+                bool,
+                what="the hold run",
+            )
+            poll(
+                lambda: get_run(url, run["run_id"])["steps"],
+                lambda steps: bool(steps) and steps[0]["status"] == "Waiting",
+                what="the run to wait",
+            )
             send(url, {"name": "ctl/release"})
             assert wait_run(url, run["run_id"])["output"] is True
             send(url, {"name": "nobody/listens"})
@@ -339,15 +389,20 @@ def test_the_live_log_tells_syncs_sync_failures_and_events_nothing_took(tmp_path
     [
         ("/v1/runs?limit=0", "limit must be between 1 and 500, got 0"),
         ("/v1/runs?limit=many", "limit must be a whole number, got 'many'"),
-        ("/v1/runs?status=Sleeping", "unknown status Sleeping: use one of Running, Completed,"
-         " Failed, Cancelled, Skipped"),
-        ("/v1/runs?since=yesterday", "since: 'yesterday' is not a time: give an ISO 8601 time"
-         " (2026-05-01T12:00:00Z), epoch seconds or milliseconds, or an age such as 30s, 15m,"
-         " 2h, 7d"),
+        (
+            "/v1/runs?status=Sleeping",
+            "unknown status Sleeping: use one of Running, Completed, Failed, Cancelled, Skipped",
+        ),
+        (
+            "/v1/runs?since=yesterday",
+            "since: 'yesterday' is not a time: give an ISO 8601 time"
+            " (2026-05-01T12:00:00Z), epoch seconds or milliseconds, or an age such as 30s, 15m,"
+            " 2h, 7d",
+        ),
         ("/v1/runs?cursor=NOPE", "cursor NOPE names no run"),
         ("/v1/events?limit=501", "limit must be between 1 and 500, got 501"),
     ],
-)  # fmt: skip
+)
 def test_listing_parameters_that_cannot_be_used_get_a_400_with_the_reason(
     engine: EngineThread, path: str, message: str
 ) -> None:

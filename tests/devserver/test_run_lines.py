@@ -32,8 +32,9 @@ def _timeline(run: dict[str, Any]) -> list[str]:
 @pytest.fixture
 def failed_runs(engine: EngineThread) -> Iterator[dict[str, dict[str, Any]]]:
     """One event, three failing functions: a retried step, a NonRetriableError, one attempt only."""
-    client = inngest_mw.Inngest(app_id="lines", is_production=False, api_base_url=engine.url,
-                                event_api_base_url=engine.url)  # fmt: skip
+    client = inngest_mw.Inngest(
+        app_id="lines", is_production=False, api_base_url=engine.url, event_api_base_url=engine.url
+    )
     trigger = TriggerEvent(event="lines/go")
 
     def flaky() -> None:

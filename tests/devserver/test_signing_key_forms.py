@@ -30,9 +30,13 @@ def test_either_form_of_the_key_syncs_and_runs_a_function_end_to_end(
 ) -> None:
     with EngineThread(tmp_path / "e.db", port=0, signing_key=engine_key, retry_base=0.05) as eng:
         client = inngest_mw.Inngest(
-            app_id="keys", is_production=True, signing_key=app_key, event_key="ek",
-            api_base_url=eng.url, event_api_base_url=eng.url,
-        )  # fmt: skip
+            app_id="keys",
+            is_production=True,
+            signing_key=app_key,
+            event_key="ek",
+            api_base_url=eng.url,
+            event_api_base_url=eng.url,
+        )
 
         @client.create_function(fn_id="greet", trigger=TriggerEvent(event="keys/greet"))
         async def greet(ctx: Context) -> str:

@@ -15,11 +15,22 @@ def store(tmp_path: Path) -> Store:
 
 def make_run(store: Store, run_id: str = "run1") -> RunRow:
     run = RunRow(
-        id=run_id, function_id="app-fn", app_id="app", event_id="ev1",
-        events=[{"id": "ev1", "name": "a", "data": {}}], status="Running", output=None,
-        error=None, queued_at=1.0, started_at=None, ended_at=None, force_plan=False, pending=0,
-        max_attempts=5, correlation_id=None,
-    )  # fmt: skip
+        id=run_id,
+        function_id="app-fn",
+        app_id="app",
+        event_id="ev1",
+        events=[{"id": "ev1", "name": "a", "data": {}}],
+        status="Running",
+        output=None,
+        error=None,
+        queued_at=1.0,
+        started_at=None,
+        ended_at=None,
+        force_plan=False,
+        pending=0,
+        max_attempts=5,
+        correlation_id=None,
+    )
     with store.tx():
         store.insert_run(run)
     return run
@@ -80,12 +91,15 @@ def test_memos_follow_completion_order_and_are_never_overwritten(store: Store) -
     make_run(store)
     with store.tx():
         store.upsert_step("run1", "h2", name="b", op="StepRun", status="Planned", now=1.0)
-        assert store.memoize_step("run1", "h1", {"data": 1}, name="a", op="StepRun",
-                                  status="Completed", now=2.0)  # fmt: skip
-        assert store.memoize_step("run1", "h2", None, name="b", op="Sleep",
-                                  status="Completed", now=3.0)  # fmt: skip
-        assert not store.memoize_step("run1", "h1", {"data": 9}, name="a", op="StepRun",
-                                      status="Completed", now=4.0)  # fmt: skip
+        assert store.memoize_step(
+            "run1", "h1", {"data": 1}, name="a", op="StepRun", status="Completed", now=2.0
+        )
+        assert store.memoize_step(
+            "run1", "h2", None, name="b", op="Sleep", status="Completed", now=3.0
+        )
+        assert not store.memoize_step(
+            "run1", "h1", {"data": 9}, name="a", op="StepRun", status="Completed", now=4.0
+        )
     steps, stack = store.memos("run1")
     assert stack == ["h1", "h2"]
     assert steps == {"h1": {"data": 1}, "h2": None}

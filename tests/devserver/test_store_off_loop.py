@@ -12,11 +12,22 @@ from inngest_mw_dev.store import AppRow, RunRow, Store
 
 def _run(run_id: str = "run1") -> RunRow:
     return RunRow(
-        id=run_id, function_id="app-fn", app_id="app", event_id="ev1",
-        events=[{"id": "ev1", "name": "a", "data": {}}], status="Running", output=None,
-        error=None, queued_at=1.0, started_at=None, ended_at=None, force_plan=False, pending=0,
-        max_attempts=5, correlation_id=None,
-    )  # fmt: skip
+        id=run_id,
+        function_id="app-fn",
+        app_id="app",
+        event_id="ev1",
+        events=[{"id": "ev1", "name": "a", "data": {}}],
+        status="Running",
+        output=None,
+        error=None,
+        queued_at=1.0,
+        started_at=None,
+        ended_at=None,
+        force_plan=False,
+        pending=0,
+        max_attempts=5,
+        correlation_id=None,
+    )
 
 
 def _wait(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

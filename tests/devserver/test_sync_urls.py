@@ -23,12 +23,15 @@ from inngest_mw_dev import EngineThread
     [
         ("http://[::1", "the URL is malformed (Invalid IPv6 URL)"),
         ("http://127.0.0.1:99999/api", "the URL is malformed (Port out of range 0-65535)"),
-        ("http://\u2603.example/api", "the URL is malformed (Invalid IDNA hostname: '\u2603.example')"),
+        (
+            "http://\u2603.example/api",
+            "the URL is malformed (Invalid IDNA hostname: '\u2603.example')",
+        ),
         ("ftp://127.0.0.1/api", "the URL must start with http:// or https://"),
         ("http:///api", "the URL has no host"),
         ("http://exa mple.com/api", "the URL contains whitespace"),
     ],
-)  # fmt: skip
+)
 def test_syncing_a_malformed_url_is_a_400_naming_the_problem(
     engine: EngineThread, url: str, problem: str
 ) -> None:

@@ -53,8 +53,13 @@ def test_without_a_session_pages_and_the_api_are_refused_with_401_and_a_sentence
 def test_the_key_in_any_form_or_the_code_signs_in(signed: EngineThread, form: str) -> None:
     code = signed.engine.sign_in_code
     assert code is not None
-    credential = {"key": KEY, "bare": BARE, "hash": hash_signing_key(KEY), "code": code,
-                  "code-spaced": f"  {code.upper().replace('-', '')} "}[form]  # fmt: skip
+    credential = {
+        "key": KEY,
+        "bare": BARE,
+        "hash": hash_signing_key(KEY),
+        "code": code,
+        "code-spaced": f"  {code.upper().replace('-', '')} ",
+    }[form]
     answer = _sign_in(signed.url, credential, "/events?internal=1")
     assert answer.status_code == 303
     assert answer.headers["location"] == "/events?internal=1"
@@ -100,20 +105,31 @@ def test_a_change_needs_the_csrf_header_and_this_origin(signed: EngineThread) ->
         assert "must carry its x-inngest-mw-csrf header" in bare.json()["error"]
         resync = browser.post("/fn/sync", params={"url": "http://127.0.0.1:9/api/inngest"})
         assert resync.status_code == 403  # the Resync button is a change too
-        wrong = browser.post("/v1/events", json={"name": "t/x"},
-                             headers={"x-inngest-mw-csrf": token[:-1] + "0"})  # fmt: skip
+        wrong = browser.post(
+            "/v1/events", json={"name": "t/x"}, headers={"x-inngest-mw-csrf": token[:-1] + "0"}
+        )
         assert wrong.status_code == 403
-        foreign = browser.post("/v1/events", json={"name": "t/x"},
-                               headers={"x-inngest-mw-csrf": token, "origin": "http://evil.example"})  # fmt: skip
+        foreign = browser.post(
+            "/v1/events",
+            json={"name": "t/x"},
+            headers={"x-inngest-mw-csrf": token, "origin": "http://evil.example"},
+        )
         assert foreign.status_code == 403
         assert "from another site" in foreign.json()["error"]
-        own = browser.post("/v1/events", json={"name": "t/x"},
-                           headers={"x-inngest-mw-csrf": token, "origin": signed.url})  # fmt: skip
+        own = browser.post(
+            "/v1/events",
+            json={"name": "t/x"},
+            headers={"x-inngest-mw-csrf": token, "origin": signed.url},
+        )
         assert own.status_code == 200, own.text
         events = browser.get("/v1/events").json()["data"]
         assert [e["name"] for e in events] == ["t/x"]
-    cross = httpx.post(f"{signed.url}/login", data={"credential": KEY},
-                       headers={"origin": "http://evil.example"}, timeout=10)  # fmt: skip
+    cross = httpx.post(
+        f"{signed.url}/login",
+        data={"credential": KEY},
+        headers={"origin": "http://evil.example"},
+        timeout=10,
+    )
     assert cross.status_code == 403
 
 

@@ -55,8 +55,9 @@ def test_a_step_hanging_past_the_request_timeout_is_retried_and_the_run_complete
     tmp_path: Path,
 ) -> None:
     release = threading.Event()
-    with EngineThread(tmp_path / "e.db", port=0, retry_base=0.05, tick=0.02,
-                      request_timeout=1) as engine:  # fmt: skip
+    with EngineThread(
+        tmp_path / "e.db", port=0, retry_base=0.05, tick=0.02, request_timeout=1
+    ) as engine:
         client = _client(engine, "hang")
 
         @client.create_function(fn_id="hang", trigger=TriggerEvent(event="faults/hang"))
@@ -121,11 +122,25 @@ def _app_process(port: int, env: dict[str, str], log: Path) -> Iterator[subproce
     """``uvicorn --factory test_faults:crashing_app`` as a child, ready once it answers."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "test_faults:crashing_app",
-             "--app-dir", str(HERE), "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "test_faults:crashing_app",
+                "--app-dir",
+                str(HERE),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         poll(
             lambda: _answers(port) or proc.poll() is not None,
@@ -155,8 +170,12 @@ def test_an_app_process_dying_mid_step_is_retried_until_it_is_back(tmp_path: Pat
     port, log = free_port(), tmp_path / "app.log"
     # retry_base 0.1 with 20 retries: the engine keeps retrying for minutes, the restart takes ~1 s.
     with EngineThread(tmp_path / "e.db", port=0, retry_base=0.1, tick=0.02) as engine:
-        env = {**os.environ, "FAULTS_ENGINE_URL": engine.url, "FAULTS_MARKERS": str(markers),
-               "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+        env = {
+            **os.environ,
+            "FAULTS_ENGINE_URL": engine.url,
+            "FAULTS_MARKERS": str(markers),
+            "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
+        }
         with _app_process(port, env, log) as proc:
             sync_url = f"http://127.0.0.1:{port}/api/inngest"
             assert httpx.put(sync_url, timeout=10).status_code == 200
@@ -187,8 +206,12 @@ def test_a_crash_mid_request_loses_only_the_step_in_progress(tmp_path: Path) -> 
     markers.mkdir()
     port, log = free_port(), tmp_path / "app.log"
     with EngineThread(tmp_path / "e.db", port=0, retry_base=0.1, tick=0.02) as engine:
-        env = {**os.environ, "FAULTS_ENGINE_URL": engine.url, "FAULTS_MARKERS": str(markers),
-               "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+        env = {
+            **os.environ,
+            "FAULTS_ENGINE_URL": engine.url,
+            "FAULTS_MARKERS": str(markers),
+            "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
+        }
         with _app_process(port, env, log) as proc:
             assert httpx.put(f"http://127.0.0.1:{port}/api/inngest", timeout=10).status_code == 200
             [event_id] = send(engine.url, {"name": "faults/crash-late"})

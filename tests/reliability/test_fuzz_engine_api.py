@@ -67,8 +67,14 @@ registrations = st.fixed_dictionaries(
         "deployType": json_values,
     },
 )
-JSON_PATHS = ["/e/key", "/fn/register", "/v1/events", "/v1/functions/fn/invoke",
-              "/v1/runs/cancel", "/v1/runs/run/rerun"]  # fmt: skip
+JSON_PATHS = [
+    "/e/key",
+    "/fn/register",
+    "/v1/events",
+    "/v1/functions/fn/invoke",
+    "/v1/runs/cancel",
+    "/v1/runs/run/rerun",
+]
 TOO_DEEP = f"request body is nested too deeply: JSON may nest at most {MAX_JSON_DEPTH} levels"
 TOO_LARGE = f"the limit is {MAX_INGEST_BODY:,} bytes (3 MiB)"
 _LEVELS = {"array": ("[", "]"), "object": ('{"k":', "}")}

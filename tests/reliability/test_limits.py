@@ -43,14 +43,27 @@ def _bare_app(answer: Callable[[dict[str, Any]], Response]) -> AppServer:
 def _register_bare(engine: EngineThread, app: AppServer, name: str) -> None:
     """Register one function of the bare app, without retries, triggered by ``name``."""
     register = {
-        "appName": name.replace("/", "-"), "url": app.url, "sdk": "bare:v1", "v": "0.1",
+        "appName": name.replace("/", "-"),
+        "url": app.url,
+        "sdk": "bare:v1",
+        "v": "0.1",
         "deployType": "ping",
-        "functions": [{
-            "id": name.replace("/", "-"), "name": name, "triggers": [{"event": name}],
-            "steps": {"step": {"id": "step", "name": "step", "retries": {"attempts": 0},
-                      "runtime": {"type": "http", "url": app.url}}},
-        }],
-    }  # fmt: skip
+        "functions": [
+            {
+                "id": name.replace("/", "-"),
+                "name": name,
+                "triggers": [{"event": name}],
+                "steps": {
+                    "step": {
+                        "id": "step",
+                        "name": "step",
+                        "retries": {"attempts": 0},
+                        "runtime": {"type": "http", "url": app.url},
+                    }
+                },
+            }
+        ],
+    }
     response = httpx.post(f"{engine.url}/fn/register", json=register, timeout=10)
     assert response.status_code == 200, response.text
 

@@ -76,6 +76,7 @@ def _clock(iso: str | None) -> str:
 class _Pages:
     def __init__(self, data: ApiData) -> None:
         self.data = data
+        self.db = data.engine.db
         self.env = _environment()
 
     def render(self, template: str, page: str, status_code: int = 200, **context: Any) -> Response:
@@ -102,7 +103,7 @@ class _Pages:
     async def runs(self, request: Request) -> Response:
         params = {k: v for k, v in request.query_params.items() if v}
         params.setdefault("limit", "50")
-        body = self.data.runs(params)
+        body = await self.db(self.data.runs, params)
 
         def query(**changes: str | None) -> str:
             merged = {k: v for k, v in {**params, **changes}.items() if v and k != "limit"}
@@ -126,7 +127,7 @@ class _Pages:
         )
 
     async def run(self, request: Request) -> Response:
-        run = self.data.run(request.path_params["run_id"])["data"]
+        run = (await self.db(self.data.run, request.path_params["run_id"]))["data"]
         history = []
         for entry in run["history"]:
             detail = {k: v for k, v in entry.items() if k not in ("at", "type", "step")}
@@ -145,7 +146,7 @@ class _Pages:
 
     async def events(self, request: Request) -> Response:
         params = dict(request.query_params)
-        body = self.data.events(params)
+        body = await self.db(self.data.events, params)
         name, data = _EXAMPLE_EVENT
         return self.render(
             "events.html",
@@ -159,13 +160,15 @@ class _Pages:
         )
 
     async def apps(self, request: Request) -> Response:
-        return self.render("apps.html", "apps", apps=self.data.apps()["data"])
+        apps = await self.db(self.data.apps)
+        return self.render("apps.html", "apps", apps=apps["data"])
 
     async def functions(self, request: Request) -> Response:
-        return self.render("functions.html", "functions", functions=self.data.functions()["data"])
+        functions = await self.db(self.data.functions)
+        return self.render("functions.html", "functions", functions=functions["data"])
 
     async def function(self, request: Request) -> Response:
-        fn = self.data.function(request.path_params["fn_id"])["data"]
+        fn = (await self.db(self.data.function, request.path_params["fn_id"]))["data"]
         return self.render("function.html", "function", fn=fn)
 
 

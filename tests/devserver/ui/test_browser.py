@@ -31,8 +31,14 @@ from inngest_mw_dev import EngineThread
 from playwright.sync_api import Page, expect
 from run_control_app import Calls, build_app
 
-DEMO_STEPS = ["reserve-stock", "charge-card", "cool-off", "email-receipt", "loyalty-points",
-              "order-completed"]  # fmt: skip
+DEMO_STEPS = [
+    "reserve-stock",
+    "charge-card",
+    "cool-off",
+    "email-receipt",
+    "loyalty-points",
+    "order-completed",
+]
 ORDER = {"id": "A-2001", "sku": "tea-earl-grey", "qty": 2, "price": 4.5, "email": "ada@example.com"}
 
 
@@ -45,8 +51,9 @@ class Site:
     def runs_of(self, event_id: str) -> list[dict[str, Any]]:
         runs: list[dict[str, Any]] = poll(
             lambda: httpx.get(f"{self.url}/v1/events/{event_id}/runs").json()["data"],
-            bool, what=f"a run for event {event_id}",
-        )  # fmt: skip
+            bool,
+            what=f"a run for event {event_id}",
+        )
         return runs
 
     def order(self, qty: int) -> dict[str, Any]:
@@ -59,9 +66,20 @@ def _serve_demo_app(engine_url: str) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "INNGEST_DEV": engine_url, "INNGEST_BASE_URL": engine_url}
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "inngest_mw_dev.demo_app:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"], env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "inngest_mw_dev.demo_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}/api/inngest"
     try:
         poll(lambda: _answers(url), bool, timeout=START_TIMEOUT, what="the demo app to start")

@@ -102,10 +102,25 @@ def signed(tmp_path: Path) -> Iterator[tuple[str, str]]:
     url = f"http://127.0.0.1:{port}"
     with AppServer(build_app(url, signing_key=KEY)) as app:
         process = subprocess.Popen(
-            [sys.executable, "-m", "inngest_mw_dev", "dev", "--port", str(port), "--db",
-             str(tmp_path / "engine.db"), "--signing-key", KEY, "-u", app.url],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "inngest_mw_dev",
+                "dev",
+                "--port",
+                str(port),
+                "--db",
+                str(tmp_path / "engine.db"),
+                "--signing-key",
+                KEY,
+                "-u",
+                app.url,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             output = _Output(process)
             line = output.wait_for("web UI sign-in code: ")
@@ -165,9 +180,16 @@ def test_with_a_signing_key_the_ui_works_after_signing_in_and_refuses_without(
 
     # A change with the session cookie but not the UI's header is refused, with a sentence.
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
-    forged = httpx.post(f"{url}/v1/events", json={"name": "x/forged"},
-                        cookies={"inngest_mw_session": cookies["inngest_mw_session"]}, timeout=10)  # fmt: skip
+    forged = httpx.post(
+        f"{url}/v1/events",
+        json={"name": "x/forged"},
+        cookies={"inngest_mw_session": cookies["inngest_mw_session"]},
+        timeout=10,
+    )
     assert forged.status_code == 403
     assert "x-inngest-mw-csrf" in forged.json()["error"]
-    poll(lambda: httpx.get(f"{url}/v1/events", headers=bearer, timeout=10).json()["data"],
-         lambda events: all(e["name"] != "x/forged" for e in events), what="no forged event")  # fmt: skip
+    poll(
+        lambda: httpx.get(f"{url}/v1/events", headers=bearer, timeout=10).json()["data"],
+        lambda events: all(e["name"] != "x/forged" for e in events),
+        what="no forged event",
+    )

@@ -72,8 +72,10 @@ def test_the_ui_loads_nothing_from_outside_the_engine(engine: EngineThread) -> N
 
 
 def test_the_runs_page_pages_with_a_cursor(synced: str) -> None:
-    ids = [run_for_event(synced, e)["run_id"] for e in
-           send(synced, [{"name": "ctl/order"}, {"name": "ctl/order"}, {"name": "ctl/order"}])]  # fmt: skip
+    ids = [
+        run_for_event(synced, e)["run_id"]
+        for e in send(synced, [{"name": "ctl/order"}, {"name": "ctl/order"}, {"name": "ctl/order"}])
+    ]
     first = httpx.get(synced + "/?limit=2").text
     older = re.search(r'id="older" href="\?([^"]+)"', first)
     assert older is not None
