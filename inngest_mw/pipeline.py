@@ -358,7 +358,7 @@ class Call(enum.Enum):
 _ASYNC_CALLS = frozenset({Call.START, Call.EAGER, Call.LOOP})
 # Module-level names for the hot paths: looking a member up on its enum class costs about 100 ns
 # in CPython 3.11, a global about 15 ns, and a request makes hundreds of these tests.
-_CALL, _GREENLET, _THREAD = Call.CALL, Call.GREENLET, Call.THREAD
+_CALL, _THREAD = Call.CALL, Call.THREAD
 _START, _EAGER, _LOOP = Call.START, Call.EAGER, Call.LOOP
 
 
