@@ -24,8 +24,8 @@ class InngestASGI:
     """An ASGI app for one client; requests to other paths get a 404 JSON answer.
 
     A framework that routes to it itself passes ``match_path=False`` (its router has matched the
-    path, whatever prefix it strips) and, as ``raw_request``, how to make its own request object
-    for middleware (``raw_request``); by default middleware gets the ASGI scope.
+    path, whatever prefix it strips) and, as ``raw_request``, how to make the framework's request
+    object that middleware is given; by default middleware gets the ASGI scope.
     """
 
     def __init__(

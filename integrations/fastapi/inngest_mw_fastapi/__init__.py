@@ -41,9 +41,9 @@ def serve(
     )
 
     # FastAPI's router matches the path; the endpoint is the ASGI app itself, so a call goes
-    # from the router straight to the handler (no request object, no dependency solving), and
-    # middleware still gets FastAPI's request object. Always async: ``CommHandler.handle`` moves
-    # sync functions to a worker thread itself.
+    # from the router straight to the handler (no dependency solving, no response object), and
+    # middleware still gets FastAPI's request object (made from the scope, a thin wrapper).
+    # Always async: ``CommHandler.handle`` moves sync functions to a worker thread itself.
     endpoint = InngestASGI(handler, path, match_path=False, raw_request=starlette.requests.Request)
     route = starlette.routing.Route(
         path, endpoint, methods=["GET", "PUT", "POST"], include_in_schema=False
