@@ -7,7 +7,8 @@ from typing import Any
 
 import jcs
 from inngest_mw_dev.executor import build_body, first_event_json, splice_body
-from inngest_mw_dev.store import RunRow, Store
+from inngest_mw_dev.store import Store
+from store_rows import running_run
 
 EVENT = {"name": "shop/é", "id": "e1", "data": {"z": 1, "a": [True, None, "\u2028"]}, "ts": 5}
 MEMOS = {
@@ -43,23 +44,7 @@ def _expected(steps: dict[str, Any], stack: list[str]) -> bytes:
 
 def test_a_body_spliced_from_the_store_equals_the_canonical_encoding(tmp_path: Path) -> None:
     store = Store(tmp_path / "e.db")
-    run = RunRow(
-        id="r",
-        function_id="f",
-        app_id="a",
-        event_id="e1",
-        events=[EVENT],
-        status="Running",
-        output=None,
-        error=None,
-        queued_at=1.0,
-        started_at=None,
-        ended_at=None,
-        force_plan=False,
-        pending=0,
-        max_attempts=4,
-        correlation_id=None,
-    )
+    run = running_run("r", events=[EVENT], function_id="f", app_id="a", max_attempts=4)
     with store.tx():
         store.insert_run(run)
         for step, memo in MEMOS.items():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from inngest_mw_dev.store import RunRow, Store
+from store_rows import running_run
 
 
 @pytest.fixture
@@ -14,23 +15,7 @@ def store(tmp_path: Path) -> Store:
 
 
 def make_run(store: Store, run_id: str = "run1") -> RunRow:
-    run = RunRow(
-        id=run_id,
-        function_id="app-fn",
-        app_id="app",
-        event_id="ev1",
-        events=[{"id": "ev1", "name": "a", "data": {}}],
-        status="Running",
-        output=None,
-        error=None,
-        queued_at=1.0,
-        started_at=None,
-        ended_at=None,
-        force_plan=False,
-        pending=0,
-        max_attempts=5,
-        correlation_id=None,
-    )
+    run = running_run(run_id)
     with store.tx():
         store.insert_run(run)
     return run

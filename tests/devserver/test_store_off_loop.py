@@ -7,27 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from inngest_mw_dev.store import AppRow, RunRow, Store
-
-
-def _run(run_id: str = "run1") -> RunRow:
-    return RunRow(
-        id=run_id,
-        function_id="app-fn",
-        app_id="app",
-        event_id="ev1",
-        events=[{"id": "ev1", "name": "a", "data": {}}],
-        status="Running",
-        output=None,
-        error=None,
-        queued_at=1.0,
-        started_at=None,
-        ended_at=None,
-        force_plan=False,
-        pending=0,
-        max_attempts=5,
-        correlation_id=None,
-    )
+from inngest_mw_dev.store import AppRow, Store
+from store_rows import running_run
 
 
 def _wait(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -82,7 +63,7 @@ def test_apps_kept_in_memory_follow_writes_and_rollbacks(tmp_path: Path) -> None
     app = AppRow("app", "app", "http://127.0.0.1:1/api", "py", "asgi", "c", "s", 1.0)
     try:
         with store.tx():
-            store.insert_run(_run())
+            store.insert_run(running_run())
             store.upsert_app(app)
         assert store.get_app("app") == app
         try:

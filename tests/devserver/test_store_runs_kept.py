@@ -5,26 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from inngest_mw_dev.store import RunRow, Store
+from store_rows import running_run
 
 
 def _run(run_id: str) -> RunRow:
-    return RunRow(
-        id=run_id,
-        function_id="app-fn",
-        app_id="app",
-        event_id="ev1",
-        events=[{"id": "ev1", "name": "a", "data": {"é": 1}}],
-        status="Running",
-        output=None,
-        error=None,
-        queued_at=1.0,
-        started_at=None,
-        ended_at=None,
-        force_plan=False,
-        pending=0,
-        max_attempts=5,
-        correlation_id=None,
-    )
+    return running_run(run_id, events=[{"id": "ev1", "name": "a", "data": {"é": 1}}])
 
 
 def _view(store: Store, run_id: str) -> tuple[object, ...]:
