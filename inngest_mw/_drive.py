@@ -49,8 +49,8 @@ Flow: TypeAlias = Generator[Effect, Any, T]
 
 
 class Done:
-    """A flow that is already over: ``yield from`` it, or drive it, and it gives ``value`` at once
-    (so a piece of control flow that needs no effect costs no generator)."""
+    """A flow that is already over: ``yield from`` it, or run it through ``OnPath``, and it gives
+    ``value`` at once (so a piece of control flow that needs no effect costs no generator)."""
 
     __slots__ = ("value",)
 
@@ -93,9 +93,6 @@ class _Cursor:
 
 def drive(flow: Flow[T]) -> T:
     """Run ``flow`` to its end from sync code."""
-    done: object = flow  # a ``Done`` passed where a flow goes (typed as one by its callers)
-    if type(done) is Done:
-        return cast(T, done.value)
     cursor = _Cursor(flow)
     while (effect := cursor.next()) is not None:
         try:
@@ -107,9 +104,6 @@ def drive(flow: Flow[T]) -> T:
 
 async def adrive(flow: Flow[T]) -> T:
     """Run ``flow`` to its end from async code: the same loop, awaiting each effect."""
-    done: object = flow  # a ``Done`` passed where a flow goes (typed as one by its callers)
-    if type(done) is Done:
-        return cast(T, done.value)
     cursor = _Cursor(flow)
     while (effect := cursor.next()) is not None:
         try:

@@ -538,7 +538,7 @@ class HookTable:
     ) -> Any:
         """A chain on the async path: async hooks awaited, sync ones called (in a worker thread
         for a ``blocking`` middleware)."""
-        instances, chains, result = self.instances, spec.chains, None
+        instances, result = self.instances, None
         for fn, index, how, label in chain:
             try:
                 if how is _START:
@@ -550,10 +550,8 @@ class HookTable:
             except Exception as exc:
                 _failed(spec, label, exc, observer)
                 continue
-            if value is not None and not observer:  # as ``_carried``
-                result = value
-                if chains:
-                    args = (value, *args[1:])
+            if value is not None:  # most hooks return None: no call for them
+                result, args = _carried(spec, value, result, args, observer)
         return result
 
     def _chain(
@@ -567,7 +565,7 @@ class HookTable:
     ) -> Flow[Any]:
         """A chain on the sync path, from hook ``start``: sync hooks called, async ones that
         cannot wait run here, any other async hook waits on the event loop (an effect)."""
-        instances, chains = self.instances, spec.chains
+        instances = self.instances
         for i, (fn, index, how, label) in enumerate(chain[start:] if start else chain, start):
             try:
                 value = fn(instances[index], *args)
@@ -580,10 +578,8 @@ class HookTable:
             except Exception as exc:
                 _failed(spec, label, exc, observer)
                 continue
-            if value is not None and not observer:  # as ``_carried``, inline on the hot path
-                result = value
-                if chains:
-                    args = (value, *args[1:])
+            if value is not None:  # most hooks return None: no call for them
+                result, args = _carried(spec, value, result, args, observer)
         return cast("Flow[Any]", Done(result))
 
     def _waiting(
