@@ -8,7 +8,6 @@ depth-safely (``bodies``). Bad input always gets a 4xx JSON body with a reason.
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +31,7 @@ from inngest_mw_dev.registration import RegistrationError, parse_registration
 from inngest_mw_dev.signals import signal_routes
 from inngest_mw_dev.store import RunRow, Store
 from inngest_mw_dev.syncs import SyncError
+from inngest_mw_dev.timing import iso_time
 from inngest_mw_dev.uiauth import Denied, UiAuth
 from inngest_mw_dev.v1apis import v1_routes
 
@@ -47,12 +47,6 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message, "status": status}, status_code=status)
 
 
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
-
-
 def run_json(store: Store, run: RunRow, *, detail: bool = True) -> dict[str, Any]:
     """The public JSON shape of a run (``GET /v1/runs/{id}``)."""
     out: dict[str, Any] = {
@@ -63,9 +57,9 @@ def run_json(store: Store, run: RunRow, *, detail: bool = True) -> dict[str, Any
         "output": run.output,
         "error": run.error,
         "event_id": run.event_id,
-        "queued_at": _iso(run.queued_at),
-        "run_started_at": _iso(run.started_at or run.queued_at),
-        "ended_at": _iso(run.ended_at),
+        "queued_at": iso_time(run.queued_at),
+        "run_started_at": iso_time(run.started_at or run.queued_at),
+        "ended_at": iso_time(run.ended_at),
     }
     if not detail:
         return out
@@ -77,8 +71,8 @@ def run_json(store: Store, run: RunRow, *, detail: bool = True) -> dict[str, Any
             "op": step.op,
             "status": step.status,
             "attempts": step.attempts,
-            "started_at": _iso(step.started_at),
-            "ended_at": _iso(step.ended_at),
+            "started_at": iso_time(step.started_at),
+            "ended_at": iso_time(step.ended_at),
             "duration_ms": round((step.ended_at - step.started_at) * 1000)
             if step.ended_at and step.started_at
             else None,
@@ -95,7 +89,7 @@ def run_json(store: Store, run: RunRow, *, detail: bool = True) -> dict[str, Any
         steps.append(item)
     out["steps"] = steps
     out["history"] = [
-        {"at": _iso(h.ts), "type": h.kind, "step": h.step, **h.detail}
+        {"at": iso_time(h.ts), "type": h.kind, "step": h.step, **h.detail}
         for h in store.history(run.id)
     ]
     return out
@@ -273,7 +267,7 @@ class _Api:
         return JSONResponse(await self.engine.db(self._memos, request.path_params["run_id"]))
 
     def _envelope(self, data: object) -> JSONResponse:
-        return JSONResponse({"data": data, "metadata": {"fetched_at": _iso(time.time())}})
+        return JSONResponse({"data": data, "metadata": {"fetched_at": iso_time(time.time())}})
 
     async def event_runs(self, request: Request) -> Response:
         store = self.engine.store

@@ -7,7 +7,6 @@ web UI renders the very same dictionaries, so the UI can show nothing a script c
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +37,7 @@ from inngest_mw_dev.runmeta import run_extras
 from inngest_mw_dev.stacks import marked_lines, read_error
 from inngest_mw_dev.store import RunRow
 from inngest_mw_dev.timeline import waterfall
+from inngest_mw_dev.timing import iso_time
 
 if TYPE_CHECKING:
     from inngest_mw_dev.engine import Engine
@@ -62,12 +62,6 @@ _KEEPALIVE_SECONDS = 15.0
 
 class ParamError(ValueError):
     """A parameter the API cannot use; the message says what to give instead."""
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def error_view(error: object) -> dict[str, Any] | None:
@@ -137,22 +131,14 @@ class ApiData:
         self.control = RunControl(engine)
 
     def run_summary(self, run: RunRow) -> dict[str, Any]:
-        return {
-            "run_id": run.id,
-            "function_id": run.function_id,
-            "app_id": run.app_id,
-            "status": run.status,
-            "output": run.output,
-            "error": run.error,
-            "event_id": run.event_id,
-            "event_name": run.events[0].get("name") if run.events else None,
-            "queued_at": _iso(run.queued_at),
-            "run_started_at": _iso(run.started_at or run.queued_at),
-            "ended_at": _iso(run.ended_at),
-            "duration_ms": None
-            if run.ended_at is None
-            else round((run.ended_at - run.queued_at) * 1000),
-        }
+        """A run as listings show it: ``GET /v1/runs/{id}``'s shape without steps, with its
+        event's name and its duration."""
+        out = run_json(self.engine.store, run, detail=False)
+        out["event_name"] = run.events[0].get("name") if run.events else None
+        out["duration_ms"] = (
+            None if run.ended_at is None else round((run.ended_at - run.queued_at) * 1000)
+        )
+        return out
 
     def runs(self, params: dict[str, str]) -> dict[str, Any]:
         flt = run_filter(params, time.time())
@@ -168,7 +154,7 @@ class ApiData:
         page = find_runs(self.engine.store, flt)
         return {
             "data": [self.run_summary(r) for r in page.runs],
-            "metadata": {"next_cursor": page.next_cursor, "fetched_at": _iso(time.time())},
+            "metadata": {"next_cursor": page.next_cursor, "fetched_at": iso_time(time.time())},
         }
 
     def run(self, ref: str) -> dict[str, Any]:
@@ -231,7 +217,7 @@ class ApiData:
             {
                 "id": e.id,
                 "name": e.name,
-                "received_at": _iso(e.received_at),
+                "received_at": iso_time(e.received_at),
                 "data": e.body.get("data"),
                 "user": e.body.get("user"),
                 "ts": e.body.get("ts"),
@@ -257,10 +243,10 @@ class ApiData:
                     "url": app.url,
                     "sdk": app.sdk,
                     "framework": app.framework,
-                    "synced_at": _iso(app.synced_at),
+                    "synced_at": iso_time(app.synced_at),
                     "status": sync.status.value if sync else "synced",
                     "error": sync.error if sync else None,
-                    "last_attempt_at": _iso(sync.attempted_at if sync else app.synced_at),
+                    "last_attempt_at": iso_time(sync.attempted_at if sync else app.synced_at),
                     "functions": functions.get(app.id, []),
                     "workers": self._workers(app.name, app.url),
                 }
@@ -279,7 +265,7 @@ class ApiData:
                     "synced_at": None,
                     "status": sync.status.value if sync else "not synced yet",
                     "error": sync.error if sync else None,
-                    "last_attempt_at": _iso(sync.attempted_at) if sync else None,
+                    "last_attempt_at": iso_time(sync.attempted_at) if sync else None,
                     "functions": [],
                 }
             )
@@ -291,7 +277,8 @@ class ApiData:
         if gateway is None or not is_connect_url(url):
             return []
         return [
-            {**w.info(), "connected_at": _iso(w.connected_at)} for w in gateway.workers(app_name)
+            {**w.info(), "connected_at": iso_time(w.connected_at)}
+            for w in gateway.workers(app_name)
         ]
 
     def function_json(self, fn_id: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ routes that write them; ``RunMetadata.inband`` records updates an app sent on a 
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import time
@@ -21,6 +20,7 @@ from inngest_mw.metadata import (
     combine,
     values_size,
 )
+from inngest_mw_dev.timing import iso_time
 
 if TYPE_CHECKING:
     from inngest_mw_dev.executor import Op
@@ -28,12 +28,6 @@ if TYPE_CHECKING:
     from inngest_mw_dev.store import RunRow, Store
 
 __all__ = ["RunMetadata", "checked_update", "run_extras", "step_hash", "user_spans"]
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def step_hash(step_id: str, index: int) -> str:
@@ -130,7 +124,7 @@ class RunMetadata:
                 }
             entry["values"] = combine(entry["values"], json.loads(row["vals"]), row["op"])
             entry["updates"] += 1
-            entry["updated_at"] = _iso(row["ts"])
+            entry["updated_at"] = iso_time(row["ts"])
         return list(out.values())
 
 
@@ -163,7 +157,7 @@ def user_spans(store: Store, run_id: str) -> list[dict[str, Any]]:
             "step": row["step"],
             "scope": row["scope"],
             "service": row["service"],
-            "start": _iso(row["start_ns"] / 1e9),
+            "start": iso_time(row["start_ns"] / 1e9),
             "duration_ms": round((row["end_ns"] - row["start_ns"]) / 1e6, 3),
             "attributes": json.loads(row["attributes"]),
         }

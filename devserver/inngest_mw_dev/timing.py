@@ -14,6 +14,7 @@ from inngest_mw.durations import parse_duration
 __all__ = [
     "MAX_SLEEP_SECONDS",
     "backoff_seconds",
+    "iso_time",
     "parse_date",
     "parse_retry_after",
     "parse_seconds",
@@ -21,6 +22,15 @@ __all__ = [
 ]
 
 MAX_SLEEP_SECONDS = 366 * 86_400
+
+
+def iso_time(ts: float | None) -> str | None:
+    """A unix time as the API shows it: ISO 8601 in UTC, to the millisecond (None stays None)."""
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+
+
 _MIN_RETRY, _MAX_RETRY = 1.0, 86_400.0
 _MAX_BACKOFF = 6 * 3_600.0
 

@@ -47,6 +47,7 @@ from inngest_mw_dev.expr import ExpressionError, compile_expression
 from inngest_mw_dev.ids import deterministic_uuid, new_ulid
 from inngest_mw_dev.kinds import RunStatus
 from inngest_mw_dev.runmeta import RunMetadata, checked_update, step_hash
+from inngest_mw_dev.timing import iso_time
 
 if TYPE_CHECKING:
     from inngest_mw_dev.engine import Engine
@@ -79,14 +80,8 @@ def _refused(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message, "status": status}, status_code=status)
 
 
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
-
-
 def _envelope(data: object) -> JSONResponse:
-    return JSONResponse({"data": data, "metadata": {"fetched_at": _iso(time.time())}})
+    return JSONResponse({"data": data, "metadata": {"fetched_at": iso_time(time.time())}})
 
 
 # -- run metadata ---------------------------------------------------------------------------------
@@ -370,14 +365,14 @@ def _time(body: Mapping[str, Any], name: str, problems: list[str]) -> float | No
 def _cancellation_json(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
-        "created_at": _iso(row["created_at"]),
+        "created_at": iso_time(row["created_at"]),
         "name": None,
         "environment_id": None,
         "app_id": row["app_id"],
         "function_internal_id": deterministic_uuid(row["function_id"]),
         "function_id": row["function_slug"],
-        "started_after": _iso(row["started_after"]),
-        "started_before": _iso(row["started_before"]),
+        "started_after": iso_time(row["started_after"]),
+        "started_before": iso_time(row["started_before"]),
         **({"if": row["expression"]} if row["expression"] else {}),
         "cancelled_run_ids": json.loads(row["cancelled"]),
     }
