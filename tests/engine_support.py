@@ -6,9 +6,11 @@ Every wait has a deadline so a broken engine fails a test instead of hanging it.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -38,6 +40,20 @@ class FakeClock:
 
     def __call__(self) -> float:
         return time.time() + self.offset
+
+
+def dev_command(port: int, db: Path, *options: str) -> list[str]:
+    """``python -m inngest_mw_dev dev --port PORT --db DB OPTIONS...`` as an argument list."""
+    command = [sys.executable, "-m", "inngest_mw_dev", "dev", "--port", str(port), "--db", str(db)]
+    return [*command, *options]
+
+
+def engine_healthy(port: int) -> bool:
+    """Whether an engine answers ``/health`` on 127.0.0.1:``port``."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def free_port() -> int:

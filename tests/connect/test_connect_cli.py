@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from connect_support import WorkerThread, wait_workers
-from engine_support import free_port
+from engine_support import dev_command, free_port
 from inngest_mw_dev import EngineThread
 from inngest_mw_dev.cli import main
 
@@ -67,18 +66,7 @@ def test_a_connect_port_in_use_is_one_sentence_naming_the_option(tmp_path: Path)
         holder.listen()
         busy = holder.getsockname()[1]
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "inngest_mw_dev",
-                "dev",
-                "--port",
-                str(free_port()),
-                "--connect-port",
-                str(busy),
-                "--db",
-                str(tmp_path / "e.db"),
-            ],
+            dev_command(free_port(), tmp_path / "e.db", "--connect-port", str(busy)),
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -97,18 +85,7 @@ def test_a_connect_port_in_use_is_one_sentence_naming_the_option(tmp_path: Path)
 def test_inngest_mw_dev_prints_where_the_gateway_listens(tmp_path: Path) -> None:
     port, gateway = free_port(), free_port()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "inngest_mw_dev",
-            "dev",
-            "--port",
-            str(port),
-            "--connect-port",
-            str(gateway),
-            "--db",
-            str(tmp_path / "e.db"),
-        ],
+        dev_command(port, tmp_path / "e.db", "--connect-port", str(gateway)),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

@@ -8,48 +8,29 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from engine_support import START_TIMEOUT, free_port, poll
+from engine_support import START_TIMEOUT, dev_command, engine_healthy, free_port, poll
 from inngest_mw_dev import EngineThread
 from inngest_mw_dev.dblock import DatabaseInUseError
-
-
-def _dev(db: Path, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "inngest_mw_dev",
-        "dev",
-        "--port",
-        str(port),
-        "--connect-port",
-        "0",
-        "--db",
-        str(db),
-    ]
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @contextmanager
 def engine_process(db: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """``inngest-mw dev`` in a child process, yielded once ``/health`` answers."""
     port = free_port()
-    proc = subprocess.Popen(_dev(db, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        dev_command(port, db, "--connect-port", "0"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         poll(
-            lambda: _healthy(port) or proc.poll() is not None,
+            lambda: engine_healthy(port) or proc.poll() is not None,
             bool,
             timeout=START_TIMEOUT,
             what="engine to start",
@@ -65,7 +46,12 @@ def engine_process(db: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
 
 
 def _second_engine(db: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_dev(db, free_port()), capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        dev_command(free_port(), db, "--connect-port", "0"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_a_second_engine_on_the_same_file_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
@@ -78,7 +64,7 @@ def test_a_second_engine_on_the_same_file_is_refused_with_the_holders_pid(tmp_pa
             " start this one with another --db\n"
         )
         assert "Traceback" not in second.stdout + second.stderr
-        assert _healthy(port)  # the first engine carries on
+        assert engine_healthy(port)  # the first engine carries on
 
 
 def test_the_lock_of_an_engine_killed_with_sigkill_does_not_block_the_next(tmp_path: Path) -> None:
@@ -87,7 +73,7 @@ def test_the_lock_of_an_engine_killed_with_sigkill_does_not_block_the_next(tmp_p
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
     with engine_process(db) as (again, port):
-        assert _healthy(port)
+        assert engine_healthy(port)
         assert (tmp_path / "engine.db.lock").read_text() == f"{again.pid}\n"
 
 
@@ -97,7 +83,7 @@ def test_an_engine_that_stopped_releases_the_lock(tmp_path: Path) -> None:
         first.send_signal(signal.SIGTERM)
         assert first.wait(20) == 0
     with engine_process(db) as (_, port):
-        assert _healthy(port)
+        assert engine_healthy(port)
 
 
 def test_two_engines_in_one_process_exclude_each_other(tmp_path: Path) -> None:

@@ -10,18 +10,18 @@ import datetime as dt
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import inngest
 from engine_support import (
     START_TIMEOUT,
     dev_client,
+    dev_command,
+    engine_healthy,
     free_port,
     get_json,
     poll,
@@ -39,26 +39,13 @@ def engine_process(port: int, db: Path, log: Path) -> Iterator[subprocess.Popen[
     """``python -m inngest_mw_dev dev`` as a child process, ready when ``/health`` answers."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "inngest_mw_dev",
-                "dev",
-                "--port",
-                str(port),
-                "--connect-port",
-                "0",
-                "--db",
-                str(db),
-                "--retry-base",
-                "0.05",
-            ],
+            dev_command(port, db, "--connect-port", "0", "--retry-base", "0.05"),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
         poll(
-            lambda: _healthy(port) or proc.poll() is not None,
+            lambda: engine_healthy(port) or proc.poll() is not None,
             bool,
             timeout=START_TIMEOUT,
             what="engine process to start",
@@ -69,13 +56,6 @@ def engine_process(port: int, db: Path, log: Path) -> Iterator[subprocess.Popen[
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_kill_9_mid_sleep_and_right_after_ingest_loses_nothing(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import queue
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import inngest
 import pytest
 from engine_support import (
     AppServer,
+    dev_command,
     free_port,
     get_run,
     poll,
@@ -326,17 +326,11 @@ def test_the_live_log_tells_syncs_sync_failures_and_events_nothing_took(tmp_path
         serve_functions(official, [noop]) as out_of_band,
     ):
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "inngest_mw_dev",
-                "dev",
-                "--port",
-                str(port),
+            dev_command(
+                port,
+                tmp_path / "engine.db",
                 "--connect-port",
                 "0",
-                "--db",
-                str(tmp_path / "engine.db"),
                 "-u",
                 here.url,
                 "-u",
@@ -345,7 +339,7 @@ def test_the_live_log_tells_syncs_sync_failures_and_events_nothing_took(tmp_path
                 out_of_band.url,
                 "-u",
                 dead,
-            ],
+            ),
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import queue
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from engine_support import AppServer, free_port, poll, runs_for_event, send, sync, wait_run
+from engine_support import (
+    AppServer,
+    dev_command,
+    free_port,
+    poll,
+    runs_for_event,
+    send,
+    sync,
+    wait_run,
+)
 from inngest_mw_dev import EngineThread
 from middleware_seen_app import EVENTS, FUNCTIONS, build_app
 from playwright.sync_api import Page, expect
@@ -102,20 +110,7 @@ def signed(tmp_path: Path) -> Iterator[tuple[str, str]]:
     url = f"http://127.0.0.1:{port}"
     with AppServer(build_app(url, signing_key=KEY)) as app:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "inngest_mw_dev",
-                "dev",
-                "--port",
-                str(port),
-                "--db",
-                str(tmp_path / "engine.db"),
-                "--signing-key",
-                KEY,
-                "-u",
-                app.url,
-            ],
+            dev_command(port, tmp_path / "engine.db", "--signing-key", KEY, "-u", app.url),
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
