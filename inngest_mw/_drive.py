@@ -11,8 +11,8 @@ by calling; ``adrive`` by awaiting. Neither holds any logic of its own (the sans
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine, Generator
-from typing import Any, NoReturn, TypeAlias, TypeVar, cast
+from collections.abc import Callable, Coroutine, Generator, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar, cast
 
 from inngest_mw import _bridge
 
@@ -26,6 +26,7 @@ __all__ = [
     "OnPath",
     "Resume",
     "adrive",
+    "done",
     "drive",
 ]
 
@@ -57,11 +58,27 @@ class Done:
     def __init__(self, value: Any) -> None:
         self.value = value
 
-    def __iter__(self) -> Done:
+    def __iter__(self) -> Iterator[Any]:
+        if self.value is None:
+            # ``yield from`` an exhausted C iterator gives ``None`` with no StopIteration made,
+            # a quarter of what raising one costs: most hook chains end with no result.
+            return iter(_NOTHING)
         return self
 
     def __next__(self) -> NoReturn:
         raise StopIteration(self.value)
+
+
+if TYPE_CHECKING:
+
+    def done(value: T) -> Flow[T]:
+        """``Done(value)``, typed as the flow it stands for."""
+
+else:
+    done = Done  # at run time the class itself: no cast to call on the hot paths
+
+
+_NOTHING: tuple[()] = ()
 
 
 class _Cursor:

@@ -82,7 +82,7 @@ def parse_memos(raw: object) -> dict[str, Memo]:
     for key, value in raw.items():
         if type(value) is dict:
             if len(value) == 1 and "data" in value:  # the common case: a step's result
-                table[key] = Memo(data=value["data"])
+                table[key] = Memo(value["data"])
                 continue
             keys = value.keys()
             if keys <= {"data", "error"} and keys:
@@ -133,13 +133,14 @@ class StepCore:
     """The ``checkpoint.Checkpointer`` when this request may run steps back to back."""
     output_transformed: bool = False
     """The reported step already went through ``transform_output`` (a refused checkpoint)."""
-    _counts: dict[str, int] = field(default_factory=dict)
+    id_counts: dict[str, int] = field(default_factory=dict)
+    """How often each user-facing step ID was called so far (its repeats hash ``"<id>:<n>"``)."""
     _warned: bool = False
 
     def resolve_id(self, user_id: str) -> tuple[str, int]:
         """Hashed ID and repeat index: the n-th reuse of an ID (n >= 1) hashes ``"<id>:<n>"``."""
-        index = self._counts.get(user_id, 0)
-        self._counts[user_id] = index + 1
+        index = self.id_counts.get(user_id, 0)
+        self.id_counts[user_id] = index + 1
         return hash_step_id(f"{user_id}:{index}" if index else user_id), index
 
     def take(self, hashed_id: str) -> Memo | None:
@@ -151,9 +152,6 @@ class StepCore:
             return False
         self.boundary_done = True
         return True
-
-    def memos_exhausted(self) -> bool:
-        return not self.memos and not self.boundary_done
 
     def decide(self, hashed_id: str, kind: str, user_id: str) -> Decision:
         """What to do with a step that has no memo."""

@@ -28,7 +28,7 @@ from typing import (
 )
 
 from inngest_mw import _bridge, _source
-from inngest_mw._drive import Await, Done, Effect, Flow, OnPath, Resume
+from inngest_mw._drive import Await, Done, Effect, Flow, OnPath, Resume, done
 from inngest_mw.errors import (
     ConfigError,
     MiddlewareError,
@@ -509,7 +509,10 @@ class HookTable:
 
         Hooks that finish without waiting run right here, so a chain of them yields no effect.
         """
-        return self._run(spec, args, False)
+        chain = self.hooks.get(spec, ())
+        if not self.async_path:  # (``_run`` written out: this is called per step call)
+            return self._chain(spec, chain, 0, args, None, False)
+        return _started(self._achain(spec, chain, args, False))
 
     def observe(self, spec: HookSpec[P, None], *args: P.args, **kwargs: P.kwargs) -> Flow[None]:
         """An observer chain: an exception is logged and never changes the run."""
@@ -522,12 +525,7 @@ class HookTable:
         # On the async path the whole chain is one coroutine, stepped here on the loop's thread
         # as the awaiting task would step it: a chain whose hooks never wait ends at once, and
         # only one that really waits leaves for an effect that waits in the task.
-        coro = self._achain(spec, chain, args, observer)
-        try:
-            pending = coro.send(None)
-        except StopIteration as stop:
-            return cast("Flow[Any]", Done(stop.value))
-        return _resumed(coro, pending)
+        return _started(self._achain(spec, chain, args, observer))
 
     async def _achain(
         self,
@@ -580,7 +578,7 @@ class HookTable:
                 continue
             if value is not None:  # most hooks return None: no call for them
                 result, args = _carried(spec, value, result, args, observer)
-        return cast("Flow[Any]", Done(result))
+        return _DONE_NONE if result is None else done(result)
 
     def _waiting(
         self,
@@ -612,8 +610,11 @@ class HookTable:
             # A sync-path flow is only ever run by ``drive``, which would perform the onion by
             # calling ``run`` at once: do it here (an exception comes out of this call, where
             # the caller's ``yield from`` stands, as it would have come out of the yield).
-            return cast("Flow[T]", Done(onion.run()))
-        return _onion(onion)
+            return done(onion._sync(0))
+        # The async face steps the onion here too, as its task would: an onion whose layers and
+        # innermost flow never wait is over at once (``Done``), and one that waits leaves for an
+        # effect that waits in the task.
+        return _started(onion.arun())
 
 
 def _shadows(instance: object, attributes: frozenset[str]) -> bool:
@@ -622,12 +623,23 @@ def _shadows(instance: object, attributes: frozenset[str]) -> bool:
     return own is not None and not attributes.isdisjoint(own)
 
 
+_DONE_NONE: Final[Flow[Any]] = done(None)
+"""What most chains give: no result, no effect (one shared instance; a ``Done`` never changes)."""
+
+
+def _started(coro: Coroutine[Any, Any, Any]) -> Flow[Any]:
+    """Step ``coro`` on this thread, in the awaiting task, until it first waits: ``Done`` with
+    its value if it never does, else a flow whose effect waits for it in the task."""
+    try:
+        pending = coro.send(None)
+    except StopIteration as stop:
+        value = stop.value
+        return _DONE_NONE if value is None else done(value)
+    return _resumed(coro, pending)
+
+
 def _resumed(coro: Coroutine[Any, Any, Any], pending: Any) -> Flow[Any]:
     return (yield Resume(coro, pending))
-
-
-def _onion(onion: _Onion) -> Flow[Any]:
-    return (yield onion)
 
 
 def _carried(
@@ -710,7 +722,10 @@ class _Onion(Effect):
     def _sync(self, i: int) -> Any:
         if i == self.depth:
             try:
-                return OnPath(self.innermost(), self.async_path).run()
+                flow: object = self.innermost()
+                if type(flow) is Done:  # (a replay's value: nothing to run on either face)
+                    return flow.value
+                return OnPath(cast("Flow[Any]", flow), self.async_path).run()
             except BaseException as exc:
                 mark_inner(exc)
                 raise
@@ -732,7 +747,10 @@ class _Onion(Effect):
     async def _async(self, i: int) -> Any:
         if i == self.depth:
             try:
-                return await OnPath(self.innermost(), self.async_path).arun()
+                flow: object = self.innermost()
+                if type(flow) is Done:
+                    return flow.value
+                return await OnPath(cast("Flow[Any]", flow), self.async_path).arun()
             except BaseException as exc:
                 mark_inner(exc)
                 raise

@@ -30,7 +30,7 @@ from typing import (
 )
 
 from inngest_mw import serializer as _ser
-from inngest_mw._drive import Done, Effect, Flow, Invoke, adrive, drive
+from inngest_mw._drive import Done, Effect, Flow, Invoke, adrive, done, drive
 from inngest_mw.ai import AIModel, infer_options
 from inngest_mw.checkpoint import Checkpointer
 from inngest_mw.durations import DurationLike, format_duration, to_timedelta
@@ -40,7 +40,7 @@ from inngest_mw.fetch import FetchBody, FetchResponse, fetch_options
 from inngest_mw.gather import Gate, GatherState
 from inngest_mw.hooks import HOOKS
 from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt, SkipInterrupt
-from inngest_mw.memo import Decision, Memo, StepCore
+from inngest_mw.memo import Decision, Memo, StepCore, hash_step_id
 from inngest_mw.metadata import RUNNING, RunningStep
 from inngest_mw.pipeline import HookTable, OutputStep, StepInfo, TransformOutputResult
 from inngest_mw.realtime import StepRealtime, StepRealtimeSync
@@ -141,17 +141,20 @@ _RUN: Final = StepKind.RUN
 _WAIT_FOR_EVENT: Final = StepKind.WAIT_FOR_EVENT
 _EXECUTE: Final = Decision.EXECUTE
 _STEP_RUN: Final = Opcode.STEP_RUN
+_TRANSFORM_STEP_INPUT: Final = HOOKS.TRANSFORM_STEP_INPUT
+_WRAP_STEP: Final = HOOKS.WRAP_STEP
 
 
 class _Pending:
-    """What a step's flow needs; ``_begin`` returns it unless the step is a plain replay, in which
-    case it returns the value itself (no allocation on the hot path)."""
+    """A step call that must be driven: a new step (``flow`` is ``None``: its flow is made with
+    the face's gate) or a replay whose hooks wait (``flow``, started). ``_begin`` returns the value
+    itself for every other replay, so those allocate nothing."""
 
-    __slots__ = ("info", "memo")
+    __slots__ = ("flow", "info")
 
-    def __init__(self, info: StepInfo, memo: Memo | None) -> None:
+    def __init__(self, info: StepInfo, flow: Flow[Any] | None) -> None:
         self.info = info
-        self.memo = memo
+        self.flow = flow
 
 
 class _Call:
@@ -186,21 +189,6 @@ class _StepBase:
         if not isinstance(step_id, str) or not step_id:
             raise ValueError("step ID must be a non-empty string")
         return self._core.resolve_id(step_id)
-
-    def _make_info(
-        self,
-        kind: StepKind,
-        step_id: str,
-        hashed: str,
-        index: int,
-        options: dict[str, Any] | None,
-        args: Sequence[Any],
-        memoized: bool,
-    ) -> StepInfo:
-        """Built only when a hook or a new step needs it: replayed steps skip it."""
-        return StepInfo(
-            step_id, hashed, kind, index, step_id, options or {}, list(args), self.attempt, memoized
-        )
 
     def _op(self, info: StepInfo, op: Opcode, name: str, opts: dict[str, Any] | None) -> Op:
         return Op(
@@ -258,11 +246,14 @@ class _StepBase:
                 str(err.get("message", "")), str(err.get("name", "Error")), err.get("stack")
             )
         data = memo.data
-        if kind == _WAIT_FOR_EVENT and output_type is not None and data is not None:
-            return typed_event(Event.model_validate(data), cast(type[EventModel], output_type))
-        decode = _DECODERS.get(kind)
-        if decode is not None:
-            return decode(data)
+        if kind is not _RUN:  # (hashing a StepKind is a Python call: most steps skip it)
+            if kind is _WAIT_FOR_EVENT and output_type is not None and data is not None:
+                return typed_event(Event.model_validate(data), cast(type[EventModel], output_type))
+            decode = _DECODERS.get(kind)
+            if decode is not None:
+                return decode(data)
+        if output_type is None and self._client.serializer is None:
+            return data
         return _ser.decode(self._client, data, output_type)
 
     def _finish_new(self, info: StepInfo, call: _Call) -> ResponseInterrupt:
@@ -358,52 +349,86 @@ class _StepBase:
         args: Sequence[Any],
         output_type: object,
     ) -> Any:
-        """A replayed step's value when no hook needs to see it, else a ``_Pending``.
+        """A replayed step's value (its hooks, if any, run here), or a ``_Pending`` for a new
+        step or a replay whose hooks must wait.
 
         Every step call of a request comes through here, most of them replays, so this is
-        written flat: the nesting check, ID resolution and memo lookup inline.
+        written flat: the nesting check, ID resolution, memo lookup and step info inline (a
+        plain replay, with no step hook to tell, builds no step info at all).
         """
         if _in_handler.get():
             self._check_not_nested()
+        core = self._core
         if type(step_id) is not str or not step_id:
             hashed, index = self._resolve(step_id)  # raises, naming the problem
-        else:
-            hashed, index = self._core.resolve_id(step_id)
-        core = self._core
+        else:  # ``core.resolve_id`` written out
+            counts = core.id_counts
+            index = counts.get(step_id, 0)
+            counts[step_id] = index + 1
+            hashed = hash_step_id(f"{step_id}:{index}" if index else step_id)
         memo = core.memos.pop(hashed, None)
-        if memo is not None and not self._hooks.step_hooks:
-            if not core.memos and not core.boundary_done:
-                if self._hooks.boundary_hooks:  # the boundary is due and a hook wants to hear it
-                    info = self._make_info(kind, step_id, hashed, index, options, args, True)
-                    return _Pending(info, memo)
+        hooks = self._hooks
+        # A plain replay: no step hook to tell, nor a boundary hook to tell that this was the last.
+        if (
+            memo is not None
+            and not hooks.step_hooks
+            and (core.memos or core.boundary_done or not hooks.boundary_hooks)
+        ):
+            if not core.memos:
                 core.boundary_done = True
             plain = kind is _RUN and output_type is None and self._client.serializer is None
             if plain and memo.error is None:  # the usual replay: the stored JSON value as it is
                 return memo.data
             return self._memo_value(kind, memo, output_type)
-        info = self._make_info(kind, step_id, hashed, index, options, args, memo is not None)
-        return _Pending(info, memo)
+        info = StepInfo(
+            step_id,
+            hashed,
+            kind,
+            index,
+            step_id,
+            options or {},
+            list(args),
+            self.attempt,
+            memo is not None,
+        )
+        if memo is None:
+            return _Pending(info, None)
+        return self._replay(info, memo, output_type)
 
-    def _flow(
+    def _replay(self, info: StepInfo, memo: Memo, output_type: object) -> Any:
+        """A replayed step through its hooks, run here: its value, or a ``_Pending`` holding the
+        rest of the flow if a hook must wait.
+
+        The face opens a gathered branch's gate only for that rest: up to the first wait nothing
+        else runs, so nobody can tell the difference (and a replay that never waits is, for
+        ``asyncio.gather``, what a replay without hooks is: no step call in flight).
+        """
+        hooks = self._hooks
+        replayed = functools.partial(self._replayed, info, memo, output_type)
+        if _TRANSFORM_STEP_INPUT in hooks.hooks:
+            transformed: object = hooks.call(_TRANSFORM_STEP_INPUT, info)
+            if type(transformed) is not Done:
+                return _Pending(info, _then(cast("Flow[None]", transformed), hooks, info, replayed))
+        flow: object = hooks.wrap(_WRAP_STEP, info, replayed)
+        if type(flow) is Done:
+            return flow.value
+        return _Pending(info, cast("Flow[Any]", flow))
+
+    def _new(
         self,
         info: StepInfo,
-        memo: Memo | None,
         handler: Callable[..., Any] | None,
         output_type: object,
         gate: Gate | None,
     ) -> Flow[Any]:
-        """One step call through its hooks; a new step ends the request with an interrupt."""
+        """A step this request reaches for the first time, through its hooks."""
         hooks = self._hooks
         if hooks.has(HOOKS.TRANSFORM_STEP_INPUT):
             transformed: object = hooks.call(HOOKS.TRANSFORM_STEP_INPUT, info)
             if type(transformed) is not Done:  # (``yield from`` a Done costs an exception)
                 yield from cast("Flow[None]", transformed)
         call = _Call()
-        inner: Callable[[], Flow[Any]]
-        if memo is not None:  # a replay through the hooks: its value, mostly with no generator
-            inner = functools.partial(self._replayed, info, memo, output_type)
-        else:
-            inner = functools.partial(self._inner, info, handler, output_type, call, gate)
+        inner = functools.partial(self._inner, info, handler, output_type, call, gate)
         try:
             wrapped: object = hooks.wrap(HOOKS.WRAP_STEP, info, inner)
             if type(wrapped) is Done:
@@ -449,9 +474,11 @@ class _StepBase:
         """Inside ``wrap_step`` of a replayed step: its value, after the boundary hooks when this
         is the last memo (the only case that needs a flow)."""
         core = self._core
-        if core.memos_exhausted() and core.boundary_due() and self._hooks.boundary_hooks:
-            return self._after_boundary(info, memo, output_type)
-        return cast("Flow[Any]", Done(self._memo_value(info.kind, memo, output_type)))
+        if not core.memos and not core.boundary_done:  # the last memo: the boundary is due
+            core.boundary_done = True
+            if self._hooks.boundary_hooks:
+                return self._after_boundary(info, memo, output_type)
+        return done(self._memo_value(info.kind, memo, output_type))
 
     def _after_boundary(self, info: StepInfo, memo: Memo, output_type: object) -> Flow[Any]:
         yield from _boundary(self._hooks)
@@ -638,18 +665,20 @@ class Step(_StepBase):
         return await self._pending(begun, fn, out)
 
     async def _pending(self, begun: _Pending, fn: _Fn, out: object) -> Any:
-        """A step call that goes through its hooks (or is new)."""
+        """A new step call, or a replay whose hooks wait."""
         core = self._core
         task = asyncio.current_task()
-        if task is core.main_task or core.main_task is None or core.parallel_depth:
-            return await adrive(self._flow(begun.info, begun.memo, fn, out, None))
-        if core.gather is None:
-            core.gather = GatherState()
-        gate = Gate(core.gather, cast("asyncio.Task[Any]", task))
+        gate = None
+        if task is not core.main_task and core.main_task is not None and not core.parallel_depth:
+            if core.gather is None:  # a gathered branch: its call is counted until it decides
+                core.gather = GatherState()
+            gate = Gate(core.gather, cast("asyncio.Task[Any]", task))
         try:
-            return await adrive(self._flow(begun.info, begun.memo, fn, out, gate))
+            flow = begun.flow or self._new(begun.info, fn, out, gate)
+            return await adrive(flow)
         finally:
-            gate.close()
+            if gate is not None:
+                gate.close()
 
 
 class _Gathered(Effect):
@@ -668,6 +697,14 @@ class _Gathered(Effect):
         return await self.gate.decide(
             self.info, self.decision, core.target is not None, self.step._announce, core.add
         )
+
+
+def _then(
+    transformed: Flow[None], hooks: HookTable, info: StepInfo, replayed: Callable[[], Flow[Any]]
+) -> Flow[Any]:
+    """A replay whose ``transform_step_input`` waits: wait for it, then ``wrap_step``."""
+    yield from transformed
+    return (yield from hooks.wrap(HOOKS.WRAP_STEP, info, replayed))
 
 
 _in_handler: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -794,10 +831,12 @@ class StepSync(_StepBase):
         return self._pending(begun, step_id, fn, out)
 
     def _pending(self, begun: _Pending, step_id: str, fn: _Fn, out: object) -> Any:
-        """A step call that goes through its hooks (or is new)."""
-        if fn is not None and begun.memo is None and inspect.iscoroutinefunction(fn):  # may run
+        """A new step call, or a replay whose hooks wait."""
+        if begun.flow is not None:
+            return drive(begun.flow)
+        if fn is not None and inspect.iscoroutinefunction(fn):  # a new step: it may run
             raise TypeError(f"step {step_id!r}: a sync function cannot run an async step handler")
-        return drive(self._flow(begun.info, begun.memo, fn, out, None))
+        return drive(self._new(begun.info, fn, out, None))
 
 
 class StepAI:

@@ -62,6 +62,49 @@ def test_body_parsing_and_encoding_match_the_json_module(value: object) -> None:
     assert dumps(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+# Any code point, lone surrogates included (which only an escaped body can carry).
+_ANY_TEXT = st.text(st.characters(exclude_categories=()))
+_JSON_ANY = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _ANY_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_ANY_TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON_ANY, st.booleans())
+def test_body_parsing_reads_every_value_as_the_json_module_does(
+    value: object, ascii_only: bool
+) -> None:
+    text = json.dumps({"v": value}, ensure_ascii=ascii_only)
+    try:
+        body = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate only travels escaped, in valid UTF-8
+        body = json.dumps({"v": value}).encode()
+    # repr, so that NaN, -0.0 and 1 vs 1.0 must match too
+    assert repr(parse_json(body)) == repr(json.loads(body))
+
+
+_FRAGMENTS = st.sampled_from(
+    [
+        *(bytes([c]) for c in b'{}[]:," 0123456789.eE+-'),
+        *(b"\\", b"true", b"null", b"NaN", b"Infinity", b"\\ud800", b"\\u00e9"),
+        *("\u00e9".encode(), b"\xef\xbb\xbf"),
+    ]
+)
+
+
+@given(st.lists(_FRAGMENTS | st.binary(max_size=3), max_size=24))
+def test_body_parsing_accepts_and_refuses_what_the_json_module_does(parts: list[bytes]) -> None:
+    body = b"".join(parts)
+    try:
+        expected = repr(json.loads(body))
+    except (ValueError, RecursionError):
+        with pytest.raises(JSONBodyError):
+            parse_json(body)
+        return
+    assert repr(parse_json(body)) == expected
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
