@@ -610,11 +610,11 @@ class HookTable:
             # A sync-path flow is only ever run by ``drive``, which would perform the onion by
             # calling ``run`` at once: do it here (an exception comes out of this call, where
             # the caller's ``yield from`` stands, as it would have come out of the yield).
-            return done(onion._sync(0))
+            return done(onion.layer(0))
         # The async face steps the onion here too, as its task would: an onion whose layers and
         # innermost flow never wait is over at once (``Done``), and one that waits leaves for an
         # effect that waits in the task.
-        return _started(onion.arun())
+        return _started(onion.alayer(0))
 
 
 def _shadows(instance: object, attributes: frozenset[str]) -> bool:
@@ -687,8 +687,9 @@ def _own_error(exc: Exception) -> bool:
     return cause is None or not getattr(cause, _INNER, False)
 
 
-class _Onion(Effect):
-    """A wrap hook's chain around the innermost flow, run by whichever face reaches it.
+class _Onion:
+    """A wrap hook's chain around the innermost flow, run by whichever face reaches it (``layer``
+    from sync code, ``alayer`` from async code, each from layer ``0``).
 
     Layers of the face's colour call each other directly (``call_next`` is the next layer). A layer
     of the other colour is crossed without a thread where it can be (``Call``): a sync layer on the
@@ -713,13 +714,8 @@ class _Onion(Effect):
         self.depth = len(chain)
         self.innermost, self.async_path = innermost, async_path
 
-    def run(self) -> Any:
-        return self._sync(0)
-
-    async def arun(self) -> Any:
-        return await self._async(0)
-
-    def _sync(self, i: int) -> Any:
+    def layer(self, i: int) -> Any:
+        """Layer ``i`` and everything inside it, from sync code."""
         if i == self.depth:
             try:
                 flow: object = self.innermost()
@@ -731,8 +727,8 @@ class _Onion(Effect):
                 raise
         fn, index, how, label = self.chain[i]
         if how is not _CALL and (how is _START or how is _LOOP):
-            return _bridge.run_coroutine(self._async(i))
-        inner = functools.partial(self._sync, i + 1)
+            return _bridge.run_coroutine(self.alayer(i))
+        inner = functools.partial(self.layer, i + 1)
         try:
             if how is _EAGER:  # an async hook that cannot wait: its call_next() runs inner
                 ready = lambda: _bridge.Ready(inner)  # noqa: E731
@@ -744,7 +740,8 @@ class _Onion(Effect):
                 raise _hook_error(label, self.hook, exc) from exc
             raise
 
-    async def _async(self, i: int) -> Any:
+    async def alayer(self, i: int) -> Any:
+        """Layer ``i`` and everything inside it, from async code."""
         if i == self.depth:
             try:
                 flow: object = self.innermost()
@@ -756,15 +753,15 @@ class _Onion(Effect):
                 raise
         fn, index, how, label = self.chain[i]
         if how is _THREAD:
-            return await _bridge.run_in_thread(self._sync, i)
+            return await _bridge.run_in_thread(self.layer, i)
         try:
             # An async layer. (Identity tests, not a set: an enum member hashes in Python.)
             if how is _START or how is _LOOP or how is _EAGER:
                 return await fn(
-                    self.instances[index], functools.partial(self._async, i + 1), self.arg
+                    self.instances[index], functools.partial(self.alayer, i + 1), self.arg
                 )
             hook = functools.partial(fn, self.instances[index])
-            value = _bridge.enter_sync_layer(hook, functools.partial(self._async, i + 1), self.arg)
+            value = _bridge.enter_sync_layer(hook, functools.partial(self.alayer, i + 1), self.arg)
             if isinstance(value, _bridge.SyncLayer):
                 value = await value.result()
             return value
