@@ -61,7 +61,6 @@ class CallRequest:
     run_id: str
     attempt: int
     max_attempts: int | None
-    stack: list[str]
     disable_immediate: bool
     use_api: bool
     raw_steps: Any = None
@@ -104,7 +103,6 @@ def parse_call(body: object) -> CallRequest:
             event = Event(name="inngest/use_api")
         else:
             raise BodyError("call body has no 'event'")
-    stack = _field(_field(ctx, "stack", dict, {}), "stack", list, [])
     raw_steps = body.get("steps")
     if raw_steps is not None and type(raw_steps) is not dict:
         raise BodyError("call body field 'steps' must be an object")
@@ -117,7 +115,6 @@ def parse_call(body: object) -> CallRequest:
         str(_field(ctx, "run_id", str, "")),
         _field(ctx, "attempt", int, 0),
         max_attempts if type(max_attempts) is int else None,
-        [s for s in stack if type(s) is str],
         bool(ctx.get("disable_immediate_execution", False)),
         use_api,
         raw_steps,
@@ -160,7 +157,6 @@ def _core(client: Inngest, fn: Function[Any], call: CallRequest, meta: RequestMe
         target=target,
         run_id=call.run_id,
         disable_immediate=call.disable_immediate,
-        stack=call.stack,
     )
     # As the server expects (and the TypeScript SDK does): only a discovery request of a run
     # whose steps are not being planned in parallel runs its steps back to back.

@@ -119,7 +119,6 @@ class StepCore:
     target: str | None = None
     run_id: str = ""
     disable_immediate: bool = False
-    stack: list[str] = field(default_factory=list)
     ops: list[Op] = field(default_factory=list)
     found: list[str] = field(default_factory=list)
     parallel_depth: int = 0

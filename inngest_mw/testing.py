@@ -244,7 +244,6 @@ class _Driver:
             client.middleware + fn.middleware + PipelineSpec([_Recorder.factory(state=state)])
         )
         self.steps: dict[str, Any] = {}
-        self.stack: list[str] = []
         self.pending: list[str] = []
         self.step_attempts: dict[str, int] = {}
         self.disable_immediate = False
@@ -260,7 +259,6 @@ class _Driver:
             run_id=self.run_id,
             attempt=attempt,
             max_attempts=self.max_attempts,
-            stack=list(self.stack),
             disable_immediate=self.disable_immediate,
             use_api=False,
         )
@@ -272,7 +270,6 @@ class _Driver:
 
     def memoize(self, hashed: str, value: Any) -> None:
         self.steps[hashed] = value
-        self.stack.append(hashed)
 
     def settle(self, out: CallResult, attempt: int) -> bool:
         """Apply one response like the executor; True when the run is over.
