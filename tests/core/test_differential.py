@@ -142,7 +142,9 @@ def _userland_index(reply: Reply) -> Reply:
 
 
 def _explicit_no_retry(reply: Reply) -> Reply:
-    if reply["status"] != 200 and reply["no_retry"] is None:
+    step_error = any(op["op"] == "StepError" for op in ops_of(reply))
+    says_retry = reply["status"] >= 400 or step_error or reply["retry_after"]
+    if says_retry and reply["no_retry"] is None:
         reply["no_retry"] = "false"
     return reply
 
@@ -264,9 +266,10 @@ DIFFERENCES: dict[str, Difference] = {
         _userland_index,
     ),
     "explicit-no-retry-false": Difference(
-        "The official SDK omits `x-inngest-no-retry` unless it is true; we always send it on 206 "
-        "and error responses (MUST be true/false on error responses). Same meaning: "
-        "the server retries when the header is absent or not 'true' (its retry rule).",
+        "The official SDK omits `x-inngest-no-retry` unless it is true; we send it on every "
+        "error response and on a 206 that carries a step error or a Retry-After (MUST be "
+        "true/false on error responses). Same meaning: the server retries when the header is "
+        "absent or not 'true' (its retry rule).",
         _explicit_no_retry,
     ),
     # -- named by cases ----------------------------------------------------------------------------
