@@ -564,14 +564,16 @@ class HookTable:
         """A chain on the sync path, from hook ``start``: sync hooks called, async ones that
         cannot wait run here, any other async hook waits on the event loop (an effect)."""
         instances = self.instances
-        for i, (fn, index, how, label) in enumerate(chain[start:] if start else chain, start):
+        for hook in chain[start:] if start else chain:
+            fn, index, how, label = hook
             try:
                 value = fn(instances[index], *args)
                 if how is _CALL:
                     pass
                 elif how is _EAGER:
                     value = _bridge.run_loop_free(value)
-                elif how is _LOOP:
+                elif how is _LOOP:  # (its position found only here, off the common path)
+                    i = chain.index(hook, start)
                     return self._waiting(spec, chain, i, args, result, observer, Await(value))
             except Exception as exc:
                 _failed(spec, label, exc, observer)
@@ -666,6 +668,7 @@ def _hook_error(label: str, hook: str, exc: Exception) -> MiddlewareError:
     return MiddlewareError(f"middleware {label}.{hook} raised {type(exc).__name__}: {exc}")
 
 
+_partial = functools.partial  # a global: the onion makes one per layer it enters
 _INNER = "_inngest_mw_inner"
 
 
@@ -728,7 +731,7 @@ class _Onion:
         fn, index, how, label = self.chain[i]
         if how is not _CALL and (how is _START or how is _LOOP):
             return _bridge.run_coroutine(self.alayer(i))
-        inner = functools.partial(self.layer, i + 1)
+        inner = _partial(self.layer, i + 1)
         try:
             if how is _EAGER:  # an async hook that cannot wait: its call_next() runs inner
                 ready = lambda: _bridge.Ready(inner)  # noqa: E731
@@ -757,11 +760,9 @@ class _Onion:
         try:
             # An async layer. (Identity tests, not a set: an enum member hashes in Python.)
             if how is _START or how is _LOOP or how is _EAGER:
-                return await fn(
-                    self.instances[index], functools.partial(self.alayer, i + 1), self.arg
-                )
-            hook = functools.partial(fn, self.instances[index])
-            value = _bridge.enter_sync_layer(hook, functools.partial(self.alayer, i + 1), self.arg)
+                return await fn(self.instances[index], _partial(self.alayer, i + 1), self.arg)
+            hook = _partial(fn, self.instances[index])
+            value = _bridge.enter_sync_layer(hook, _partial(self.alayer, i + 1), self.arg)
             if isinstance(value, _bridge.SyncLayer):
                 value = await value.result()
             return value
