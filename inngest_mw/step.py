@@ -3,7 +3,8 @@
 Everything but awaiting lives in ``_StepBase``: building step info and opcodes, decoding memos,
 and the sequence each step call runs, written once as a flow (``_drive``): transform_step_input ->
 wrap_step( memo | skip | plan/report | on_step_start -> wrap_step_handler -> on_step_* ). A replayed
-step with no step hooks never enters a flow: it is a hash, a dict pop and a return.
+step with no step hooks is a hash, a dict pop and a return; one with hooks runs them in place and
+enters a flow only if a hook must wait.
 """
 
 from __future__ import annotations
@@ -423,14 +424,14 @@ class _StepBase:
     ) -> Flow[Any]:
         """A step this request reaches for the first time, through its hooks."""
         hooks = self._hooks
-        if hooks.has(HOOKS.TRANSFORM_STEP_INPUT):
-            transformed: object = hooks.call(HOOKS.TRANSFORM_STEP_INPUT, info)
-            if type(transformed) is not Done:  # (``yield from`` a Done costs an exception)
+        if _TRANSFORM_STEP_INPUT in hooks.hooks:
+            transformed: object = hooks.call(_TRANSFORM_STEP_INPUT, info)
+            if type(transformed) is not Done:  # (a chain that is over needs no ``yield from``)
                 yield from cast("Flow[None]", transformed)
         call = _Call()
         inner = functools.partial(self._inner, info, handler, output_type, call, gate)
         try:
-            wrapped: object = hooks.wrap(HOOKS.WRAP_STEP, info, inner)
+            wrapped: object = hooks.wrap(_WRAP_STEP, info, inner)
             if type(wrapped) is Done:
                 value = wrapped.value
             else:
