@@ -76,11 +76,26 @@ class AsyncTrace(Middleware):
         TRACE.append(f"async run error {type(error).__name__} {is_final_attempt}")
 
 
+class WaitingTrace(Middleware):
+    """Step hooks that really wait, on replays too: a replay then leaves for the driver (and,
+    in a gathered branch, passes the gate) instead of running its hooks in place."""
+
+    async def transform_step_input(self, info: StepInfo) -> None:
+        await asyncio.sleep(0)
+        TRACE.append(f"waiting input {info.id} {info.memoized}")
+
+    async def wrap_step(self, call_next: Callable[[], Awaitable[Any]], info: StepInfo) -> Any:
+        await asyncio.sleep(0)
+        TRACE.append(f"waiting wrap {info.id} {info.memoized}")
+        return await call_next()
+
+
 MIXES: dict[str, list[Any]] = {
     "none": [],
     "sync": [SyncTrace],
     "async": [AsyncTrace],
     "both": [SyncTrace, AsyncTrace],
+    "waiting": [WaitingTrace, SyncTrace],
 }
 
 
