@@ -609,9 +609,9 @@ class HookTable:
             return innermost()
         onion = _Onion(chain, self.instances, spec.name, arg, innermost, self.async_path)
         if not self.async_path:
-            # A sync-path flow is only ever run by ``drive``, which would perform the onion by
-            # calling ``run`` at once: do it here (an exception comes out of this call, where
-            # the caller's ``yield from`` stands, as it would have come out of the yield).
+            # A sync-path flow is only ever run by ``drive``, which would run the onion at once
+            # anyway: do it here (an exception comes out of this call, where the caller's
+            # ``yield from`` stands, as it would have come out of a yield).
             return done(onion.layer(0))
         # The async face steps the onion here too, as its task would: an onion whose layers and
         # innermost flow never wait is over at once (``Done``), and one that waits leaves for an
