@@ -495,14 +495,14 @@ class _StepBase:
     ) -> Flow[Any]:
         """Inside ``wrap_step``: the decision for a new step (``_replayed`` serves a memo)."""
         core, hooks = self._core, self._hooks
-        if core.boundary_due():
+        if core.boundary_due() and hooks.boundary_hooks:
             yield from _boundary(hooks)
         decision = core.decide(info.hashed_id, info.kind, info.id)
         if gate is not None:
             decision = yield _Gathered(self, gate, info, decision)
         if decision is not _EXECUTE or handler is None:
             raise self._plan_or_report(info, decision)
-        if hooks.has(HOOKS.ON_STEP_START):
+        if HOOKS.ON_STEP_START in hooks.hooks:
             yield from hooks.observe(HOOKS.ON_STEP_START, info)
         call.executed = True
         try:
@@ -510,11 +510,11 @@ class _StepBase:
                 HOOKS.WRAP_STEP_HANDLER, info, functools.partial(_run_handler, handler, info, call)
             )
         except Exception as exc:
-            if hooks.has(HOOKS.ON_STEP_ERROR):
+            if HOOKS.ON_STEP_ERROR in hooks.hooks:
                 yield from hooks.observe(HOOKS.ON_STEP_ERROR, info, exc, self._error_is_final(exc))
             raise
         call.output = out
-        if hooks.has(HOOKS.ON_STEP_COMPLETE):
+        if HOOKS.ON_STEP_COMPLETE in hooks.hooks:
             yield from hooks.observe(HOOKS.ON_STEP_COMPLETE, info, out)
         return out
 
@@ -912,9 +912,9 @@ class StepAISync:
 
 def _boundary(hooks: HookTable) -> Flow[None]:
     """``after_memoization`` then ``before_execution``: once per request, at the boundary."""
-    if hooks.has(HOOKS.AFTER_MEMOIZATION):
+    if HOOKS.AFTER_MEMOIZATION in hooks.hooks:
         yield from hooks.call(HOOKS.AFTER_MEMOIZATION)
-    if hooks.has(HOOKS.BEFORE_EXECUTION):
+    if HOOKS.BEFORE_EXECUTION in hooks.hooks:
         yield from hooks.call(HOOKS.BEFORE_EXECUTION)
 
 

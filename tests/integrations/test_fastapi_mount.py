@@ -79,3 +79,24 @@ def test_an_app_behind_a_path_prefix_still_serves_its_functions() -> None:
         assert answer.status_code == 206, answer.text
         assert answer.json()[0]["data"] == 42
     assert SeenRequests.paths == ["/shop/api/inngest"]
+
+
+def test_a_catch_all_route_declared_first_does_not_take_inngests_calls() -> None:
+    client = inngest_mw.Inngest(app_id="mounted", is_production=False)
+
+    @client.create_function(fn_id="double", trigger=TriggerEvent(event="t/double"))
+    async def double(ctx: Context) -> int:
+        return await ctx.step.run("twice", lambda: 2 * int(ctx.event.data["n"]))
+
+    app = fastapi.FastAPI()
+
+    @app.api_route("/{anything:path}", methods=["GET", "PUT", "POST"])
+    async def everything_else(anything: str) -> dict[str, str]:
+        return {"caught": anything}
+
+    inngest_mw_fastapi.serve(app, client, [double])
+    with serve_asgi(app) as base:
+        answer = _call(base, "/api/inngest")
+        assert answer.status_code == 206, answer.text
+        assert answer.json()[0]["data"] == 42
+        assert httpx.get(base + "/shop/cart", timeout=10).json() == {"caught": "shop/cart"}

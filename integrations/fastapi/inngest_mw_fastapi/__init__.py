@@ -48,4 +48,7 @@ def serve(
     route = starlette.routing.Route(
         path, endpoint, methods=["GET", "PUT", "POST"], include_in_schema=False
     )
-    app.router.routes.append(route)
+    # First among the routes: an Inngest call is matched at once, whatever else the app routes
+    # (a route list is tried in order, so appended last it would wait behind every other, and a
+    # catch-all route added earlier would take it).
+    app.router.routes.insert(0, route)
