@@ -43,8 +43,9 @@ __all__ = [
 
 # Rows per multi-row INSERT: well under SQLite's 32,766 bound variables at 4 per row.
 _BULK_ROWS = 1_000
-# Running runs whose row and step memos are kept in memory (see ``_RunState``).
-_RUNS_KEPT = 1_024
+# Running runs whose row and step memos are kept in memory (see ``_RunState``): more than a
+# five-step workload of 300 runs keeps in flight; a backlog beyond it is read back as it is run.
+_RUNS_KEPT = 512
 
 
 def _dump(value: object) -> str:
@@ -229,8 +230,9 @@ class Store:
         self._apps: dict[str, AppRow] = {}
         """Apps by id; changed only through ``upsert_app`` (or a free-form ``write``)."""
         self._runs: dict[str, _RunState] = {}
-        """Running runs by id (at most ``_RUNS_KEPT``, oldest dropped first); like ``_apps``,
-        forgotten on a rollback or a free-form ``write``."""
+        """Running runs by id (at most ``_RUNS_KEPT``: a new run while there is room, a run read
+        back in place of the oldest); like ``_apps``, forgotten on a rollback or a free-form
+        ``write``."""
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -421,7 +423,9 @@ class Store:
             run.max_attempts,
             run.correlation_id,
         )
-        if run.status == "Running":
+        if run.status == "Running" and len(self._runs) < _RUNS_KEPT:
+            # Kept only while there is room: when runs arrive faster than they run, the new ones
+            # would only push out the runs being executed, long before their own turn comes.
             state = self._keep(run)
             state.memos, state.hashes = [], set()
 
