@@ -3,8 +3,15 @@
 ``python -m benchmarks.load [--events 10000] [--senders 64] [--steps 2]`` starts the engine and an
 inngest-mw app (uvicorn) on 127.0.0.1, sends the events, waits for every run, then checks that each
 event started exactly one run, each step ran exactly once, and nothing was lost. It prints
-throughput, run latency and peak memory, and writes ``benchmarks/results/load.json``. Section 5 of
-``python -m benchmarks`` drives the same stack (``stack``, ``drive``).
+throughput, run latency and peak memory, and writes ``load.json`` (``--out``/``--record``). Section
+5 of ``python -m benchmarks`` drives the same stack (``stack``, ``drive``).
+
+With ``--baseline-engine PATH`` (or ``INNGEST_MW_BASELINE_ENGINE``; a checkout with a ``.venv``, or
+an interpreter, as for ``benchmarks.engine_cpu``) each engine runs the load in a fresh process of
+its own, ``--repeat`` times, alternating: ours with this interpreter, the baseline with that one,
+importing everything but the engine (``inngest_mw_dev``) from this checkout, so the two peak
+memory figures differ by the engine alone. It prints a table of the medians and writes both
+engines' reports to ``load.json`` and the table to ``load.md``.
 """
 
 from __future__ import annotations
@@ -14,8 +21,11 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -31,9 +41,13 @@ from inngest_mw_dev import EngineThread
 from inngest_mw_dev.demo import serve_app
 
 import inngest_mw
+from benchmarks.engine_cpu import BASELINE_ENV, engine_python
 from benchmarks.output import add_out_options, out_dir
 
 EVENT = "load/work"
+ROOT = Path(__file__).resolve().parent.parent
+ISSUE_PEAK_MIB = 73.0
+"""The peak memory of this load test when issue 21 was filed, its ceiling."""
 
 
 @dataclass
@@ -196,17 +210,103 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def in_child(
+    python: str, *, events: int, senders: int, steps: int, timeout: float, baseline: bool
+) -> dict[str, Any]:
+    """One load in a fresh ``python`` process; its report. A baseline imports only its engine from
+    its own checkout: this checkout's SDK, ASGI integration and load test come first on its path."""
+    env = {k: v for k, v in os.environ.items() if k != BASELINE_ENV}
+    if baseline:
+        ours = [str(ROOT), str(ROOT / "integrations" / "asgi")]
+        env["PYTHONPATH"] = os.pathsep.join([*ours, *filter(None, [env.get("PYTHONPATH")])])
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [python, "-m", "benchmarks.load", "--events", str(events), "--out", tmp]
+        command += ["--senders", str(senders), "--steps", str(steps), "--timeout", str(timeout)]
+        subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, check=False)
+        path = Path(tmp) / "load.json"
+        if not path.exists():
+            raise RuntimeError(f"the load test under {python} wrote no report")
+        report: dict[str, Any] = json.loads(path.read_text())
+        return report
+
+
+_COLUMNS = (
+    ("runs", "runs", "{:,.0f}"),
+    ("lost", "lost", "{:.0f}"),
+    ("duplicated runs", "duplicated_runs", "{:.0f}"),
+    ("duplicated steps", "duplicated_steps", "{:.0f}"),
+    ("events/s (ingest)", "events_per_second", "{:.1f}"),
+    ("runs/s", "runs_per_second", "{:.1f}"),
+    ("total s", "total_seconds", "{:.1f}"),
+    ("peak RSS MiB", "peak_rss_mib", "{:.1f}"),
+)
+
+
+def _median(reports: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(float(r[key]) for r in reports)
+
+
+def table(by_engine: dict[str, list[dict[str, Any]]]) -> str:
+    """A markdown table of the medians per engine, and the peak memory targets."""
+    first = next(iter(by_engine.values()))
+    lines = [
+        f"{first[0]['events']:,} events, {first[0]['steps']} steps; medians of {len(first)} run(s)",
+        "",
+        "| engine | " + " | ".join(name for name, _, _ in _COLUMNS) + " | exact |",
+        "| --- | " + " | ".join("---:" for _ in _COLUMNS) + " | --- |",
+    ]
+    for label, reports in by_engine.items():
+        cells = [form.format(_median(reports, key)) for _, key, form in _COLUMNS]
+        exact = "yes" if all(r["exact"] for r in reports) else "**no**"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {exact} |")
+    peak = _median(by_engine["ours"], "peak_rss_mib")
+    targets = [(f"peak RSS, MiB (issue 21: {ISSUE_PEAK_MIB:g})", peak, ISSUE_PEAK_MIB)]
+    if "baseline" in by_engine:
+        base = _median(by_engine["baseline"], "peak_rss_mib")
+        targets.append(("peak RSS, ours / baseline", peak / base, 1.0))
+    lines += ["", "| target | measured | goal | met |", "| --- | ---: | --- | --- |"]
+    for name, value, bound in targets:
+        met = "yes" if value <= bound else "**no**"
+        lines.append(f"| {name} | {value:.3f} | <= {bound:g} | {met} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__)
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--senders", type=int, default=64, help="concurrent HTTP senders")
     parser.add_argument("--steps", type=int, default=2, help="steps per run (at least 1)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the runs")
+    parser.add_argument(
+        "--baseline-engine",
+        default=os.environ.get(BASELINE_ENV),
+        metavar="PATH",
+        help=f"checkout or interpreter of the engine to compare with (env {BASELINE_ENV})",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="loads per engine (with a baseline)")
     add_out_options(parser)
     args = parser.parse_args(argv)
-    result = run_load(args.events, args.senders, args.timeout, max(1, args.steps))
-    report = asdict(result) | {"exact": result.exact}
+    steps = max(1, args.steps)
     out = out_dir(args)
+    if args.baseline_engine:
+        engines = {"baseline": engine_python(args.baseline_engine), "ours": sys.executable}
+        by_engine: dict[str, list[dict[str, Any]]] = {label: [] for label in engines}
+        for _ in range(max(1, args.repeat)):
+            for label, python in engines.items():
+                options = {"events": args.events, "senders": args.senders, "steps": steps}
+                report = in_child(
+                    python, **options, timeout=args.timeout, baseline=label == "baseline"
+                )
+                by_engine[label].append(report)
+                print(f"{label}: {report}", file=sys.stderr, flush=True)
+        text = table(by_engine)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "load.json").write_text(json.dumps(by_engine, indent=2) + "\n")
+        (out / "load.md").write_text(text + "\n")
+        print(text)
+        return 0 if all(r["exact"] for reports in by_engine.values() for r in reports) else 1
+    result = run_load(args.events, args.senders, args.timeout, steps)
+    report = asdict(result) | {"exact": result.exact}
     out.mkdir(parents=True, exist_ok=True)
     (out / "load.json").write_text(json.dumps(report, indent=2) + "\n")
     for key, value in report.items():

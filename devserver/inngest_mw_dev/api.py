@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from inngest_mw.signature import hash_signing_key, strip_key_prefix
 from inngest_mw_dev.bodies import BodyError, read_json
 from inngest_mw_dev.checkpoints import checkpoint_routes
-from inngest_mw_dev.connect_gateway import connect_routes, is_connect_url
+from inngest_mw_dev.connect_http import connect_routes, is_connect_url
 from inngest_mw_dev.ingest import EventError, normalize_events
 from inngest_mw_dev.limits import MAX_INGEST_BODY, MAX_REGISTER_BODY
 from inngest_mw_dev.realtime import realtime_routes

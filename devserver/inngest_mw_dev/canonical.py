@@ -7,6 +7,7 @@ stdlib encoder gives identical bytes; anything it could render differently goes 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import jcs
 
@@ -16,6 +17,10 @@ __all__ = ["canonical_json", "canonical_text", "utf8_len"]
 _MAX_EXACT_INT = 2**53
 # Below the surrogate range, code-point order (Python's sort) equals UTF-16 order (JCS's sort).
 _FIRST_SURROGATE = "\ud800"
+# One encoder for every call (``json.dumps`` with options builds a new one each time).
+_SORTED: Callable[[object], str] = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False
+).encode
 
 
 def _stdlib_exact(value: object) -> bool:
@@ -45,8 +50,7 @@ def canonical_json(value: object) -> bytes:
     except RecursionError:  # absurdly deep nesting: let jcs decide what happens
         exact = False
     if exact:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return text.encode()
+        return _SORTED(value).encode()
     encoded: bytes = jcs.canonicalize(value)
     return encoded
 

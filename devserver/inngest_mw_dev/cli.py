@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import datetime as dt
 import errno
+import gc
 import logging
 import os
 import signal
@@ -24,7 +25,7 @@ from inngest_mw_dev import cliargs
 from inngest_mw_dev.dbfile import UnusableDatabaseError
 from inngest_mw_dev.engine import Engine
 from inngest_mw_dev.hooks_view import hook_lines
-from inngest_mw_dev.machine import HistoryNote
+from inngest_mw_dev.livelog import LiveLog
 from inngest_mw_dev.render import describe, format_ms, preview
 from inngest_mw_dev.stacks import error_lines, read_error
 
@@ -32,10 +33,6 @@ __all__ = ["ApiError", "build_parser", "main", "print_run"]
 
 DEFAULT_URL = "http://127.0.0.1:8288"
 DEFAULT_DB = os.path.join(".inngest-mw", "engine.db")
-
-
-def _clock(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3]
 
 
 def _short(iso: str | None, *, ms: bool = False) -> str:
@@ -46,16 +43,8 @@ def _short(iso: str | None, *, ms: bool = False) -> str:
     return local.strftime("%H:%M:%S.%f")[:-3] if ms else local.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _print_notice(line: str) -> None:
-    print(f"{_clock(dt.datetime.now().timestamp())}  {line}", flush=True)
-
-
-def _print_note(note: HistoryNote) -> None:
-    line = describe(note.kind, note.step, note.detail)
-    print(f"{_clock(note.ts)}  {note.function_id:<32} {note.run_id}  {line}", flush=True)
-
-
 async def _serve(args: argparse.Namespace) -> int:
+    live = LiveLog(sys.stdout)
     engine = Engine(
         args.db,
         host=args.host,
@@ -65,8 +54,8 @@ async def _serve(args: argparse.Namespace) -> int:
         app_urls=args.url,
         poll_interval=args.poll_interval,
         retry_base=args.retry_base,
-        on_history=_print_note,
-        on_notice=_print_notice,
+        on_history=live.note,
+        on_notice=live.notice,
         connect_port=args.connect_port,
     )
     try:
@@ -75,6 +64,10 @@ async def _serve(args: argparse.Namespace) -> int:
         port, option = getattr(exc, "port", args.port), getattr(exc, "option", "--port")
         print(f"error: {_listen_error(args.host, port, exc, option)}", file=sys.stderr)
         return 1
+    live.flush()  # what start-up logged comes before the banner
+    # What start-up made (modules, functions, the app's routes) lives as long as the process:
+    # kept out of every collection, it is not traversed again each time the runs' garbage is.
+    gc.freeze()
     print(
         f"inngest-mw engine ({engine.server_kind}) listening on {engine.url}, db {args.db}",
         flush=True,
@@ -98,6 +91,7 @@ async def _serve(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         await engine.stop()
+        live.flush()
     return 0
 
 

@@ -24,10 +24,10 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from google.protobuf.message import DecodeError
 from inngest_mw_connect import connect_pb2 as pb
@@ -43,8 +43,7 @@ from inngest_mw_connect.protocol import (
     payload,
 )
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as WSRequest
@@ -54,18 +53,17 @@ from websockets.typing import Subprotocol
 from inngest_mw.signature import hash_signing_key, strip_key_prefix
 from inngest_mw_dev.appclient import AppResponse
 from inngest_mw_dev.bodies import read_body
+from inngest_mw_dev.connect_http import connect_app_url, refused
 from inngest_mw_dev.ids import new_ulid
 from inngest_mw_dev.registration import RegistrationError, parse_registration
 
 if TYPE_CHECKING:
     from inngest_mw_dev.engine import Engine
 
-__all__ = ["CONNECT_APP_URL", "ConnectGateway", "WorkerConn", "connect_routes", "is_connect_url"]
+__all__ = ["ConnectGateway", "WorkerConn"]
 
 log = logging.getLogger("inngest_mw_dev")
 
-#: The URL a connect app is registered under (``?app_name=`` added), as the Dev Server does.
-CONNECT_APP_URL: Final = "ws://connect"
 DEFAULT_PORT: Final = 8289
 MAX_APPS_PER_CONNECTION: Final = 100
 _START_BODY_LIMIT = 1024 * 1024
@@ -73,16 +71,6 @@ _SESSION_TTL_S = 300.0
 _HANDSHAKE_S = 5.0
 #: Heartbeat intervals a worker may miss before its connection counts as dead.
 _MISSED_HEARTBEATS = 5
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def is_connect_url(url: str) -> bool:
-    return url.startswith(CONNECT_APP_URL + "?") or url == CONNECT_APP_URL
-
-
-def connect_app_url(app_name: str) -> str:
-    return f"{CONNECT_APP_URL}?app_name={quote(app_name, safe='')}"
 
 
 class GatewayListenError(OSError):
@@ -446,6 +434,31 @@ class ConnectGateway:
         """A reply delivered over HTTP (``/v0/connect/flush``)."""
         return self._resolve(reply)
 
+    async def answer_start(self, request: Request) -> Response:
+        """``POST /v0/connect/start``: a ``StartRequest`` in, a ``StartResponse`` out."""
+        body = await read_body(request, _START_BODY_LIMIT)
+        try:
+            pb.StartRequest.FromString(body)  # checked; its excluded groups name no other gateway
+        except DecodeError:
+            return refused(400, "the body is not a protobuf StartRequest")
+        started = self.begin(request.headers.get("host"))
+        if started is None:
+            return refused(503, "the connect gateway is shutting down; try again shortly")
+        return Response(started.SerializeToString(), media_type="application/octet-stream")
+
+    async def answer_flush(self, request: Request) -> Response:
+        """``POST /v0/connect/flush``: an ``SDKResponse`` in, a ``FlushResponse`` out."""
+        body = await read_body(request, MAX_MESSAGE_BYTES)
+        try:
+            reply = pb.SDKResponse.FromString(body)
+        except DecodeError:
+            return refused(400, "the body is not a protobuf SDKResponse")
+        if not reply.request_id:
+            return refused(400, "request_id: the SDKResponse names no request")
+        self.flush(reply)
+        answer = pb.FlushResponse(request_id=reply.request_id)
+        return Response(answer.SerializeToString(), media_type="application/octet-stream")
+
     def _drop(self, conn: WorkerConn) -> None:
         if self._workers.pop(conn.id, None) is None:
             return
@@ -603,46 +616,3 @@ def _check_path(connection: ServerConnection, request: WSRequest) -> WSResponse 
     if urlsplit(request.path).path.rstrip("/") != GATEWAY_PATH:
         return connection.respond(404, f"the connect gateway is at {GATEWAY_PATH}\n")
     return None
-
-
-def connect_routes(engine: Engine, authed: Callable[[Handler], Handler]) -> list[Route]:
-    """``POST /v0/connect/start`` and ``/v0/connect/flush`` on the API port."""
-
-    def refused(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message, "status": status}, status_code=status)
-
-    async def start(request: Request) -> Response:
-        gateway = engine.connect
-        if gateway is None:
-            return refused(
-                503, "this engine runs no connect gateway (start it with a connect port)"
-            )
-        body = await read_body(request, _START_BODY_LIMIT)
-        try:
-            pb.StartRequest.FromString(body)  # checked; its excluded groups name no other gateway
-        except DecodeError:
-            return refused(400, "the body is not a protobuf StartRequest")
-        started = gateway.begin(request.headers.get("host"))
-        if started is None:
-            return refused(503, "the connect gateway is shutting down; try again shortly")
-        return Response(started.SerializeToString(), media_type="application/octet-stream")
-
-    async def flush(request: Request) -> Response:
-        gateway = engine.connect
-        if gateway is None:
-            return refused(503, "this engine runs no connect gateway")
-        body = await read_body(request, MAX_MESSAGE_BYTES)
-        try:
-            reply = pb.SDKResponse.FromString(body)
-        except DecodeError:
-            return refused(400, "the body is not a protobuf SDKResponse")
-        if not reply.request_id:
-            return refused(400, "request_id: the SDKResponse names no request")
-        gateway.flush(reply)
-        answer = pb.FlushResponse(request_id=reply.request_id)
-        return Response(answer.SerializeToString(), media_type="application/octet-stream")
-
-    return [
-        Route("/v0/connect/start", authed(start), methods=["POST"]),
-        Route("/v0/connect/flush", authed(flush), methods=["POST"]),
-    ]

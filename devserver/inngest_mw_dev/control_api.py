@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from inngest_mw_dev.api import run_json
 from inngest_mw_dev.bodies import parse_body, read_body
-from inngest_mw_dev.connect_gateway import is_connect_url
+from inngest_mw_dev.connect_http import is_connect_url
 from inngest_mw_dev.control import RunControl
 from inngest_mw_dev.hooks_view import requests_view
 from inngest_mw_dev.ingest import EventError

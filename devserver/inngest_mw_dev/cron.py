@@ -9,8 +9,6 @@ import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
 
-from croniter import croniter
-
 __all__ = ["CronSchedule", "parse_cron"]
 
 _MAX_LENGTH = 255
@@ -26,6 +24,8 @@ class CronSchedule:
 
     def next_after(self, after: float) -> float:
         """The first fire time strictly after the unix time ``after``."""
+        from croniter import croniter
+
         start = dt.datetime.fromtimestamp(after, self.zone)
         nxt: dt.datetime = croniter(self.fields, start).get_next(dt.datetime)
         return nxt.timestamp()
@@ -52,6 +52,8 @@ def parse_cron(source: str) -> CronSchedule:
         raise ValueError(
             f"cron expression {source!r} must have 5 fields (minute hour day month weekday)"
         )
+    from croniter import croniter  # with dateutil: loaded by the first cron trigger
+
     if not croniter.is_valid(" ".join(fields)):
         raise ValueError(f"invalid cron expression {source!r}")
     return CronSchedule(source=source, fields=" ".join(fields), zone=zone)

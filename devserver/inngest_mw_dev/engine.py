@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import uvicorn
@@ -26,7 +26,7 @@ from inngest_mw.errors import SignatureError
 from inngest_mw.jsonbody import JSONBodyError, parse_json
 from inngest_mw.signature import sign, verify
 from inngest_mw_dev.appclient import AppClient
-from inngest_mw_dev.connect_gateway import ConnectGateway, is_connect_url
+from inngest_mw_dev.connect_http import is_connect_url
 from inngest_mw_dev.executor import CallOutcome, Transport, call_app
 from inngest_mw_dev.gateway import GatewayCall, GatewayDone, perform
 from inngest_mw_dev.kinds import QueueKind
@@ -37,6 +37,9 @@ from inngest_mw_dev.store import QueueItem, Store
 from inngest_mw_dev.storethread import StoreThread
 from inngest_mw_dev.syncs import SyncError, SyncLog, SyncStatus, url_problem
 from inngest_mw_dev.uiauth import new_sign_in_code
+
+if TYPE_CHECKING:
+    from inngest_mw_dev.connect_gateway import ConnectGateway
 
 __all__ = ["Engine"]
 
@@ -231,6 +234,8 @@ class Engine:
                 raise RuntimeError("HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
         if self.connect_port is not None:
+            from inngest_mw_dev.connect_gateway import ConnectGateway  # protobuf, websockets
+
             heartbeat, lease = self._connect_timing
             self.connect = ConnectGateway(
                 self, host=self.host, port=self.connect_port, heartbeat_s=heartbeat, lease_s=lease

@@ -326,8 +326,7 @@ class RunMachine(OpHandling):
                 return
             if outcome.hooks is not None and (outcome.hooks.calls or outcome.hooks.problem):
                 self._record_hooks(run, item, outcome, outcome.hooks, started_at)
-            if isinstance(outcome, Completed):
-                self.store.delete_item(item.id)
+            if isinstance(outcome, Completed):  # _finalize drops the item with the run's others
                 self._finalize(run, COMPLETED, output=outcome.output)
             elif isinstance(outcome, CallFailed):
                 self._retry_or_fail(run, item, outcome)

@@ -34,7 +34,6 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import jwt
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -167,9 +166,13 @@ class Tokens:
             "topics": [{**t, "env_id": _ZERO_UUID} for t in topics],
             "publish": False,
         }
+        import jwt  # with cryptography, about 8 MiB: loaded once realtime is used
+
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify(self, token: str) -> Claims:
+        import jwt
+
         try:
             claims = jwt.decode(
                 token,

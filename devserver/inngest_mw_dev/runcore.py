@@ -36,6 +36,7 @@ from inngest_mw_dev.limits import (
 from inngest_mw_dev.registration import (
     FunctionDef,
     RegistrationError,
+    event_name_matches,
 )
 from inngest_mw_dev.runmeta import RunMetadata
 from inngest_mw_dev.scheduling import Scheduling
@@ -144,8 +145,19 @@ class RunCore:
             "user": {},
             "ts": int(now * 1000),
         }
-        if self.store.insert_event(event, now):
+        taken = self._could_take(name)
+        if self.store.insert_event(event, now, to_process=taken) and taken:
             self.store.enqueue(QueueKind.EVENT, now, payload={"event_id": event["id"]})
+
+    def _could_take(self, name: str) -> bool:
+        """Whether processing an event of ``name`` could do anything: a function triggered by
+        the name, or a pause (a wait, cancellation or invoke) that may be waiting for it. Most
+        runs' ``inngest/function.finished`` event is taken by nothing, and then is only stored."""
+        return self.store.may_hold_pauses() or any(
+            trigger.event and event_name_matches(trigger.event, name)
+            for fn in self.functions.values()
+            for trigger in fn.triggers
+        )
 
     def _new_run(
         self,

@@ -41,14 +41,17 @@ __all__ = [
 ]
 
 
-# Rows per multi-row INSERT: well under SQLite's 32,766 bound variables at 4 per row.
+# Rows per multi-row INSERT: well under SQLite's 32,766 bound variables at 5 per row.
 _BULK_ROWS = 1_000
-# Running runs whose row and step memos are kept in memory (see ``_RunState``).
-_RUNS_KEPT = 1_024
+# Running runs whose row and step memos are kept in memory (see ``_RunState``): more than a
+# five-step workload of 300 runs keeps in flight; a backlog beyond it is read back as it is run.
+_RUNS_KEPT = 512
+# Events stored to be processed whose bodies are kept until then (see ``get_event``).
+_EVENTS_KEPT = 512
 
 
-def _dump(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
+# One encoder for every write (``json.dumps`` with options builds a new one per call).
+_dump: Callable[[object], str] = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _load(text: str | None) -> Any:
@@ -229,8 +232,19 @@ class Store:
         self._apps: dict[str, AppRow] = {}
         """Apps by id; changed only through ``upsert_app`` (or a free-form ``write``)."""
         self._runs: dict[str, _RunState] = {}
-        """Running runs by id (at most ``_RUNS_KEPT``, oldest dropped first); like ``_apps``,
-        forgotten on a rollback or a free-form ``write``."""
+        """Running runs by id (at most ``_RUNS_KEPT``: a new run while there is room, a run read
+        back in place of the oldest); like ``_apps``, forgotten on a rollback or a free-form
+        ``write``."""
+        self._pauses: bool | None = None
+        """Whether the pauses table may hold a row (None: not known, ask it). Most functions
+        never pause, and then every event and every run's end skips a statement on that table."""
+        self._keys: bool | None = None
+        """The same for the run_keys table (flow-control keys)."""
+        self._events: dict[str, str] = {}
+        """Bodies (stored JSON) of events stored and queued for processing, until the processing
+        reads them (at most ``_EVENTS_KEPT``, kept while there is room); forgotten with runs."""
+        self._history: list[tuple[str, float, str, str | None, str]] = []
+        """History rows of the open transaction, inserted together just before it commits."""
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -258,8 +272,10 @@ class Store:
         self._depth = 1
         try:
             yield
+            self._write_history()
         except BaseException:
             self._depth = 0
+            self._history.clear()
             self._forget()
             self._db.execute("ROLLBACK")
             raise
@@ -278,10 +294,12 @@ class Store:
 
     def read(self, sql: str, *args: object) -> list[sqlite3.Row]:
         """Rows of a read-only query, for modules that keep their own queries (UI, run control)."""
+        self._write_history()
         return self._all(sql, *args)
 
     def write(self, sql: str, *args: object) -> int:
         """Run one statement (DDL or a write) for modules that keep their own tables."""
+        self._write_history()
         self._forget()
         return self._exec(sql, *args)
 
@@ -289,6 +307,23 @@ class Store:
         """Drop what is kept in memory: the database may now say otherwise."""
         self._apps.clear()
         self._runs.clear()
+        self._events.clear()
+        self._pauses = self._keys = None
+
+    def may_hold_pauses(self) -> bool:
+        """Whether any pause (a wait, cancellation or invoke) may be stored."""
+        return self._may_hold("pauses")
+
+    def _may_hold(self, table: str) -> bool:
+        """Whether ``pauses`` or ``run_keys`` may hold a row: known, or asked once."""
+        known = self._pauses if table == "pauses" else self._keys
+        if known is None:
+            known = self._one(f"SELECT 1 FROM {table} LIMIT 1") is not None
+            if table == "pauses":
+                self._pauses = known
+            else:
+                self._keys = known
+        return known
 
     def _keep(self, run: RunRow) -> _RunState:
         if len(self._runs) >= _RUNS_KEPT:
@@ -356,18 +391,27 @@ class Store:
 
     # events
 
-    def insert_event(self, event: dict[str, Any], now: float) -> bool:
-        """Store an event; False when its ID was seen before (event idempotency)."""
-        return (
+    def insert_event(self, event: dict[str, Any], now: float, *, to_process: bool = True) -> bool:
+        """Store an event; False when its ID was seen before (event idempotency). One
+        ``to_process`` is kept in memory for the processing to read (``get_event``)."""
+        body = _dump(event)
+        fresh = (
             self._exec(
                 "INSERT OR IGNORE INTO events VALUES (?,?,?,?)",
                 event["id"],
                 event["name"],
-                _dump(event),
+                body,
                 now,
             )
             == 1
         )
+        if fresh and to_process:
+            self._keep_event(event["id"], body)
+        return fresh
+
+    def _keep_event(self, event_id: str, body: str) -> None:
+        if len(self._events) < _EVENTS_KEPT:
+            self._events[event_id] = body
 
     def insert_events(self, events: list[dict[str, Any]], now: float) -> list[str]:
         """Store events in bulk and queue an ``event`` item for each new one (in their order).
@@ -380,13 +424,17 @@ class Store:
         for start in range(0, len(events), _BULK_ROWS):
             chunk = events[start : start + _BULK_ROWS]
             marks = ",".join("(?,?,?,?)" for _ in chunk)
-            args = [v for e in chunk for v in (e["id"], e["name"], _dump(e), now)]
+            bodies = [_dump(e) for e in chunk]
+            args = [
+                v for e, b in zip(chunk, bodies, strict=True) for v in (e["id"], e["name"], b, now)
+            ]
             rows = self._all(f"INSERT OR IGNORE INTO events VALUES {marks} RETURNING id", *args)
             inserted = {r[0] for r in rows}
-            for event in chunk:
+            for event, body in zip(chunk, bodies, strict=True):
                 if event["id"] in inserted:
                     inserted.discard(event["id"])
                     fresh.append(event["id"])
+                    self._keep_event(event["id"], body)
         for start in range(0, len(fresh), _BULK_ROWS):
             chunk_ids = fresh[start : start + _BULK_ROWS]
             marks = ",".join("('event',?,?)" for _ in chunk_ids)
@@ -395,8 +443,12 @@ class Store:
         return fresh
 
     def get_event(self, event_id: str) -> dict[str, Any] | None:
-        row = self._one("SELECT body FROM events WHERE id = ?", event_id)
-        return json.loads(row["body"]) if row else None
+        """The event; one stored to be processed is read from memory the first time."""
+        body = self._events.pop(event_id, None)
+        if body is None:
+            row = self._one("SELECT body FROM events WHERE id = ?", event_id)
+            body = row["body"] if row else None
+        return json.loads(body) if body is not None else None
 
     # runs
 
@@ -421,7 +473,9 @@ class Store:
             run.max_attempts,
             run.correlation_id,
         )
-        if run.status == "Running":
+        if run.status == "Running" and len(self._runs) < _RUNS_KEPT:
+            # Kept only while there is room: when runs arrive faster than they run, the new ones
+            # would only push out the runs being executed, long before their own turn comes.
             state = self._keep(run)
             state.memos, state.hashes = [], set()
 
@@ -646,6 +700,7 @@ class Store:
     # pauses
 
     def insert_pause(self, pause: PauseRow) -> None:
+        self._pauses = True
         self._exec(
             "INSERT OR REPLACE INTO pauses VALUES (?,?,?,?,?,?,?,?)",
             pause.id,
@@ -659,6 +714,8 @@ class Store:
         )
 
     def pauses_for_event(self, event_name: str, now: float) -> list[PauseRow]:
+        if not self._may_hold("pauses"):
+            return []
         rows = self._all(
             "SELECT * FROM pauses WHERE event_name = ? AND expires_at > ? ORDER BY rowid",
             event_name,
@@ -667,12 +724,17 @@ class Store:
         return [PauseRow(**dict(r)) for r in rows]
 
     def pauses_for_correlation(self, correlation_id: str) -> list[PauseRow]:
+        if not self._may_hold("pauses"):
+            return []
         rows = self._all("SELECT * FROM pauses WHERE correlation_id = ?", correlation_id)
         return [PauseRow(**dict(r)) for r in rows]
 
     def delete_pause(self, pause_id: str) -> bool:
         """Remove a pause; True only for the caller that actually consumed it."""
-        return self._exec("DELETE FROM pauses WHERE id = ?", pause_id) == 1
+        if self._exec("DELETE FROM pauses WHERE id = ?", pause_id) != 1:
+            return False
+        self._pauses = None  # it may have been the last
+        return True
 
     # queue
 
@@ -801,8 +863,12 @@ class Store:
         """Drop every queued item, pause and flow-control key of a run that has ended."""
         self._runs.pop(run_id, None)
         self._exec("DELETE FROM queue WHERE run_id = ?", run_id)
-        self._exec("DELETE FROM pauses WHERE run_id = ?", run_id)
-        self._exec("DELETE FROM run_keys WHERE run_id = ?", run_id)
+        if self._may_hold("pauses") and self._exec("DELETE FROM pauses WHERE run_id = ?", run_id):
+            self._pauses = None
+        if self._may_hold("run_keys") and self._exec(
+            "DELETE FROM run_keys WHERE run_id = ?", run_id
+        ):
+            self._keys = None
 
     def set_payload(self, item_id: int, **payload: Any) -> None:
         """Merge fields into an item's payload without touching its lease or time."""
@@ -842,9 +908,12 @@ class Store:
         self._exec("INSERT OR REPLACE INTO flow_tat VALUES (?,?)", key, tat)
 
     def add_run_key(self, run_id: str, kind: str, key: str, limit: int = 0) -> None:
+        self._keys = True
         self._exec("INSERT OR REPLACE INTO run_keys VALUES (?,?,?,?)", run_id, kind, key, limit)
 
     def run_keys(self, run_id: str, kind: str) -> list[tuple[str, int]]:
+        if not self._may_hold("run_keys"):
+            return []
         rows = self._all(
             "SELECT key, lim FROM run_keys WHERE run_id = ? AND kind = ?", run_id, kind
         )
@@ -852,15 +921,21 @@ class Store:
 
     def has_run_keys(self, kind: str) -> bool:
         """Whether any run holds a key of ``kind``."""
+        if not self._may_hold("run_keys"):
+            return False
         return self._one("SELECT 1 FROM run_keys WHERE kind = ? LIMIT 1", kind) is not None
 
     def runs_with_key(self, kind: str, key: str) -> list[str]:
         """IDs of running runs holding ``key`` (keys are removed when a run ends)."""
+        if not self._may_hold("run_keys"):
+            return []
         rows = self._all("SELECT run_id FROM run_keys WHERE kind = ? AND key = ?", kind, key)
         return [r["run_id"] for r in rows]
 
     def leased_calls_by_key(self, kind: str, now: float) -> dict[str, int]:
         """How many leased (in-flight) calls hold each key of ``kind``."""
+        if not self._may_hold("run_keys"):
+            return {}
         rows = self._all(
             "SELECT k.key AS key, COUNT(*) AS n FROM queue q JOIN run_keys k"
             " ON k.run_id = q.run_id AND k.kind = ? WHERE q.kind = 'call'"
@@ -906,12 +981,22 @@ class Store:
 
     def add_history(
         self, run_id: str, ts: float, kind: str, step: str | None, detail: dict[str, Any]
-    ) -> HistoryRow:
-        cursor = self._db.execute(
-            "INSERT INTO history (run_id, ts, kind, step, detail) VALUES (?,?,?,?,?)",
-            (run_id, ts, kind, step, _dump(detail)),
-        )
-        return HistoryRow(int(cursor.lastrowid or 0), run_id, ts, kind, step, detail)
+    ) -> None:
+        """Add a history row; in a transaction, with the transaction's others as it commits
+        (one multi-row ``INSERT``), which every read of history here waits for."""
+        self._history.append((run_id, ts, kind, step, _dump(detail)))
+        if not self._depth:
+            self._write_history()
+
+    def _write_history(self) -> None:
+        rows, self._history = self._history, []
+        for start in range(0, len(rows), _BULK_ROWS):
+            chunk = rows[start : start + _BULK_ROWS]
+            marks = ",".join("(?,?,?,?,?)" for _ in chunk)
+            self._exec(
+                f"INSERT INTO history (run_id, ts, kind, step, detail) VALUES {marks}",
+                *(v for row in chunk for v in row),
+            )
 
     # middleware hooks per request
 
@@ -949,6 +1034,7 @@ class Store:
         ]
 
     def history(self, run_id: str) -> list[HistoryRow]:
+        self._write_history()
         rows = self._all("SELECT * FROM history WHERE run_id = ? ORDER BY id", run_id)
         return [
             HistoryRow(r["id"], r["run_id"], r["ts"], r["kind"], r["step"], json.loads(r["detail"]))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from inngest_mw_dev import store as store_module
 from inngest_mw_dev.store import RunRow, Store
 from store_rows import running_run
 
@@ -70,5 +72,36 @@ def test_a_kept_run_its_memos_and_steps_match_a_fresh_read(tmp_path: Path) -> No
         run = fresh.get_run("run1")
         assert run is not None
         assert run.status == "Completed"
+    finally:
+        fresh.close()
+
+
+def test_runs_beyond_the_kept_ones_are_read_back_and_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "_RUNS_KEPT", 2)
+    store = Store(tmp_path / "engine.db")
+    try:
+        with store.tx():
+            for run_id in ("run1", "run2", "run3"):  # run3 arrives with no room left
+                store.insert_run(_run(run_id))
+            store.memoize_step(
+                "run3", "s1", {"data": 1}, name="s1", op="StepRun", status="Completed", now=2.0
+            )
+            store.update_run("run3", started_at=2.0)
+            assert store.add_pending("run3", 2) == 2
+        views = {run_id: _view(store, run_id) for run_id in ("run1", "run2", "run3")}
+        assert views["run3"][1:3] == (2, 2.0)
+        assert views["run3"][5] == [("s1", '{"data":1}')]
+        with store.tx():
+            store.update_run("run1", pending=5)  # run1 was pushed out by the read of run3
+    finally:
+        store.close()
+    fresh = Store(tmp_path / "engine.db")
+    try:
+        assert {run_id: _view(fresh, run_id) for run_id in ("run2", "run3")} == {
+            run_id: views[run_id] for run_id in ("run2", "run3")
+        }
+        assert _view(fresh, "run1")[1] == 5
     finally:
         fresh.close()

@@ -11,10 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
-import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -35,6 +34,9 @@ from inngest_mw_dev.uiauth import (
     UiAuth,
 )
 
+if TYPE_CHECKING:
+    import jinja2
+
 __all__ = ["ui_routes"]
 
 _HERE = Path(__file__).resolve().parent
@@ -52,6 +54,8 @@ _EXAMPLE_EVENT = (
 
 
 def _environment() -> jinja2.Environment:
+    import jinja2  # loaded with the first page, so an engine nobody browses never loads it
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_HERE / "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
@@ -77,10 +81,12 @@ class _Pages:
     def __init__(self, data: ApiData) -> None:
         self.data = data
         self.db = data.engine.db
-        self.env = _environment()
+        self._env: jinja2.Environment | None = None
 
     def render(self, template: str, page: str, status_code: int = 200, **context: Any) -> Response:
-        html = self.env.get_template(template).render(page=page, **context)
+        if self._env is None:
+            self._env = _environment()
+        html = self._env.get_template(template).render(page=page, **context)
         return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
 
     def guard(self, handler: Handler) -> Handler:
