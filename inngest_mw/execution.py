@@ -25,7 +25,7 @@ from inngest_mw.event import Event, EventModel, typed_event
 from inngest_mw.gather import release
 from inngest_mw.hooks import HOOKS
 from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt, SkipInterrupt
-from inngest_mw.memo import Memo, StepCore, StepMemos, parse_memos
+from inngest_mw.memo import MemoEntry, StepCore, StepMemos, parse_memos
 from inngest_mw.metadata import Metadata, MetadataSync
 from inngest_mw.pipeline import EMPTY, HookTable, OutputStep, TransformOutputResult
 from inngest_mw.step import Group, GroupSync, Step, StepSync, _boundary
@@ -57,7 +57,7 @@ class CallRequest:
 
     event: Event
     events: list[Event]
-    steps: dict[str, Memo]
+    steps: dict[str, MemoEntry]
     run_id: str
     attempt: int
     max_attempts: int | None

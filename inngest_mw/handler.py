@@ -9,6 +9,7 @@ No error escapes as a traceback: each becomes a JSON response with a reason.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import urllib.parse
@@ -36,6 +37,7 @@ from inngest_mw.errors import (
 from inngest_mw.execution import (
     BodyError,
     CallRequest,
+    CallResult,
     RequestMeta,
     parse_call,
     request_flow,
@@ -396,13 +398,12 @@ class CommHandler:
             if call.use_api:
                 yield Await(load_from_api(self.client, call))
 
-            def run() -> Flow[CommResponse]:
-                flow = request_flow(
-                    self.client, fn, handler, call, hooks, meta, async_path=fn.is_async
-                )
-                return call_response((yield from flow), key)
-
-            response = yield from hooks.wrap(HOOKS.WRAP_REQUEST, request, run)
+            flow = request_flow(self.client, fn, handler, call, hooks, meta, async_path=fn.is_async)
+            if HOOKS.WRAP_REQUEST in hooks.hooks:
+                answer = functools.partial(_answered, flow, key)
+                response = yield from hooks.wrap(HOOKS.WRAP_REQUEST, request, answer)
+            else:  # (the same, without the onion's flow)
+                response = call_response((yield from flow), key)
         except Error as exc:
             response = error_response(exc, key)
         if trace is not None and (trace.entries or trace.dropped):
@@ -417,6 +418,11 @@ class CommHandler:
             cached = (self.client.middleware, self.client.middleware + fn.middleware)
             self._specs[fn.id] = cached
         return cached[1]
+
+
+def _answered(flow: Flow[CallResult], key: str | None) -> Flow[CommResponse]:
+    """The response to a call: its request flow run to the end, inside ``wrap_request``."""
+    return call_response((yield from flow), key)
 
 
 def _key_hash(key: str | None) -> str | None:

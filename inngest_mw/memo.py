@@ -14,7 +14,7 @@ import hashlib
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt
 from inngest_mw.stepkind import RUNS_IN_APP
@@ -23,8 +23,10 @@ from inngest_mw.wire import Op
 __all__ = [
     "Decision",
     "Memo",
+    "MemoEntry",
     "StepCore",
     "StepMemos",
+    "as_memo",
     "hash_step_id",
     "parse_memos",
 ]
@@ -46,16 +48,29 @@ class Memo:
     error: dict[str, Any] | None = None
 
 
+MemoEntry: TypeAlias = "Memo | dict[str, Any]"
+"""A memo table's entry: a ``Memo``, or the call body's own ``{"data": ...}`` object for a step's
+result that no hook has asked for yet (made into a ``Memo`` only when one does)."""
+
+
+def as_memo(entry: MemoEntry) -> Memo:
+    """The ``Memo`` an entry stands for."""
+    return Memo(entry["data"]) if type(entry) is dict else cast(Memo, entry)
+
+
 class StepMemos(Mapping[str, Memo]):
     """The request's memoized steps by hashed ID, as handed to ``transform_input``."""
 
     __slots__ = ("_table",)
 
-    def __init__(self, table: dict[str, Memo]) -> None:
+    def __init__(self, table: dict[str, MemoEntry]) -> None:
         self._table = table
 
     def __getitem__(self, key: str) -> Memo:
-        return self._table[key]
+        entry = self._table[key]
+        if type(entry) is dict:  # asked for: from now on the table holds the Memo a hook may change
+            entry = self._table[key] = Memo(entry["data"])
+        return cast(Memo, entry)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._table)
@@ -68,21 +83,24 @@ class StepMemos(Mapping[str, Memo]):
         return len(self._table)
 
     def pop(self, key: str) -> Memo | None:
-        return self._table.pop(key, None)
+        entry = self._table.pop(key, None)
+        return None if entry is None else as_memo(entry)
 
 
-def parse_memos(raw: object) -> dict[str, Memo]:
+def parse_memos(raw: object) -> dict[str, MemoEntry]:
     """Normalize the call body's ``steps``: ``{data}``, ``{error}``, ``null`` and raw events.
 
     ``{"input": ...}`` entries describe steps that have not finished and are not memoized results.
+    A step's result (``{"data": ...}``, the usual entry) is kept as the body's own object: most
+    replays only read its value, so no ``Memo`` is made for them.
     """
     if not isinstance(raw, dict):
         return {}
-    table: dict[str, Memo] = {}
+    table: dict[str, MemoEntry] = {}
     for key, value in raw.items():
         if type(value) is dict:
             if len(value) == 1 and "data" in value:  # the common case: a step's result
-                table[key] = Memo(value["data"])
+                table[key] = value
                 continue
             keys = value.keys()
             if keys <= {"data", "error"} and keys:
@@ -115,7 +133,7 @@ _EXECUTE, _PLAN, _REPORT, _SKIP = Decision.EXECUTE, Decision.PLAN, Decision.REPO
 class StepCore:
     """Per-request step state; faces call ``resolve_id``, ``take`` and ``decide`` for each step."""
 
-    memos: dict[str, Memo]
+    memos: dict[str, MemoEntry]
     target: str | None = None
     run_id: str = ""
     disable_immediate: bool = False
@@ -143,7 +161,8 @@ class StepCore:
         return hash_step_id(f"{user_id}:{index}" if index else user_id), index
 
     def take(self, hashed_id: str) -> Memo | None:
-        return self.memos.pop(hashed_id, None)
+        entry = self.memos.pop(hashed_id, None)
+        return None if entry is None else as_memo(entry)
 
     def boundary_due(self) -> bool:
         """True exactly once: when memoized state is exhausted or a new step appears first."""

@@ -15,7 +15,7 @@ import contextvars
 import datetime as _dt
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -31,7 +31,7 @@ from typing import (
 )
 
 from inngest_mw import serializer as _ser
-from inngest_mw._drive import Done, Effect, Flow, Invoke, adrive, done, drive
+from inngest_mw._drive import Await, Done, Effect, Flow, Invoke, adrive, done, drive
 from inngest_mw.ai import AIModel, infer_options
 from inngest_mw.checkpoint import Checkpointer
 from inngest_mw.durations import DurationLike, format_duration, to_timedelta
@@ -41,7 +41,7 @@ from inngest_mw.fetch import FetchBody, FetchResponse, fetch_options
 from inngest_mw.gather import Gate, GatherState
 from inngest_mw.hooks import HOOKS
 from inngest_mw.interrupts import PlannedInterrupt, ResponseInterrupt, SkipInterrupt
-from inngest_mw.memo import Decision, Memo, StepCore, hash_step_id
+from inngest_mw.memo import Decision, Memo, StepCore, as_memo, hash_step_id
 from inngest_mw.metadata import RUNNING, RunningStep
 from inngest_mw.pipeline import HookTable, OutputStep, StepInfo, TransformOutputResult
 from inngest_mw.realtime import StepRealtime, StepRealtimeSync
@@ -377,10 +377,11 @@ class _StepBase:
         ):
             if not core.memos:
                 core.boundary_done = True
-            plain = kind is _RUN and output_type is None and self._client.serializer is None
-            if plain and memo.error is None:  # the usual replay: the stored JSON value as it is
-                return memo.data
-            return self._memo_value(kind, memo, output_type)
+            if type(memo) is not dict:  # a Memo: an error, or what transform_input made of it
+                return self._memo_value(kind, cast(Memo, memo), output_type)
+            if kind is _RUN and output_type is None and self._client.serializer is None:
+                return memo["data"]  # the usual replay: the stored JSON value as it is
+            return self._memo_value(kind, Memo(memo["data"]), output_type)
         info = StepInfo(
             step_id,
             hashed,
@@ -394,7 +395,7 @@ class _StepBase:
         )
         if memo is None:
             return _Pending(info, None)
-        return self._replay(info, memo, output_type)
+        return self._replay(info, as_memo(memo), output_type)
 
     def _replay(self, info: StepInfo, memo: Memo, output_type: object) -> Any:
         """A replayed step through its hooks, run here: its value, or a ``_Pending`` holding the
@@ -923,7 +924,10 @@ def _run_handler(handler: Callable[..., Any], info: StepInfo, call: _Call) -> Fl
     running = RunningStep(info)
     running_token = RUNNING.set(running)
     try:
-        return (yield Invoke(handler, info.input))
+        result = handler(*info.input)  # called here: most step handlers return a plain value
+        if inspect.isawaitable(result):  # an async one: the face awaits it
+            result = yield Await(cast("Coroutine[Any, Any, Any]", result))
+        return result
     finally:
         RUNNING.reset(running_token)
         _in_handler.reset(token)
