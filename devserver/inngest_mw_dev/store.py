@@ -252,11 +252,13 @@ class Store:
             self._lock = None
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
-            self._checkpointer = None
-        self._db.close()
-        self._release()
+        try:
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
+            self._db.close()
+        finally:
+            self._release()  # whatever closing raised: the next engine may take the file
 
     @contextmanager
     def tx(self) -> Iterator[None]:

@@ -68,15 +68,21 @@ class EngineThread:
             raise RuntimeError("engine thread is not running")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the engine and wait for its thread; calling it again does nothing."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the engine and wait for its thread; calling it again does nothing.
+
+        Raises ``TimeoutError`` if the engine is still stopping after ``timeout`` seconds (it
+        still holds its database then: another engine on the same file would be refused).
+        """
         loop, self._loop = self._loop, None
         if loop is not None and self._stopped is not None:
             with contextlib.suppress(RuntimeError):  # the loop already ended on its own
                 loop.call_soon_threadsafe(self._stopped.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise TimeoutError(f"the engine did not stop within {timeout:g} s")
 
     def __enter__(self) -> EngineThread:
         return self.start()
