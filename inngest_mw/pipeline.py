@@ -775,7 +775,7 @@ class _Onion:
 class PipelineSpec:
     """The ordered middleware factories of a client or function, checked once at definition."""
 
-    __slots__ = ("factories",)
+    __slots__ = ("_made", "factories")
 
     def __init__(self, factories: Sequence[object] = ()) -> None:
         checked: list[MiddlewareFactory] = []
@@ -790,6 +790,8 @@ class PipelineSpec:
                 raise ConfigError(f"middleware: {factory!r} is not a middleware class or factory")
             checked.append(cast(MiddlewareFactory, factory))
         self.factories = tuple(checked)
+        # What a request makes: a class that overrides no hook is never instantiated.
+        self._made = tuple(f for f in checked if not isinstance(f, type) or _overrides(f))
 
     def __add__(self, other: PipelineSpec) -> PipelineSpec:
         return PipelineSpec(self.factories + other.factories)
@@ -808,9 +810,7 @@ class PipelineSpec:
         """Fresh instances for one request; classes that override no hook are not even made.
         With a ``trace``, every hook call of the request is recorded in it (``hooktrace``)."""
         instances = []
-        for factory in self.factories:
-            if isinstance(factory, type) and not _overrides(factory):
-                continue
+        for factory in self._made:
             instance = factory(client, raw_request)
             if not isinstance(instance, _MiddlewareBase):
                 raise ConfigError(
