@@ -310,7 +310,9 @@ class _Lines:
 def test_the_live_log_tells_syncs_sync_failures_and_events_nothing_took(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    dead = f"http://127.0.0.1:{free_port()}/api/inngest"
+    # Port 1 refuses every connection (nothing may listen there unprivileged); a port picked free
+    # now could be taken by a parallel test's server by the time the engine syncs it.
+    dead = "http://127.0.0.1:1/api/inngest"
     official = inngest.Inngest(
         app_id="peer", is_production=False, api_base_url="http://127.0.0.1:1"
     )
