@@ -377,11 +377,10 @@ class _StepBase:
         ):
             if not core.memos:
                 core.boundary_done = True
-            if type(memo) is not dict:  # a Memo: an error, or what transform_input made of it
-                return self._memo_value(kind, cast(Memo, memo), output_type)
-            if kind is _RUN and output_type is None and self._client.serializer is None:
-                return memo["data"]  # the usual replay: the stored JSON value as it is
-            return self._memo_value(kind, Memo(memo["data"]), output_type)
+            plain = kind is _RUN and output_type is None and self._client.serializer is None
+            if plain and type(memo) is dict:  # the usual replay: the stored JSON value as it is
+                return memo["data"]
+            return self._memo_value(kind, as_memo(memo), output_type)
         info = StepInfo(
             step_id,
             hashed,

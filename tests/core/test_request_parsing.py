@@ -6,7 +6,7 @@ import json
 import urllib.parse
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from inngest_mw.comm import dumps, parse_query
@@ -94,6 +94,8 @@ _FRAGMENTS = st.sampled_from(
 
 
 @given(st.lists(_FRAGMENTS | st.binary(max_size=3), max_size=24))
+@example([b'{"a":"', b"\xed\xa0\x80", b'"}'])  # a surrogate's raw bytes: in an object too
+@example([b'["', b"\xed\xa0\x80", b'"]'])
 def test_body_parsing_accepts_and_refuses_what_the_json_module_does(parts: list[bytes]) -> None:
     body = b"".join(parts)
     try:
