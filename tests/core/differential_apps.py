@@ -283,9 +283,10 @@ def official_app() -> fastapi.FastAPI:
     return app
 
 
-def our_app() -> Any:
-    """The same functions served by inngest-mw (pure ASGI adapter, dev mode)."""
-    client = inngest_mw.Inngest(app_id=APP_ID, is_production=False)
+def our_app(**client_options: Any) -> Any:
+    """The same functions served by inngest-mw (pure ASGI adapter, dev mode); ``client_options``
+    go to its ``Inngest`` client."""
+    client = inngest_mw.Inngest(app_id=APP_ID, is_production=False, **client_options)
     trigger = inngest_mw.TriggerEvent(event=TRIGGER_EVENT)
     fns = [
         client.create_function(fn_id=fn_id, trigger=trigger, retries=3)(handler)
