@@ -14,6 +14,10 @@ make the browser send them):
   the ``X-Inngest-MW-CSRF`` header on every POST. A request that changes something and carries
   only the session cookie is refused unless the header matches and its ``Origin``, when sent, is
   the engine's own (double-submit, as defence in depth behind ``SameSite``).
+
+Signing out (``POST /logout``) clears both cookies and revokes that session on this engine, so a
+copy of the cookie is refused too until the engine stops (a restarted engine forgets revocations;
+the session still ends at its expiry, and a new signing key ends every session).
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ class UiAuth:
             self._accepted.append(_code_form(sign_in_code).encode())
         self._secret = hashlib.sha256(b"inngest-mw web UI session\0" + bare.encode()).digest()
         self.clock = clock
+        self._revoked: dict[str, int] = {}
+        """Sessions signed out of, each with its expiry (after which it is refused anyway)."""
 
     def accepts(self, credential: str) -> bool:
         """Whether ``credential`` is the signing key (any of its forms) or the sign-in code."""
@@ -105,7 +111,17 @@ class UiAuth:
             return False
         if not hmac.compare_digest(mac.encode(), self._mac("session", expiry).encode()):
             return False
-        return int(expiry) > self.clock()
+        return int(expiry) > self.clock() and session not in self._revoked
+
+    def revoke(self, session: str | None) -> None:
+        """Sign ``session`` out: refused from now on (a value that is no session is ignored)."""
+        if not self.session_ok(session):
+            return
+        assert session is not None
+        now = self.clock()
+        for old in [s for s, expiry in self._revoked.items() if expiry <= now]:
+            del self._revoked[old]  # expired: refused by its expiry alone
+        self._revoked[session] = int(session.partition(".")[0])
 
     def check(self, request: Request) -> Denied | None:
         """``None`` when the request's session lets it through, else why not."""
@@ -137,7 +153,8 @@ SIGN_IN_REASON: Final = (
 )
 _SIGN_IN: Final = SIGN_IN_REASON
 _EXPIRED: Final = (
-    "your web UI session has expired or belongs to another signing key: sign in again at /login"
+    "your web UI session has ended (signed out or expired) or belongs to another signing key: "
+    "sign in again at /login"
 )
 
 

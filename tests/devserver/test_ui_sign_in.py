@@ -139,7 +139,7 @@ def test_a_forged_or_foreign_session_is_refused(tmp_path: Path, signed: EngineTh
     for forged in (f"{int(expiry) + 10}.{mac}", f"{expiry}.{'0' * 64}", "x", "1." + mac):
         page = httpx.get(signed.url + "/", cookies={"inngest_mw_session": forged}, timeout=10)
         assert page.status_code == 401
-        assert "expired or belongs to another signing key" in page.text
+        assert "(signed out or expired) or belongs to another signing key" in page.text
     with EngineThread(
         tmp_path / "other.db", port=0, signing_key="signkey-test-" + "4d" * 32
     ) as other:
@@ -160,6 +160,26 @@ def test_a_session_ends_when_it_expires() -> None:
     assert not auth.session_ok(session)
     assert auth.accepts("ABCD EF01")
     assert not auth.accepts("abcd-ef02")
+
+
+def test_a_revoked_session_is_refused_and_forgotten_once_it_has_expired() -> None:
+    now = [1_000_000.0]
+    auth = UiAuth(KEY, None, clock=lambda: now[0])
+    first, _ = auth.new_session()
+    now[0] += 60
+    second, _ = auth.new_session()
+    for junk in (None, "", "not-a-session", "9" * 12 + ".00"):
+        auth.revoke(junk)  # no session: nothing to revoke, nothing kept
+    assert auth.session_ok(first)
+    assert auth.session_ok(second)
+    auth.revoke(first)
+    assert not auth.session_ok(first)
+    assert auth.session_ok(second)
+    assert auth._revoked.keys() == {first}
+    now[0] += SESSION_SECONDS - 30  # the first has expired, the second not yet
+    auth.revoke(second)
+    assert auth._revoked.keys() == {second}
+    assert not auth.session_ok(second)
 
 
 def test_without_a_signing_key_there_is_nothing_to_sign_in_to(tmp_path: Path) -> None:

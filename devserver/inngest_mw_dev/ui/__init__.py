@@ -78,15 +78,17 @@ def _clock(iso: str | None) -> str:
 
 
 class _Pages:
-    def __init__(self, data: ApiData) -> None:
+    def __init__(self, data: ApiData, signs_in: bool = False) -> None:
         self.data = data
         self.db = data.engine.db
+        self.signs_in = signs_in
+        """Whether browsers sign in (an engine with a signing key): pages offer to sign out."""
         self._env: jinja2.Environment | None = None
 
     def render(self, template: str, page: str, status_code: int = 200, **context: Any) -> Response:
         if self._env is None:
             self._env = _environment()
-        html = self._env.get_template(template).render(page=page, **context)
+        html = self._env.get_template(template).render(page=page, signs_in=self.signs_in, **context)
         return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
 
     def guard(self, handler: Handler) -> Handler:
@@ -199,8 +201,7 @@ class _SignIn:
         return self.form(request, 200, "", _local(request.query_params.get("next", "/")))
 
     async def submit(self, request: Request) -> Response:
-        origin = request.headers.get("origin")
-        if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host')}":
+        if _from_another_site(request):
             return self.form(request, 403, "refused: this sign-in comes from another site", "/")
         fields = parse_qs((await read_body(request, _FORM_LIMIT)).decode("utf-8", "replace"))
         credential = (fields.get("credential") or [""])[0]
@@ -228,6 +229,23 @@ class _SignIn:
         )
         return response
 
+    async def sign_out(self, request: Request) -> Response:
+        """End this browser's session: revoked on the engine, both cookies cleared."""
+        if _from_another_site(request):
+            return self.form(request, 403, "refused: this sign-out comes from another site", "/")
+        self.auth.revoke(request.cookies.get(SESSION_COOKIE))
+        response = RedirectResponse("/login", 303)
+        secure = request.url.scheme == "https"
+        for cookie in (SESSION_COOKIE, CSRF_COOKIE):
+            response.delete_cookie(cookie, samesite="strict", secure=secure)
+        return response
+
+
+def _from_another_site(request: Request) -> bool:
+    """A form POST whose ``Origin``, when the browser sends one, is not this engine."""
+    origin = request.headers.get("origin")
+    return origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host')}"
+
 
 _FORM_LIMIT = 16 * 1024
 
@@ -241,8 +259,9 @@ def _local(target: str) -> str:
 
 def ui_routes(data: ApiData, authed: Any, auth: UiAuth | None = None) -> list[BaseRoute]:
     """The UI's pages and its static assets (``/static/...``); with ``auth`` (an engine with a
-    signing key), the sign-in form at ``/login`` and pages only for a signed-in browser."""
-    pages = _Pages(data)
+    signing key), the sign-in form at ``/login``, signing out at ``/logout`` and pages only for a
+    signed-in browser."""
+    pages = _Pages(data, signs_in=auth is not None)
     sign_in = _SignIn(pages, auth) if auth is not None else None
     refused = sign_in.refused if sign_in is not None else None
 
@@ -267,6 +286,7 @@ def ui_routes(data: ApiData, authed: Any, auth: UiAuth | None = None) -> list[Ba
             else [
                 Route("/login", sign_in.show, methods=["GET"]),
                 Route("/login", sign_in.submit, methods=["POST"]),
+                Route("/logout", sign_in.sign_out, methods=["POST"]),
             ]
         ),
     ]

@@ -188,3 +188,43 @@ def test_with_a_signing_key_the_ui_works_after_signing_in_and_refuses_without(
         lambda events: all(e["name"] != "x/forged" for e in events),
         what="no forged event",
     )
+
+
+def test_signing_out_ends_the_session_and_a_copy_of_its_cookie_is_refused(
+    signed: tuple[str, str], page: Page
+) -> None:
+    url, code = signed
+    page.goto(f"{url}/login")
+    page.fill("#credential", code)
+    page.click("#sign-in-button")
+    page.wait_for_url(f"{url}/")
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    session = {"inngest_mw_session": cookies["inngest_mw_session"]}
+    assert httpx.get(f"{url}/events", cookies=session, timeout=10).status_code == 200
+
+    page.click("#sign-out")
+    page.wait_for_url(f"{url}/login")
+    expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#sign-out")).to_have_count(0)
+    assert {c["name"] for c in page.context.cookies()}.isdisjoint(cookies)
+    answer = page.goto(f"{url}/events")
+    assert answer is not None
+    assert answer.status == 401
+    copied = httpx.get(f"{url}/v1/runs", cookies=session, timeout=10)
+    assert copied.status_code == 401
+    assert "session has ended (signed out or expired)" in copied.json()["error"]
+
+    # A sign-out posted from another site changes nothing.
+    page.fill("#credential", code)
+    page.click("#sign-in-button")
+    page.wait_for_url(f"{url}/events")
+    fresh = {c["name"]: c["value"] for c in page.context.cookies()}["inngest_mw_session"]
+    foreign = httpx.post(
+        f"{url}/logout",
+        cookies={"inngest_mw_session": fresh},
+        headers={"Origin": "https://elsewhere.example"},
+        timeout=10,
+    )
+    assert foreign.status_code == 403
+    still = httpx.get(f"{url}/events", cookies={"inngest_mw_session": fresh}, timeout=10)
+    assert still.status_code == 200
