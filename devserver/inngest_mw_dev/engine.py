@@ -50,6 +50,9 @@ T = TypeVar("T")
 # first _MAX_OUTCOMES_PER_TICK wait for the next tick (they stay leased, so nothing is lost).
 _MAX_PER_TICK = 16
 _MAX_OUTCOMES_PER_TICK = 16
+# Leases per tick while the items leased are run in the tick itself (events, run items) and may
+# have queued work due now: an event's run starts its first call in the tick that took the event.
+_LEASE_ROUNDS = 3
 _RETRY_UNEXPECTED_S = 5.0
 
 
@@ -530,13 +533,36 @@ class Engine:
         isolate: bool,
     ) -> tuple[list[tuple[QueueItem, PreparedCall | GatewayCall]], int]:
         """The tick's transitions; with ``isolate``, each in its own transaction. Live-log lines
-        go to ``notices``, published once the tick has committed."""
+        go to ``notices``, published once the tick has committed.
+
+        Work an item makes due at once (an event starting runs, a run item queueing the run's
+        next call) is leased again in the same tick, up to ``_LEASE_ROUNDS`` rounds, so that a
+        run's first call does not wait for the scheduler's timer."""
         machine = self.machine
         for item, outcome, started in outcomes:
             self._guarded(isolate, item, machine.apply_outcome, item, outcome, started)
-        now = self.clock()
-        items = machine.lease(now, self._lease_seconds, limit) if limit > 0 else []
         calls: list[tuple[QueueItem, PreparedCall | GatewayCall]] = []
+        leased = 0
+        for _ in range(_LEASE_ROUNDS):
+            if leased >= limit:
+                break
+            items = machine.lease(self.clock(), self._lease_seconds, limit - leased)
+            leased += len(items)
+            if not self._dispatch(items, calls, notices, isolate):
+                break
+        return calls, leased
+
+    def _dispatch(
+        self,
+        items: list[QueueItem],
+        calls: list[tuple[QueueItem, PreparedCall | GatewayCall]],
+        notices: list[str],
+        isolate: bool,
+    ) -> bool:
+        """Prepare the calls of ``items`` into ``calls`` and run the rest; True when one of them
+        was an item run here (an event, a run item), which may have queued work due now."""
+        machine = self.machine
+        ran_here = False
         for item in items:
             if item.kind == QueueKind.CALL:
                 prepared = self._guarded(isolate, item, machine.prepare_call, item)
@@ -547,14 +573,16 @@ class Engine:
                 if request is not None:
                     calls.append((item, request))
             elif item.kind == QueueKind.EVENT:
+                ran_here = True
                 event = self._guarded(isolate, item, machine.process_event, item)
                 if event is not None and self.on_notice is not None:
                     name = str(event.get("name", ""))
                     if not name.startswith("inngest/"):
                         notices.append(f"event {name} ({event.get('id')}) matched no function")
             else:
+                ran_here = True
                 self._guarded(isolate, item, machine.run_item, item)
-        return calls, len(items)
+        return ran_here
 
     def _guarded(
         self, isolate: bool, item: QueueItem, transition: Callable[..., T], *args: Any
