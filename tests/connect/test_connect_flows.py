@@ -190,3 +190,39 @@ def test_gateway_closing_moves_the_worker_to_a_new_connection_without_losing_its
         )
         (second,) = send(engine.url, {"name": "shop/long", "data": {}})
         assert run_for_event(engine.url, second, timeout=30)["output"] == "kept"
+
+
+def test_a_blocked_def_step_does_not_hold_up_the_workers_other_calls(engine: EngineThread) -> None:
+    """A ``def`` step blocks its thread until an ``async`` run on the same worker has run its
+    step: were the def step on the connection's loop, that call could not arrive, and the def
+    step would give up after 30 s and fail its run."""
+    started, released = threading.Event(), threading.Event()
+    client = client_for(engine)
+
+    @client.create_function(fn_id="blocker", trigger=TriggerEvent(event="shop/block"), retries=0)
+    def blocker(ctx: ContextSync) -> str:
+        def hold() -> str:
+            started.set()
+            if not released.wait(30):
+                raise RuntimeError("the other call never arrived while this step blocked")
+            return "released"
+
+        return ctx.step.run("hold", hold)
+
+    @client.create_function(fn_id="quick", trigger=TriggerEvent(event="shop/quick"))
+    async def quick(ctx: Context) -> str:
+        def release() -> str:
+            released.set()
+            return "done"
+
+        return await ctx.step.run("release", release)
+
+    with WorkerThread(client, [blocker, quick], instance_id="one-worker"):
+        wait_workers(engine.url, "shop", 1)
+        (blocked_event,) = send(engine.url, {"name": "shop/block", "data": {}})
+        assert started.wait(30), "the blocking step never started"
+        (quick_event,) = send(engine.url, {"name": "shop/quick", "data": {}})
+        quick_run = run_for_event(engine.url, quick_event, timeout=30)
+        blocked_run = run_for_event(engine.url, blocked_event, timeout=30)
+    assert (quick_run["status"], quick_run["output"]) == ("Completed", "done")
+    assert (blocked_run["status"], blocked_run["output"]) == ("Completed", "released")
