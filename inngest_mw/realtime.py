@@ -9,7 +9,8 @@ realtime API (``/v1/realtime/...``).
   used at once) that a browser or another process subscribes with; the signing key stays here.
 - ``subscribe(client, channel, topics)`` is an async iterator of ``Message``s, read over
   Server-Sent Events (``GET /v1/realtime/sse``), so it needs no library beyond httpx and fits a
-  streaming FastAPI or Starlette endpoint.
+  streaming FastAPI or Starlette endpoint; ``subscribe_sync`` is the same for sync code (a Flask
+  or Django streaming view, a thread).
 
 A channel is any name the app picks (``"order:42"``, a run ID, a user ID); a topic is one kind of
 message within it (``"status"``, ``"tokens"``). Subscribers get the messages published after they
@@ -18,10 +19,12 @@ subscribed, in the order they were published; nothing is stored for later.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
@@ -47,12 +50,14 @@ __all__ = [
     "PublishedMessage",
     "RealtimeError",
     "Subscription",
+    "SubscriptionSync",
     "SubscriptionToken",
     "get_subscription_token",
     "get_subscription_token_sync",
     "publish",
     "publish_sync",
     "subscribe",
+    "subscribe_sync",
 ]
 
 _log = logging.getLogger("inngest_mw")
@@ -292,6 +297,73 @@ def get_subscription_token_sync(
 # -- subscribing -----------------------------------------------------------------------
 
 
+class _Stream:
+    """What both subscription faces share: the stream's request, its refusals and the decoding
+    of its Server-Sent Events into ``Message``s (one ``feed`` per line)."""
+
+    def __init__(self, client: Inngest, channel: str, topics: Sequence[str]) -> None:
+        check_names(channel)
+        self.client = client
+        self.channel = channel
+        self.topics = _topic_list(topics)
+        self._data: list[str] = []
+
+    def http_options(self) -> dict[str, Any]:
+        from inngest_mw.client import _tls_context
+
+        timeout = httpx.Timeout(self.client.request_timeout, read=_READ_TIMEOUT)
+        return {"verify": _tls_context(), "timeout": timeout}
+
+    def request(self, token: SubscriptionToken | str) -> tuple[str, dict[str, str]]:
+        """The stream's URL and headers, authorized by ``token``."""
+        key = token.key if isinstance(token, SubscriptionToken) else token
+        headers = self.client.outbound_headers()
+        headers[Header.AUTHORIZATION] = f"Bearer {key}"
+        headers["accept"] = "text/event-stream"
+        return f"{self.client.settings.api_origin}v1/realtime/sse", headers
+
+    def failed(self, exc: Exception) -> RealtimeError:
+        return RealtimeError(f"subscribing to {self.channel} failed: {type(exc).__name__}: {exc}")
+
+    def refused(self, response: httpx.Response) -> RealtimeError:
+        """The error for a stream answered with anything but 200 (its body already read)."""
+        what = f"the subscription to {self.channel} {self.topics}"
+        if response.status_code == 401:
+            return RealtimeError(
+                f"the realtime API refused {what} (401): the token is invalid or expired "
+                "(tokens last one minute: mint one just before subscribing)",
+                retriable=False,
+            )
+        return _refused(what, response)
+
+    def broke(self, exc: Exception) -> RealtimeError:
+        return RealtimeError(
+            f"the subscription to {self.channel} broke: {type(exc).__name__}: {exc}"
+        )
+
+    def feed(self, line: str) -> Message | None:
+        """One line of the stream; the message it completes, if any."""
+        if line.startswith(":"):
+            return None  # a keep-alive
+        if line:
+            name, _, value = line.partition(":")
+            if name == "data":
+                self._data.append(value.removeprefix(" "))
+            return None
+        if not self._data:
+            return None
+        text, self._data = "\n".join(self._data), []
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            _log.warning("inngest-mw: realtime message is not JSON: %.200s", text)
+            return None
+        return Message.from_wire(raw) if isinstance(raw, dict) else None
+
+
+_CLOSED_MESSAGE: Final = "this subscription was closed; subscribe again"
+
+
 class Subscription:
     """Messages published to some topics of a channel, from when the subscription opened.
 
@@ -299,6 +371,7 @@ class Subscription:
     returns once the server has the subscription (so a run started afterwards is not missed), and
     leaving closes the connection. Iterating without ``async with`` opens it on first use. The
     iteration ends when the server closes the stream (the server does after 15 minutes).
+    ``SubscriptionSync`` (``subscribe_sync``) is the same for sync code.
     """
 
     def __init__(
@@ -308,10 +381,8 @@ class Subscription:
         topics: Sequence[str],
         token: SubscriptionToken | str | None = None,
     ) -> None:
-        check_names(channel)
-        self.channel = channel
-        self.topics = _topic_list(topics)
-        self._client = client
+        self._stream = _Stream(client, channel, topics)
+        self.channel, self.topics = channel, self._stream.topics
         self._token = token
         self._http: httpx.AsyncClient | None = None
         self._response: httpx.Response | None = None
@@ -322,39 +393,22 @@ class Subscription:
         if self._response is not None:
             return
         if self._closed:
-            raise RealtimeError("this subscription was closed; subscribe again", retriable=False)
+            raise RealtimeError(_CLOSED_MESSAGE, retriable=False)
+        stream = self._stream
         token = self._token
         if token is None:
-            token = await get_subscription_token(self._client, self.channel, self.topics)
-        key = token.key if isinstance(token, SubscriptionToken) else token
-        from inngest_mw.client import _tls_context
-
-        headers = self._client.outbound_headers()
-        headers[Header.AUTHORIZATION] = f"Bearer {key}"
-        headers["accept"] = "text/event-stream"
-        http = httpx.AsyncClient(
-            verify=_tls_context(),
-            timeout=httpx.Timeout(self._client.request_timeout, read=_READ_TIMEOUT),
-        )
-        url = f"{self._client.settings.api_origin}v1/realtime/sse"
+            token = await get_subscription_token(stream.client, self.channel, self.topics)
+        url, headers = stream.request(token)
+        http = httpx.AsyncClient(**stream.http_options())
         try:
             response = await http.send(http.build_request("GET", url, headers=headers), stream=True)
         except httpx.HTTPError as exc:
             await http.aclose()
-            raise RealtimeError(
-                f"subscribing to {self.channel} failed: {type(exc).__name__}: {exc}"
-            ) from None
+            raise stream.failed(exc) from None
         if response.status_code != 200:
             await response.aread()
             await http.aclose()
-            what = f"the subscription to {self.channel} {self.topics}"
-            if response.status_code == 401:
-                raise RealtimeError(
-                    f"the realtime API refused {what} (401): the token is invalid or expired "
-                    "(tokens last one minute: mint one just before subscribing)",
-                    retriable=False,
-                )
-            raise _refused(what, response)
+            raise stream.refused(response)
         self._http, self._response = http, response
 
     async def aclose(self) -> None:
@@ -387,31 +441,100 @@ class Subscription:
         response = self._response
         if response is None:
             return
-        data: list[str] = []
         try:
             async for line in response.aiter_lines():
-                if line.startswith(":"):
-                    continue  # a keep-alive
-                if line:
-                    name, _, value = line.partition(":")
-                    if name == "data":
-                        data.append(value.removeprefix(" "))
-                    continue
-                if not data:
-                    continue
-                text, data = "\n".join(data), []
-                try:
-                    raw = json.loads(text)
-                except ValueError:
-                    _log.warning("inngest-mw: realtime message is not JSON: %.200s", text)
-                    continue
-                if isinstance(raw, dict):
-                    yield Message.from_wire(raw)
+                message = self._stream.feed(line)
+                if message is not None:
+                    yield message
         except (httpx.HTTPError, httpx.StreamError) as exc:
             if not self._closed:  # closed by ``aclose`` (another task): the iteration just ends
-                raise RealtimeError(
-                    f"the subscription to {self.channel} broke: {type(exc).__name__}: {exc}"
-                ) from None
+                raise self._stream.broke(exc) from None
+
+
+class SubscriptionSync:
+    """``Subscription`` for sync code (a Flask or Django streaming view, a script, a thread):
+    ``with subscribe_sync(...) as sub: for message in sub: ...``. Entering returns once the server
+    has the subscription; ``close()``, from any thread, ends the iteration."""
+
+    def __init__(
+        self,
+        client: Inngest,
+        channel: str,
+        topics: Sequence[str],
+        token: SubscriptionToken | str | None = None,
+    ) -> None:
+        self._stream = _Stream(client, channel, topics)
+        self.channel, self.topics = channel, self._stream.topics
+        self._token = token
+        self._http: httpx.Client | None = None
+        self._response: httpx.Response | None = None
+        self._socket: socket.socket | None = None
+        self._closed = False
+
+    def open(self) -> None:
+        """Mint a token if none was given and open the stream; ``RealtimeError`` if refused."""
+        if self._response is not None:
+            return
+        if self._closed:
+            raise RealtimeError(_CLOSED_MESSAGE, retriable=False)
+        stream = self._stream
+        token = self._token
+        if token is None:
+            token = get_subscription_token_sync(stream.client, self.channel, self.topics)
+        url, headers = stream.request(token)
+        http = httpx.Client(**stream.http_options())
+        try:
+            response = http.send(http.build_request("GET", url, headers=headers), stream=True)
+        except httpx.HTTPError as exc:
+            http.close()
+            raise stream.failed(exc) from None
+        if response.status_code != 200:
+            response.read()
+            http.close()
+            raise stream.refused(response)
+        self._http, self._response = http, response
+        network = response.extensions.get("network_stream")
+        self._socket = network.get_extra_info("socket") if network is not None else None
+
+    def close(self) -> None:
+        """Close the connection (iteration then ends), from this thread or another."""
+        self._closed = True
+        response, http, sock = self._response, self._http, self._socket
+        self._response = self._http = self._socket = None
+        if sock is not None:
+            # A read blocked in another thread returns only once the socket is shut down.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if response is not None:
+            response.close()
+        if http is not None:
+            http.close()
+
+    def __enter__(self) -> SubscriptionSync:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Message]:
+        self.open()
+        response = self._response
+        if response is None:
+            return
+        try:
+            for line in response.iter_lines():
+                message = self._stream.feed(line)
+                if message is not None:
+                    yield message
+        except (httpx.HTTPError, httpx.StreamError, OSError, ValueError) as exc:
+            if not self._closed:  # closed by ``close`` (another thread): the iteration just ends
+                raise self._stream.broke(exc) from None
 
 
 def subscribe(
@@ -424,6 +547,17 @@ def subscribe(
     """Subscribe to ``topics`` of ``channel``: ``async with subscribe(...) as sub: async for m in
     sub``. Without ``token``, one is minted with the client's signing key."""
     return Subscription(client, channel, topics, token)
+
+
+def subscribe_sync(
+    client: Inngest,
+    channel: str,
+    topics: Sequence[str],
+    *,
+    token: SubscriptionToken | str | None = None,
+) -> SubscriptionSync:
+    """``subscribe`` for sync code: ``with subscribe_sync(...) as sub: for m in sub``."""
+    return SubscriptionSync(client, channel, topics, token)
 
 
 # -- the publish step (``ctx.step.realtime``) ------------------------------------------
