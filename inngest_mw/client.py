@@ -365,10 +365,21 @@ class Inngest:
                     return ids
                 last = f"event API answered {response.status_code}"
             except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                last = self._transport_failure(exc, url)
             if attempt + 1 < _SEND_ATTEMPTS:
                 yield _Sleep(self._backoff(attempt))
         raise SendEventsError(f"sending events failed after {_SEND_ATTEMPTS} attempts: {last}")
+
+    def _transport_failure(self, exc: httpx.HTTPError, url: str) -> str:
+        """Why a request to ``url`` got no answer, naming where it went; in dev mode, a refused
+        connection also says how to point the SDK at the dev server."""
+        reason = f"{type(exc).__name__} from {url}: {exc}"
+        if self.is_dev and isinstance(exc, httpx.ConnectError):
+            reason += (
+                " (is the dev server running there? INNGEST_DEV=http://HOST:PORT, or the "
+                "client's api_base_url and event_api_base_url, say where it is)"
+            )
+        return reason
 
     # -- signals -------------------------------------------------------------------------
 
@@ -414,7 +425,7 @@ class Inngest:
                 try:
                     response = yield _Post(self, url, body, headers)
                 except httpx.HTTPError as exc:
-                    last = f"{type(exc).__name__}: {exc}"
+                    last = self._transport_failure(exc, url)
                     break
                 if response.status_code in fallback_on and index + 1 < len(keys):
                     continue  # the fallback key may be the one the server holds now

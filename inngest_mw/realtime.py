@@ -322,8 +322,9 @@ class _Stream:
         headers["accept"] = "text/event-stream"
         return f"{self.client.settings.api_origin}v1/realtime/sse", headers
 
-    def failed(self, exc: Exception) -> RealtimeError:
-        return RealtimeError(f"subscribing to {self.channel} failed: {type(exc).__name__}: {exc}")
+    def failed(self, exc: httpx.HTTPError, url: str) -> RealtimeError:
+        reason = self.client._transport_failure(exc, url)
+        return RealtimeError(f"subscribing to {self.channel} failed: {reason}")
 
     def refused(self, response: httpx.Response) -> RealtimeError:
         """The error for a stream answered with anything but 200 (its body already read)."""
@@ -404,7 +405,7 @@ class Subscription:
             response = await http.send(http.build_request("GET", url, headers=headers), stream=True)
         except httpx.HTTPError as exc:
             await http.aclose()
-            raise stream.failed(exc) from None
+            raise stream.failed(exc, url) from None
         if response.status_code != 200:
             await response.aread()
             await http.aclose()
@@ -487,7 +488,7 @@ class SubscriptionSync:
             response = http.send(http.build_request("GET", url, headers=headers), stream=True)
         except httpx.HTTPError as exc:
             http.close()
-            raise stream.failed(exc) from None
+            raise stream.failed(exc, url) from None
         if response.status_code != 200:
             response.read()
             http.close()
