@@ -43,9 +43,12 @@ class FakeClock:
 
 
 def dev_command(port: int, db: Path, *options: str) -> list[str]:
-    """``python -m inngest_mw_dev dev --port PORT --db DB OPTIONS...`` as an argument list."""
+    """``python -m inngest_mw_dev dev --port PORT --db DB OPTIONS...`` as an argument list; the
+    connect gateway on a free port unless ``options`` name one (the default port may be taken by
+    an engine running on this machine, or by another test's)."""
     command = [sys.executable, "-m", "inngest_mw_dev", "dev", "--port", str(port), "--db", str(db)]
-    return [*command, *options]
+    gateway = [] if "--connect-port" in options else ["--connect-port", "0"]
+    return [*command, *gateway, *options]
 
 
 def engine_healthy(port: int) -> bool:

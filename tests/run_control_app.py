@@ -76,4 +76,10 @@ def build_app(engine_url: str, calls: Calls) -> Any:
         released = await ctx.step.wait_for_event("release", event="ctl/release", timeout="1h")
         return released is not None
 
-    return serve(client, [order, nap, hold])
+    @client.create_function(fn_id="approval", trigger=TriggerEvent(event="ctl/approval"))
+    async def approval(ctx: Context) -> Any:
+        signal = f"approve-{ctx.event.data['ticket']}"
+        got = await ctx.step.wait_for_signal("approve", signal=signal, timeout="1h")
+        return None if got is None else got.data
+
+    return serve(client, [order, nap, hold, approval])

@@ -240,6 +240,12 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_signal(args: argparse.Namespace) -> int:
+    resumed = _request(args, "POST", "/v1/signals", {"signal": args.signal, "data": args.data})
+    print(f"signal {args.signal} resumed run {resumed['run_id']}")
+    return 0
+
+
 def _cmd_rerun(args: argparse.Namespace) -> int:
     body = {"from_step": args.from_step} if args.from_step else {}
     started = _request(args, "POST", f"/v1/runs/{quote(args.run_id, safe='')}/rerun", body)
@@ -320,10 +326,21 @@ def _print_extras(run: dict[str, Any]) -> None:
             )
 
 
+def _engine_url() -> str:
+    """The engine the client commands talk to by default: ``INNGEST_DEV`` when it is a URL (as
+    the engine's start-up line tells apps to set it), else the default port."""
+    dev = os.environ.get("INNGEST_DEV", "").strip()
+    return dev.rstrip("/") if dev.startswith(("http://", "https://")) else DEFAULT_URL
+
+
 def _client_options() -> cliargs.OneLineParser:
     parent = cliargs.OneLineParser(add_help=False)
     parent.add_argument(
-        "--url", dest="api", default=DEFAULT_URL, type=cliargs.http_url, help="engine URL"
+        "--url",
+        dest="api",
+        default=_engine_url(),
+        type=cliargs.http_url,
+        help="engine URL (env INNGEST_DEV, when it is a URL)",
     )
     parent.add_argument(
         "--signing-key",
@@ -533,6 +550,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="the run's event data as a JSON object",
     )
     invoke.set_defaults(handler=_cmd_invoke)
+
+    signal = command(
+        "signal",
+        "resume the run waiting for a signal",
+        "Send a signal, as an app's client.send_signal() would: the run waiting for it in"
+        " step.wait_for_signal resumes with the data.",
+    )
+    signal.add_argument(
+        "signal",
+        metavar="SIGNAL",
+        type=cliargs.text("a signal name, e.g. approve-ticket-7"),
+        help="the signal's name, as the run's wait_for_signal gave it",
+    )
+    signal.add_argument(
+        "--data", default="null", type=cliargs.json_value, help="the signal's data, any JSON"
+    )
+    signal.set_defaults(handler=_cmd_signal)
 
     cancel = command(
         "cancel",

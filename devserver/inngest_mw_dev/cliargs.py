@@ -144,6 +144,16 @@ def text(what: str) -> Callable[[str], str]:
     return check
 
 
+def json_value(value: str) -> Any:
+    """Any JSON value, e.g. ``'{"ok": true}'`` or ``42`` (quoted for the shell)."""
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON ({exc}); quote it, e.g. --data '{{\"ok\": true}}'"
+        ) from None
+
+
 def json_object(value: str) -> dict[str, Any]:
     """Event data: a JSON object, e.g. ``'{"id": 1}'`` (quoted for the shell)."""
     try:

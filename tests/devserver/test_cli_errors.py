@@ -200,7 +200,8 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         (
             ["serve"],
             "argument COMMAND: invalid choice: 'serve' (choose from 'dev', 'runs',"
-            " 'workers', 'run', 'send', 'invoke', 'cancel', 'rerun', 'demo') (see inngest-mw --help)",
+            " 'workers', 'run', 'send', 'invoke', 'signal', 'cancel', 'rerun', 'demo')"
+            " (see inngest-mw --help)",
         ),
     ],
 )
@@ -234,7 +235,9 @@ def test_a_port_in_use_is_one_sentence(tmp_path: Path) -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = _cli("dev", "--port", str(port), "--db", str(tmp_path / "engine.db"))
+        result = _cli(
+            "dev", "--port", str(port), "--connect-port", "0", "--db", str(tmp_path / "engine.db")
+        )
     assert (result.returncode, result.stderr) == (
         1,
         (

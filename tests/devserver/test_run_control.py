@@ -25,10 +25,12 @@ from engine_support import (
     get_run,
     poll,
     run_for_event,
+    runs_for_event,
     send,
     serve_functions,
     sync,
     wait_run,
+    wait_step,
 )
 from inngest_mw_dev import EngineThread
 from inngest_mw_dev.cli import build_parser, main
@@ -99,7 +101,7 @@ def test_invoke_of_an_unknown_function_names_the_known_ones(
 ) -> None:
     code, _, err = shop.cli(capsys, "invoke", "nope")
     assert code == 1
-    assert err == "error: no function nope (known: ctl-hold, ctl-nap, ctl-order)\n"
+    assert err == "error: no function nope (known: ctl-approval, ctl-hold, ctl-nap, ctl-order)\n"
 
 
 def test_cancel_by_id_prefix_stops_a_sleeping_run(
@@ -250,6 +252,40 @@ def test_the_engine_unreachable_is_one_sentence(capsys: pytest.CaptureFixture[st
     assert err.count("\n") == 1
 
 
+def test_signal_resumes_the_run_waiting_for_it_with_the_data(
+    shop: Shop, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [event_id] = send(shop.url, {"name": "ctl/approval", "data": {"ticket": 7}})
+    (run,) = runs_for_event(shop.url, event_id)
+    wait_step(shop.url, run["run_id"], "approve", "Waiting")
+    code, out, _ = shop.cli(capsys, "signal", "approve-7", "--data", '{"ok": true}')
+    assert code == 0
+    assert out == f"signal approve-7 resumed run {run['run_id']}\n"
+    done = wait_run(shop.url, run["run_id"])
+    assert (done["status"], done["output"]) == ("Completed", {"ok": True})
+
+
+def test_a_signal_nobody_waits_for_is_one_sentence(
+    shop: Shop, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = shop.cli(capsys, "signal", "approve-nobody")
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1
+    assert "no run is waiting for signal 'approve-nobody'" in err
+    with pytest.raises(SystemExit):
+        main(["signal", "approve-7", "--data", "{not json"])
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_client_commands_reach_the_engine_inngest_dev_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INNGEST_DEV", "http://127.0.0.1:8402/")
+    assert build_parser().parse_args(["runs"]).api == "http://127.0.0.1:8402"
+    monkeypatch.setenv("INNGEST_DEV", "1")  # dev mode, no address: the default port
+    assert build_parser().parse_args(["signal", "s"]).api == "http://127.0.0.1:8288"
+
+
 def test_every_subcommand_has_a_description_and_shows_its_defaults() -> None:
     subparsers = next(a for a in build_parser()._actions if isinstance(a.choices, dict))
     assert isinstance(subparsers.choices, dict)
@@ -262,6 +298,7 @@ def test_every_subcommand_has_a_description_and_shows_its_defaults() -> None:
         "invoke",
         "cancel",
         "rerun",
+        "signal",
         "demo",
     }
     for name, sub in subparsers.choices.items():
@@ -351,10 +388,10 @@ def test_the_live_log_tells_syncs_sync_failures_and_events_nothing_took(tmp_path
             lines = _Lines(process)
             lines.wait_for(f"apps reach this engine with INNGEST_DEV={url}")
             synced = lines.wait_for(f"synced from {here.url}")
-            assert synced.rstrip().endswith("app ctl synced from " + here.url + ": 3 functions")
+            assert synced.rstrip().endswith("app ctl synced from " + here.url + ": 4 functions")
             # An inngest-mw app configured for another server answers the in-band sync: it
             # registers here all the same.
-            lines.wait_for(f"app ctl synced from {elsewhere.url}: 3 functions")
+            lines.wait_for(f"app ctl synced from {elsewhere.url}: 4 functions")
             # An SDK that answers out of band registers where it is configured to, and is told.
             lines.wait_for(f"sync of {out_of_band.url} failed: HTTP 500")
             assert any(f"start it with INNGEST_DEV={url}" in line for line in lines.seen)

@@ -150,6 +150,7 @@ class _Pages:
             history=history,
             replayed=set(lineage["replayed"]) if lineage else set(),
             step_names={s["id"]: s["name"] for s in run["steps"]},
+            signals=_awaited_signals(run),
         )
 
     async def events(self, request: Request) -> Response:
@@ -178,6 +179,19 @@ class _Pages:
     async def function(self, request: Request) -> Response:
         fn = (await self.db(self.data.function, request.path_params["fn_id"]))["data"]
         return self.render("function.html", "function", fn=fn)
+
+
+def _awaited_signals(run: dict[str, Any]) -> list[tuple[str, str]]:
+    """(step name, signal) for each of the run's steps waiting for a signal now."""
+    if run["status"] != "Running":
+        return []
+    waiting = {s["name"] for s in run["steps"] if s["op"] == "WaitForSignal"}
+    waiting &= {s["name"] for s in run["steps"] if s["status"] == "Waiting"}
+    latest: dict[str, str] = {}
+    for entry in run["history"]:
+        if entry["type"] == "waiting_signal" and entry["step"] in waiting:
+            latest[entry["step"]] = str(entry.get("signal", ""))
+    return [(step, signal) for step, signal in latest.items() if signal]
 
 
 class _SignIn:

@@ -172,6 +172,23 @@ def test_the_invoke_form_starts_a_run_with_the_payload(site: Site, page: Page) -
     assert get_run(site.url, run_id)["events"][0]["data"]["qty"] == 9
 
 
+def test_a_run_waiting_for_a_signal_resumes_from_the_signal_form(site: Site, page: Page) -> None:
+    [event_id] = send(site.url, {"name": "ctl/approval", "data": {"ticket": 31}})
+    run_id = site.runs_of(event_id)[0]["run_id"]
+    page.goto(f"{site.url}/runs/{run_id}")
+    form = page.locator('form.signal-form[data-signal="approve-31"]')
+    expect(form).to_contain_text("Step approve waits for signal approve-31")
+    form.locator("textarea").fill("{not json")
+    form.locator("button.send-signal").click()
+    expect(form.locator(".json-error")).to_contain_text("Not valid")
+    form.locator("textarea").fill('{"approved_by": "ada"}')
+    form.locator("button.send-signal").click()
+    expect(page.locator("h1 .status")).to_have_text("Completed")
+    expect(page.locator("form.signal-form")).to_have_count(0)
+    done = get_run(site.url, run_id)
+    assert (done["status"], done["output"]) == ("Completed", {"approved_by": "ada"})
+
+
 def test_cancel_stops_a_sleeping_run(site: Site, page: Page) -> None:
     [event_id] = send(site.url, {"name": "ctl/nap"})
     run_id = site.runs_of(event_id)[0]["run_id"]

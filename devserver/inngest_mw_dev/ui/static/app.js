@@ -44,10 +44,11 @@ function readJson(form) {
   const area = form.querySelector("textarea[data-json]");
   if (!area) return { ok: true };
   const message = form.querySelector(".json-error");
+  const anyJson = form.hasAttribute("data-any-json");
   let value;
   try {
-    value = area.value.trim() === "" ? {} : JSON.parse(area.value);
-    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    value = area.value.trim() === "" ? (anyJson ? null : {}) : JSON.parse(area.value);
+    if (!anyJson && (value === null || typeof value !== "object" || Array.isArray(value))) {
       throw new Error("data must be a JSON object, like {\"id\": 1}");
     }
   } catch (err) {
@@ -70,6 +71,7 @@ async function submitForm(form) {
   if (kind === "send-event") body = { name: form.elements.name.value, data: json.value };
   else if (kind === "invoke") body = { data: json.value };
   else if (kind === "rerun-from") body = { from_step: form.elements.from_step.value };
+  else if (kind === "signal") body = { signal: form.dataset.signal, data: json.value };
   else if (kind === "sync-url") { url = "/fn/sync?url=" + encodeURIComponent(form.elements.url.value); }
   try {
     after(await callApi(url, body));
