@@ -507,7 +507,7 @@ class Inngest:
 
     def sync_http(self) -> httpx.Client:
         if self._sync_http is None:
-            self._sync_http = httpx.Client()
+            self._sync_http = httpx.Client(verify=_tls_context())  # the one TLS context
         return self._sync_http
 
 
