@@ -27,7 +27,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 from urllib.parse import urlencode
 
 import httpx
@@ -362,18 +362,11 @@ class _Stream:
         return Message.from_wire(raw) if isinstance(raw, dict) else None
 
 
-_CLOSED_MESSAGE: Final = "this subscription was closed; subscribe again"
+_H = TypeVar("_H", httpx.AsyncClient, httpx.Client)
 
 
-class Subscription:
-    """Messages published to some topics of a channel, from when the subscription opened.
-
-    Use it as ``async with subscribe(...) as sub: async for message in sub: ...``: entering
-    returns once the server has the subscription (so a run started afterwards is not missed), and
-    leaving closes the connection. Iterating without ``async with`` opens it on first use. The
-    iteration ends when the server closes the stream (the server does after 15 minutes).
-    ``SubscriptionSync`` (``subscribe_sync``) is the same for sync code.
-    """
+class _Subscribed(Generic[_H]):
+    """The state both subscription faces keep: the stream, the token, the open connection."""
 
     def __init__(
         self,
@@ -385,16 +378,31 @@ class Subscription:
         self._stream = _Stream(client, channel, topics)
         self.channel, self.topics = channel, self._stream.topics
         self._token = token
-        self._http: httpx.AsyncClient | None = None
+        self._http: _H | None = None
         self._response: httpx.Response | None = None
         self._closed = False
 
+    def _to_open(self) -> bool:
+        """Whether ``open`` has a connection to make (False: it is open); raises once closed."""
+        if self._closed:
+            raise RealtimeError("this subscription was closed; subscribe again", retriable=False)
+        return self._response is None
+
+
+class Subscription(_Subscribed[httpx.AsyncClient]):
+    """Messages published to some topics of a channel, from when the subscription opened.
+
+    Use it as ``async with subscribe(...) as sub: async for message in sub: ...``: entering
+    returns once the server has the subscription (so a run started afterwards is not missed), and
+    leaving closes the connection. Iterating without ``async with`` opens it on first use. The
+    iteration ends when the server closes the stream (the server does after 15 minutes).
+    ``SubscriptionSync`` (``subscribe_sync``) is the same for sync code.
+    """
+
     async def open(self) -> None:
         """Mint a token if none was given and open the stream; ``RealtimeError`` if refused."""
-        if self._response is not None:
+        if not self._to_open():
             return
-        if self._closed:
-            raise RealtimeError(_CLOSED_MESSAGE, retriable=False)
         stream = self._stream
         token = self._token
         if token is None:
@@ -452,32 +460,17 @@ class Subscription:
                 raise self._stream.broke(exc) from None
 
 
-class SubscriptionSync:
+class SubscriptionSync(_Subscribed[httpx.Client]):
     """``Subscription`` for sync code (a Flask or Django streaming view, a script, a thread):
     ``with subscribe_sync(...) as sub: for message in sub: ...``. Entering returns once the server
     has the subscription; ``close()``, from any thread, ends the iteration."""
 
-    def __init__(
-        self,
-        client: Inngest,
-        channel: str,
-        topics: Sequence[str],
-        token: SubscriptionToken | str | None = None,
-    ) -> None:
-        self._stream = _Stream(client, channel, topics)
-        self.channel, self.topics = channel, self._stream.topics
-        self._token = token
-        self._http: httpx.Client | None = None
-        self._response: httpx.Response | None = None
-        self._socket: socket.socket | None = None
-        self._closed = False
+    _socket: socket.socket | None = None
 
     def open(self) -> None:
         """Mint a token if none was given and open the stream; ``RealtimeError`` if refused."""
-        if self._response is not None:
+        if not self._to_open():
             return
-        if self._closed:
-            raise RealtimeError(_CLOSED_MESSAGE, retriable=False)
         stream = self._stream
         token = self._token
         if token is None:
