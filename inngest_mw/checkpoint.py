@@ -61,9 +61,6 @@ class Checkpointer:
     deadline: float = field(default_factory=lambda: time.monotonic() + MAX_RUNTIME_S)
     refused: bool = False
     sent: int = 0
-    http: httpx.AsyncClient | None = None
-    """The async client this request's checkpoints share (opened by the first, closed by
-    ``close`` when the handler returns): one connection, not one per step."""
 
     @property
     def url(self) -> str:
@@ -114,12 +111,6 @@ class Checkpointer:
         self.refused = True
         return False
 
-    def close(self) -> Flow[None]:
-        """Close the async client, if a checkpoint opened one."""
-        if self.http is not None:
-            yield _Close(self.http)
-            self.http = None
-
 
 def _is_json(response: httpx.Response) -> bool:
     try:
@@ -130,7 +121,7 @@ def _is_json(response: httpx.Response) -> bool:
 
 
 class _CheckpointPost(Effect):
-    """The checkpoint POST, with the client's sync client or the request's async one."""
+    """The checkpoint POST, with the client's sync client or the loop's async one."""
 
     __slots__ = ("body", "checkpointer", "headers")
 
@@ -144,22 +135,10 @@ class _CheckpointPost(Effect):
         )
 
     async def arun(self) -> httpx.Response:
+        from inngest_mw.client import loop_http
+
         cp = self.checkpointer
-        if cp.http is None:
-            cp.http = cp.client.new_async_http()
-        return await cp.http.post(
+        http = await loop_http()  # the loop's one client: its connection outlives this request
+        return await http.post(
             cp.url, content=self.body, headers=self.headers, timeout=cp.client.request_timeout
         )
-
-
-class _Close(Effect):
-    __slots__ = ("http",)
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
-
-    def run(self) -> None:
-        raise RuntimeError("an async client is closed on the async path only")
-
-    async def arun(self) -> None:
-        await self.http.aclose()

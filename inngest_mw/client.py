@@ -16,7 +16,9 @@ import logging
 import os
 import random
 import ssl
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -73,6 +75,49 @@ _SEND_ATTEMPTS = 5
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
+
+
+_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
+_loop_clients = weakref.WeakKeyDictionary()
+_loop_closers: dict[int, AsyncIterator[None]] = {}
+_loop_lock = threading.Lock()
+
+
+async def loop_http() -> httpx.AsyncClient:
+    """The running event loop's async HTTP client, shared by every request the SDK makes on that
+    loop (events, checkpoints, signals, metadata, realtime publishes), so its kept-alive
+    connections, and their TLS sessions, serve request after request instead of one handshake
+    per operation.
+
+    It is closed with its loop: when the loop shuts its async generators down, which
+    ``asyncio.run``, uvicorn and asgiref's ``async_to_sync`` each do before closing it, a parked
+    async generator holding the client is finalized and closes it there, while the loop still
+    runs. A client of a loop that closed without that is dropped with the loop.
+    """
+    loop = asyncio.get_running_loop()
+    http = _loop_clients.get(loop)
+    if http is not None and not http.is_closed:
+        return http
+    http = httpx.AsyncClient(verify=_tls_context())
+    closer = _closed_with_loop(loop, http)
+    await closer.__anext__()  # parks at its yield: registered with this loop from now on
+    with _loop_lock:
+        _loop_clients[loop] = http
+        _loop_closers[id(http)] = closer
+    return http
+
+
+async def _closed_with_loop(
+    loop: asyncio.AbstractEventLoop, http: httpx.AsyncClient
+) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        with _loop_lock:
+            if _loop_clients.get(loop) is http:
+                del _loop_clients[loop]
+            _loop_closers.pop(id(http), None)
+        await http.aclose()
 
 
 class Inngest:
@@ -492,17 +537,12 @@ class Inngest:
 
     @contextlib.asynccontextmanager
     async def async_http(self) -> AsyncIterator[httpx.AsyncClient]:
-        """An async HTTP client for one operation, closed after it.
-
-        Not cached: an event loop may end (``asyncio.run``, per-request loops of async WSGI views)
-        with a cached client's connections still open. The TLS context is shared, which is what
-        makes creating a client expensive.
-        """
-        async with self.new_async_http() as client:
-            yield client
+        """The running loop's async HTTP client (``loop_http``), for one operation."""
+        yield await loop_http()
 
     def new_async_http(self) -> httpx.AsyncClient:
-        """A new async HTTP client (the caller closes it), sharing the TLS context."""
+        """A new async HTTP client (the caller closes it), sharing the TLS context: for a
+        long-lived stream; a request uses ``loop_http``."""
         return httpx.AsyncClient(verify=_tls_context())
 
     def sync_http(self) -> httpx.Client:
@@ -512,7 +552,7 @@ class Inngest:
 
 
 class _Post(Effect):
-    """One HTTP POST to the event API, with the client's sync or per-operation async client."""
+    """One HTTP POST to the API, with the client's sync client or the loop's async one."""
 
     __slots__ = ("body", "client", "headers", "url")
 
@@ -526,13 +566,10 @@ class _Post(Effect):
         )
 
     async def arun(self) -> httpx.Response:
-        async with self.client.async_http() as http:
-            return await http.post(
-                self.url,
-                content=self.body,
-                headers=self.headers,
-                timeout=self.client.request_timeout,
-            )
+        http = await loop_http()
+        return await http.post(
+            self.url, content=self.body, headers=self.headers, timeout=self.client.request_timeout
+        )
 
 
 class _Sleep(Effect):

@@ -337,8 +337,6 @@ def request_flow(
         pass
     except Exception as exc:
         result.error = exc
-    if core.checkpoint is not None:
-        yield from core.checkpoint.close()
     if core.boundary_due() and hooks.boundary_hooks:
         yield from _boundary(hooks)
     if HOOKS.AFTER_EXECUTION in table:
