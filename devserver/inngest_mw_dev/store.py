@@ -795,8 +795,9 @@ class Store:
         """
         taken: list[QueueItem] = []
         # Read due items a page at a time (keyset on run_at, id) rather than all of them: under
-        # load thousands are due, and each lease used to fetch and decode every one.
-        page = limit if admit is None else max(limit, 64)
+        # load thousands are due, and each lease used to fetch and decode every one. The first
+        # page is what the lease may take; once ``admit`` has refused items, pages are larger.
+        page = limit
         after: tuple[float, int] | None = None
         with self.tx():
             while len(taken) < limit:
@@ -821,6 +822,7 @@ class Store:
                 if len(rows) < page:
                     break
                 after = (rows[-1]["run_at"], rows[-1]["id"])
+                page = max(limit, 64)
             if taken:
                 marks = ",".join("?" * len(taken))
                 self._exec(

@@ -1,6 +1,7 @@
-"""Requeued items wait for the next statement: the requeues of one tick's answers, each followed
-only by its memo's INSERT, go out as one UPDATE, and no other statement ever sees the queue
-without them; a rollback takes them back with the rest."""
+"""The statements a tick costs. Requeued items wait for the next statement: the requeues of one
+tick's answers, each followed only by its memo's INSERT, go out as one UPDATE, and no other
+statement ever sees the queue without them; a rollback takes them back with the rest. A lease
+reads only as many due rows as it may take, until items are refused."""
 
 from __future__ import annotations
 
@@ -91,5 +92,26 @@ def test_without_a_transaction_a_requeue_is_written_at_once(tmp_path: Path) -> N
         store.requeue(item_id, 2.0)
         assert len(seen) == 1
         assert seen[0].startswith("UPDATE queue")
+    finally:
+        store.close()
+
+
+def test_a_lease_reads_no_more_rows_than_it_may_take_until_items_are_refused(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "e.db")
+    try:
+        with store.tx():
+            ids = [store.enqueue("call", 1.0, run_id=f"r{n}", step="step") for n in range(100)]
+        seen = _statements(store)
+        assert [i.id for i in store.lease_due(1.0, 60, 10, lambda item: True)] == ids[:10]
+        selects = [s for s in seen if s.startswith("SELECT")]
+        assert len(selects) == 1
+        assert selects[0].endswith("LIMIT 10")
+        seen.clear()
+        refused = set(ids[10:25])
+        taken = store.lease_due(1.0, 60, 10, lambda item: item.id not in refused)
+        assert [i.id for i in taken] == ids[25:35]
+        assert [s.rsplit(" ", 1)[1] for s in seen if s.startswith("SELECT")] == ["10", "64"]
     finally:
         store.close()
