@@ -232,9 +232,8 @@ class Store:
         self._apps: dict[str, AppRow] = {}
         """Apps by id; changed only through ``upsert_app`` (or a free-form ``write``)."""
         self._runs: dict[str, _RunState] = {}
-        """Running runs by id (at most ``_RUNS_KEPT``: a new run while there is room, a run read
-        back in place of the oldest); like ``_apps``, forgotten on a rollback or a free-form
-        ``write``."""
+        """Running runs by id (at most ``_RUNS_KEPT``: a new run or one read back while there is
+        room, until it ends); like ``_apps``, forgotten on a rollback or a free-form ``write``."""
         self._pauses: bool | None = None
         """Whether the pauses table may hold a row (None: not known, ask it). Most functions
         never pause, and then every event and every run's end skips a statement on that table."""
@@ -339,9 +338,14 @@ class Store:
                 self._keys = known
         return known
 
-    def _keep(self, run: RunRow) -> _RunState:
+    def _keep(self, run: RunRow) -> _RunState | None:
+        """Keep a running run in memory while there is room (None when there is not).
+
+        Nothing kept is pushed out for another: under a backlog, runs take turns at the workers,
+        so the run just read would only push out one about to be called again (and every run
+        would be read back at each call); the runs kept stay kept until they end."""
         if len(self._runs) >= _RUNS_KEPT:
-            del self._runs[next(iter(self._runs))]
+            return None
         state = self._runs[run.id] = _RunState(run)
         return state
 
@@ -487,11 +491,10 @@ class Store:
             run.max_attempts,
             run.correlation_id,
         )
-        if run.status == "Running" and len(self._runs) < _RUNS_KEPT:
-            # Kept only while there is room: when runs arrive faster than they run, the new ones
-            # would only push out the runs being executed, long before their own turn comes.
+        if run.status == "Running":
             state = self._keep(run)
-            state.memos, state.hashes = [], set()
+            if state is not None:
+                state.memos, state.hashes = [], set()
 
     @staticmethod
     def _run(row: sqlite3.Row) -> RunRow:
