@@ -35,8 +35,9 @@ _Origin = tuple[str, str, int]
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
-"""Control characters: never sent in a header value (no header or request splitting)."""
+_UNSAFE = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
+"""Control characters but CR and LF (counted instead): never sent in a header name or value (no
+header or request splitting)."""
 
 
 class ProtocolError(ValueError):
@@ -67,9 +68,10 @@ def _split(url: str) -> tuple[_Origin, bytes]:
 
 
 def _head(prefix: bytes, headers: dict[str, str], length: int) -> bytes:
-    if _UNSAFE.search("".join(headers.values())) or _UNSAFE.search("".join(headers)):
+    lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    count = len(headers)  # one CR LF per line, none inside a name or value
+    if _UNSAFE.search(lines) or lines.count("\r") != count or lines.count("\n") != count:
         raise ValueError("a header name or value holds a control character")
-    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     return b"%sContent-Length: %d\r\n%s\r\n" % (prefix, length, lines.encode("latin-1"))
 
 
@@ -126,20 +128,26 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    async def post(self, head: bytes, body: bytes) -> AppResponse:
-        """Send one request and read its whole response (the connection must be idle)."""
+    async def post(self, head: bytes, body: bytes, deadline: float) -> AppResponse:
+        """Send one request and read its whole response (the connection must be idle); raises
+        ``TimeoutError`` when it is not in by ``deadline`` (the loop's clock)."""
         if self._transport is None or self.closed:
             raise ConnectionResetError("the connection is closed")
         if self._buffer:
             raise ProtocolError("the app sent data before it was asked anything")
         self._status, self._headers, self._framing, self._chunks = 0, {}, "", []
         self._remaining, self._keep = 0, True
-        self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[AppResponse] = loop.create_future()
+        self._waiter = waiter
+        # One timer handle, not an ``asyncio.timeout`` context (a third of the cost per call).
+        timer = loop.call_at(deadline, _expire, waiter)
         # One write: the head and the body leave together (TCP_NODELAY or not).
         self._transport.write(head + body)
         try:
-            response = await self._waiter
+            response = await waiter
         finally:
+            timer.cancel()
             self._waiter = None
         if not self._keep or self._buffer:
             self.close()  # the app asked to close it, or it sent more than one response
@@ -268,6 +276,11 @@ class _Connection(asyncio.Protocol):
             self._remaining = 0
 
 
+def _expire(waiter: asyncio.Future[AppResponse]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 class AppClient:
     """Keep-alive HTTP/1.1 POSTs to apps; one pool of idle connections per origin."""
 
@@ -284,11 +297,14 @@ class AppClient:
         ``ValueError`` for a URL or header value that cannot be sent."""
         origin, prefix = _split(url)
         head = _head(prefix, headers, len(body))
-        conn: _Connection | None = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        conn = self._idle_connection(origin)
         try:
-            async with asyncio.timeout(timeout):
-                conn = await self._acquire(origin)
-                response = await conn.post(head, body)
+            if conn is None:
+                async with asyncio.timeout_at(deadline):
+                    conn = await self._connect(origin)
+            response = await conn.post(head, body, deadline)
         except BaseException:
             if conn is not None:
                 conn.close()  # its state is unknown: never reused
@@ -298,7 +314,8 @@ class AppClient:
             self._idle.setdefault(origin, collections.deque()).append(conn)
         return response
 
-    async def _acquire(self, origin: _Origin) -> _Connection:
+    def _idle_connection(self, origin: _Origin) -> _Connection | None:
+        """The most recently used idle connection to ``origin`` still fit for a request."""
         idle = self._idle.get(origin)
         if idle:
             now = time.monotonic()
@@ -309,6 +326,9 @@ class AppClient:
                 if conn.reusable:
                     return conn
                 conn.close()
+        return None
+
+    async def _connect(self, origin: _Origin) -> _Connection:
         scheme, host, port = origin
         tls = None
         if scheme == "https":

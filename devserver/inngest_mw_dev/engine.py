@@ -178,18 +178,23 @@ class Engine:
             self.on_notice(line)
 
     def _on_history(self, note: HistoryNote) -> None:
-        self._later(lambda: self._publish_history(note))
+        if self._db is None:
+            self._publish_history([note])
+        else:  # the entries of one store thread job are published by one action
+            self._db.later_batch(self._publish_history, note)
 
-    def _publish_history(self, note: HistoryNote) -> None:
-        self.feed.publish(
-            "history",
-            run_id=note.run_id,
-            function_id=note.function_id,
-            type=note.kind,
-            step=note.step,
-        )
-        if self.on_history is not None:
-            self.on_history(note)
+    def _publish_history(self, notes: list[HistoryNote]) -> None:
+        feed, listener = self.feed, self.on_history
+        for note in notes:
+            feed.publish(
+                "history",
+                run_id=note.run_id,
+                function_id=note.function_id,
+                type=note.kind,
+                step=note.step,
+            )
+            if listener is not None:
+                listener(note)
 
     # lifecycle
 

@@ -51,7 +51,6 @@ def ulid_from_seed(seed: str, index: int) -> str | None:
 
 
 @functools.lru_cache(maxsize=4096)
-@functools.lru_cache(maxsize=4096)
 def deterministic_uuid(name: str) -> str:
     """A stable UUID for an app or function slug (the server's app/function IDs are UUIDs);
     remembered, since every call request of a function asks for its own."""

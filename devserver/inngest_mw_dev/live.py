@@ -22,6 +22,8 @@ class LiveFeed:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
 
     def publish(self, kind: str, **payload: Any) -> None:
+        if not self._subscribers:
+            return
         message = {"kind": kind, **payload}
         for queue in self._subscribers:
             with contextlib.suppress(asyncio.QueueFull):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
+import math
 from typing import TextIO
 
 from inngest_mw_dev.history import HistoryNote
@@ -19,9 +21,19 @@ __all__ = ["LiveLog", "clock"]
 
 
 def clock(ts: float) -> str:
-    """``HH:MM:SS.mmm`` in local time (as ``strftime("%H:%M:%S.%f")[:-3]``, for less)."""
-    t = dt.datetime.fromtimestamp(ts)
-    return f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond // 1000:03d}"
+    """``HH:MM:SS.mmm`` in local time (as ``strftime("%H:%M:%S.%f")[:-3]``, for less: the
+    ``HH:MM:SS`` of a second is made once, and a second holds many lines)."""
+    second = math.floor(ts)
+    micros = round((ts - second) * 1e6)  # as ``fromtimestamp`` rounds: half to even
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    return f"{_hms(second)}.{micros // 1000:03d}"
+
+
+@functools.lru_cache(maxsize=4)
+def _hms(second: int) -> str:
+    t = dt.datetime.fromtimestamp(second)
+    return f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
 
 
 class LiveLog:

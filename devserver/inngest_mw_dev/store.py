@@ -232,9 +232,8 @@ class Store:
         self._apps: dict[str, AppRow] = {}
         """Apps by id; changed only through ``upsert_app`` (or a free-form ``write``)."""
         self._runs: dict[str, _RunState] = {}
-        """Running runs by id (at most ``_RUNS_KEPT``: a new run while there is room, a run read
-        back in place of the oldest); like ``_apps``, forgotten on a rollback or a free-form
-        ``write``."""
+        """Running runs by id (at most ``_RUNS_KEPT``: a new run or one read back while there is
+        room, until it ends); like ``_apps``, forgotten on a rollback or a free-form ``write``."""
         self._pauses: bool | None = None
         """Whether the pauses table may hold a row (None: not known, ask it). Most functions
         never pause, and then every event and every run's end skips a statement on that table."""
@@ -245,6 +244,9 @@ class Store:
         reads them (at most ``_EVENTS_KEPT``, kept while there is room); forgotten with runs."""
         self._history: list[tuple[str, float, str, str | None, str]] = []
         """History rows of the open transaction, inserted together just before it commits."""
+        self._requeued: dict[int, float] = {}
+        """Queue items ``requeue`` made due again in the open transaction (ID: when), written
+        in one statement before any other statement runs (see ``requeue``)."""
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -275,24 +277,33 @@ class Store:
         try:
             yield
             self._write_history()
+            self._write_requeued()
         except BaseException:
             self._depth = 0
             self._history.clear()
+            self._requeued.clear()
             self._forget()
             self._db.execute("ROLLBACK")
             raise
         self._depth = 0
         self._db.execute("COMMIT")
 
+    def _run_sql(self, sql: str, args: tuple[object, ...]) -> sqlite3.Cursor:
+        """Every statement but a memo's ``INSERT`` goes through here: the items requeued so far
+        are written first, so no statement ever sees the queue without them."""
+        if self._requeued:
+            self._write_requeued()
+        return self._db.execute(sql, args)
+
     def _one(self, sql: str, *args: object) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
+        row: sqlite3.Row | None = self._run_sql(sql, args).fetchone()
         return row
 
     def _all(self, sql: str, *args: object) -> list[sqlite3.Row]:
-        return self._db.execute(sql, args).fetchall()
+        return self._run_sql(sql, args).fetchall()
 
     def _exec(self, sql: str, *args: object) -> int:
-        return self._db.execute(sql, args).rowcount
+        return self._run_sql(sql, args).rowcount
 
     def read(self, sql: str, *args: object) -> list[sqlite3.Row]:
         """Rows of a read-only query, for modules that keep their own queries (UI, run control)."""
@@ -327,9 +338,14 @@ class Store:
                 self._keys = known
         return known
 
-    def _keep(self, run: RunRow) -> _RunState:
+    def _keep(self, run: RunRow) -> _RunState | None:
+        """Keep a running run in memory while there is room (None when there is not).
+
+        Nothing kept is pushed out for another: under a backlog, runs take turns at the workers,
+        so the run just read would only push out one about to be called again (and every run
+        would be read back at each call); the runs kept stay kept until they end."""
         if len(self._runs) >= _RUNS_KEPT:
-            del self._runs[next(iter(self._runs))]
+            return None
         state = self._runs[run.id] = _RunState(run)
         return state
 
@@ -475,11 +491,10 @@ class Store:
             run.max_attempts,
             run.correlation_id,
         )
-        if run.status == "Running" and len(self._runs) < _RUNS_KEPT:
-            # Kept only while there is room: when runs arrive faster than they run, the new ones
-            # would only push out the runs being executed, long before their own turn comes.
+        if run.status == "Running":
             state = self._keep(run)
-            state.memos, state.hashes = [], set()
+            if state is not None:
+                state.memos, state.hashes = [], set()
 
     @staticmethod
     def _run(row: sqlite3.Row) -> RunRow:
@@ -569,7 +584,7 @@ class Store:
         state = self._runs.get(run_id)
         if state is not None and state.hashes is not None:
             return set(state.hashes)
-        rows = self._db.execute("SELECT hash FROM steps WHERE run_id = ?", (run_id,)).fetchall()
+        rows = self._run_sql("SELECT hash FROM steps WHERE run_id = ?", (run_id,)).fetchall()
         hashes = {r[0] for r in rows}
         if state is not None:
             state.hashes = set(hashes)
@@ -602,7 +617,7 @@ class Store:
         return self._memo_rows(run_id)
 
     def _memo_rows(self, run_id: str) -> list[tuple[str, str]]:
-        rows = self._db.execute(
+        rows = self._run_sql(
             "SELECT hash, memo FROM steps WHERE run_id = ? AND memo IS NOT NULL ORDER BY seq",
             (run_id,),
         ).fetchall()
@@ -668,8 +683,10 @@ class Store:
         """
         error = memo.get("error") if isinstance(memo, dict) and set(memo) == {"error"} else None
         text = canonical_text(memo) if encoded is None else encoded
+        # Straight to the connection: it touches only ``steps``, so the items requeued before it
+        # may wait, and the requeues of a tick's answers go out in one statement.
         saved = (
-            self._exec(
+            self._db.execute(
                 "INSERT INTO steps (run_id, hash, name, op, status, memo, error, seq, attempts,"
                 " started_at, ended_at) VALUES (?,?,?,?,?,?,?,"
                 " (SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id = ?), 1, ?, ?)"
@@ -677,17 +694,19 @@ class Store:
                 " memo = excluded.memo, error = excluded.error, seq = excluded.seq,"
                 " ended_at = excluded.ended_at, attempts = MAX(steps.attempts, 1)"
                 " WHERE steps.memo IS NULL",
-                run_id,
-                step_hash,
-                name,
-                op,
-                status,
-                text,
-                _dump(error) if error is not None else None,
-                run_id,
-                started_at or now,
-                now,
-            )
+                (
+                    run_id,
+                    step_hash,
+                    name,
+                    op,
+                    status,
+                    text,
+                    _dump(error) if error is not None else None,
+                    run_id,
+                    started_at or now,
+                    now,
+                ),
+            ).rowcount
             == 1
         )
         state = self._runs.get(run_id)
@@ -751,7 +770,7 @@ class Store:
         attempt: int = 0,
         payload: dict[str, Any] | None = None,
     ) -> int:
-        cursor = self._db.execute(
+        cursor = self._run_sql(
             "INSERT INTO queue (kind, run_id, function_id, step, attempt, run_at, payload)"
             " VALUES (?,?,?,?,?,?,?)",
             (kind, run_id, function_id, step, attempt, run_at, _dump(payload or {})),
@@ -779,8 +798,9 @@ class Store:
         """
         taken: list[QueueItem] = []
         # Read due items a page at a time (keyset on run_at, id) rather than all of them: under
-        # load thousands are due, and each lease used to fetch and decode every one.
-        page = limit if admit is None else max(limit, 64)
+        # load thousands are due, and each lease used to fetch and decode every one. The first
+        # page is what the lease may take; once ``admit`` has refused items, pages are larger.
+        page = limit
         after: tuple[float, int] | None = None
         with self.tx():
             while len(taken) < limit:
@@ -805,6 +825,7 @@ class Store:
                 if len(rows) < page:
                     break
                 after = (rows[-1]["run_at"], rows[-1]["id"])
+                page = max(limit, 64)
             if taken:
                 marks = ",".join("?" * len(taken))
                 self._exec(
@@ -850,13 +871,27 @@ class Store:
 
     def requeue(self, item_id: int, run_at: float) -> None:
         """Reuse a leased item as a fresh one (attempt 0, empty payload, no lease) due at
-        ``run_at``: cheaper than deleting it and inserting its successor."""
-        self._exec(
-            "UPDATE queue SET run_at = ?, attempt = 0, lease_until = NULL, payload = '{}'"
-            " WHERE id = ?",
-            run_at,
-            item_id,
-        )
+        ``run_at``: cheaper than deleting it and inserting its successor.
+
+        In a transaction the write waits for the next statement (or the commit), so the
+        requeues of one tick's answers, each followed only by its memo's ``INSERT``, are one
+        ``UPDATE``."""
+        self._requeued[item_id] = run_at
+        if not self._depth:
+            self._write_requeued()
+
+    def _write_requeued(self) -> None:
+        pending, self._requeued = self._requeued, {}
+        items = list(pending.items())
+        for start in range(0, len(items), _BULK_ROWS):
+            chunk = items[start : start + _BULK_ROWS]
+            cases = " ".join("WHEN ? THEN ?" for _ in chunk)
+            marks = ",".join("?" * len(chunk))
+            self._db.execute(
+                f"UPDATE queue SET run_at = CASE id {cases} END, attempt = 0, lease_until = NULL,"
+                f" payload = '{{}}' WHERE id IN ({marks})",
+                (*(v for pair in chunk for v in pair), *(item_id for item_id, _ in chunk)),
+            )
 
     def delete_item(self, item_id: int) -> None:
         self._exec("DELETE FROM queue WHERE id = ?", item_id)
@@ -1003,7 +1038,7 @@ class Store:
     # middleware hooks per request
 
     def add_request_hooks(self, row: RequestHooksRow) -> None:
-        self._db.execute(
+        self._run_sql(
             "INSERT INTO request_hooks (run_id, started_at, step, attempt, outcome, calls, more,"
             " problem) VALUES (?,?,?,?,?,?,?,?)",
             (

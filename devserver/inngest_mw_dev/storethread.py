@@ -42,6 +42,7 @@ class StoreThread:
         self._jobs: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], _Done] | None]
         self._jobs = queue.SimpleQueue()
         self._actions: _Actions = []
+        self._batches: dict[Callable[[list[Any]], None], list[Any]] = {}
         self._thread = threading.Thread(target=self._main, name=self.NAME, daemon=True)
         self._thread.start()
         self.ident = self._thread.ident
@@ -87,6 +88,18 @@ class StoreThread:
         else:
             action()
 
+    def later_batch(self, action: Callable[[list[T]], None], item: T) -> None:
+        """``later`` for many items: ``action`` runs once per job, with every item given to it
+        in that job, in order (at once, with ``[item]``, when not called from a job)."""
+        if not self.on_thread():
+            action([item])
+            return
+        batch = self._batches.get(action)
+        if batch is None:
+            batch = self._batches[action] = []
+            self._actions.append(lambda: action(batch))
+        batch.append(item)
+
     def _main(self) -> None:
         while (entry := self._jobs.get()) is not None:
             job, args, done = entry
@@ -96,6 +109,7 @@ class StoreThread:
             except BaseException as exc:  # handed to whoever awaits the job
                 error = exc
             actions, self._actions = self._actions, []
+            self._batches.clear()
             done(result, error, actions)
             del entry, job, args, done, result, error, actions
 

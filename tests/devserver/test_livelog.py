@@ -55,5 +55,13 @@ def test_without_a_loop_a_line_is_written_at_once() -> None:
 
 
 def test_clock_reads_as_strftime_to_the_millisecond() -> None:
-    for ts in (0.0, 1_700_000_000.0, 1_700_000_000.9995, 1_700_000_059.123456, 1e9 + 0.0005):
+    edges = (1_700_000_059.9999995, 1_700_000_059.9999994, 1_700_000_000.0000005, 86_399.99999951)
+    for ts in (
+        0.0,
+        1_700_000_000.0,
+        1_700_000_000.9995,
+        1_700_000_059.123456,
+        1e9 + 0.0005,
+        *edges,
+    ):
         assert clock(ts) == dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3]
