@@ -77,9 +77,10 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
+_Kept = tuple[httpx.AsyncClient, AsyncIterator[None]]
+_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Kept]
 _loop_clients = weakref.WeakKeyDictionary()
-_loop_closers: dict[int, AsyncIterator[None]] = {}
+"""Each loop's client, with the parked generator that closes it (the loop holds that weakly)."""
 _loop_lock = threading.Lock()
 
 
@@ -92,18 +93,18 @@ async def loop_http() -> httpx.AsyncClient:
     It is closed with its loop: when the loop shuts its async generators down, which
     ``asyncio.run``, uvicorn and asgiref's ``async_to_sync`` each do before closing it, a parked
     async generator holding the client is finalized and closes it there, while the loop still
-    runs. A client of a loop that closed without that is dropped with the loop.
+    runs. A loop closed without that (a bare ``loop.close()``) keeps its client, and the
+    sockets it left open, for as long as the process.
     """
     loop = asyncio.get_running_loop()
-    http = _loop_clients.get(loop)
-    if http is not None and not http.is_closed:
-        return http
+    kept = _loop_clients.get(loop)
+    if kept is not None and not kept[0].is_closed:
+        return kept[0]
     http = httpx.AsyncClient(verify=_tls_context())
     closer = _closed_with_loop(loop, http)
     await closer.__anext__()  # parks at its yield: registered with this loop from now on
     with _loop_lock:
-        _loop_clients[loop] = http
-        _loop_closers[id(http)] = closer
+        _loop_clients[loop] = (http, closer)
     return http
 
 
@@ -114,9 +115,9 @@ async def _closed_with_loop(
         yield
     finally:
         with _loop_lock:
-            if _loop_clients.get(loop) is http:
+            kept = _loop_clients.get(loop)
+            if kept is not None and kept[0] is http:
                 del _loop_clients[loop]
-            _loop_closers.pop(id(http), None)
         await http.aclose()
 
 

@@ -78,7 +78,7 @@ def test_the_client_closes_with_its_loop_and_each_loop_gets_its_own(
 
     async def one_send() -> None:
         await client.send(inngest_mw.Event(name="loop/x"))
-        seen.append(client_module._loop_clients[asyncio.get_running_loop()])
+        seen.append(client_module._loop_clients[asyncio.get_running_loop()][0])
 
     for _ in range(20):
         asyncio.run(one_send())
@@ -86,4 +86,5 @@ def test_the_client_closes_with_its_loop_and_each_loop_gets_its_own(
     assert len({id(http) for http in seen}) == 20
     assert all(http.is_closed for http in seen)
     assert len(set(recorder.ports)) == 20  # a new loop, a new connection
-    assert not client_module._loop_closers  # nothing kept for a loop that has ended
+    kept = [http for http, _ in client_module._loop_clients.values()]
+    assert not any(http in kept for http in seen)  # nothing kept for a loop that has ended
