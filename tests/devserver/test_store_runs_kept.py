@@ -8,27 +8,8 @@ from pathlib import Path
 
 import pytest
 from inngest_mw_dev import store as store_module
-from inngest_mw_dev.store import RunRow, Store
-
-
-def _run(run_id: str) -> RunRow:
-    return RunRow(
-        id=run_id,
-        function_id="fn",
-        app_id="app",
-        event_id="e",
-        events=[{"name": "go"}],
-        status="Running",
-        output=None,
-        error=None,
-        queued_at=1.0,
-        started_at=None,
-        ended_at=None,
-        force_plan=False,
-        pending=0,
-        max_attempts=3,
-        correlation_id=None,
-    )
+from inngest_mw_dev.store import Store
+from store_rows import running_run
 
 
 def test_runs_are_kept_while_there_is_room_and_none_is_pushed_out(
@@ -39,7 +20,7 @@ def test_runs_are_kept_while_there_is_room_and_none_is_pushed_out(
     try:
         with store.tx():
             for run_id in ("r1", "r2", "r3"):
-                store.insert_run(_run(run_id))
+                store.insert_run(running_run(run_id))
         kept = {run_id: store.get_run(run_id) for run_id in ("r1", "r2")}
         for _ in range(2):  # reading r3 back, again and again, pushes neither out
             third = store.get_run("r3")
