@@ -23,12 +23,6 @@ def url() -> Iterator[str]:
         yield base + "/api/inngest"
 
 
-@pytest.fixture(params=["", "-sync"], ids=["async", "sync"])
-def variant(request: pytest.FixtureRequest) -> str:
-    suffix: str = request.param
-    return suffix
-
-
 @pytest.fixture
 def caller(url: str) -> Caller:
     return Caller(url)

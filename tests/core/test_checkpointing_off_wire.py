@@ -115,12 +115,6 @@ def apps() -> Iterator[Apps]:
         both.http.close()
 
 
-@pytest.fixture(params=["", "-sync"], ids=["async", "sync"])
-def variant(request: pytest.FixtureRequest) -> str:
-    suffix: str = request.param
-    return suffix
-
-
 @pytest.mark.parametrize("switch", ["off_by_option", "off_by_environment"])
 @pytest.mark.parametrize("name", list(CASES))
 def test_checkpointing_off_answers_byte_for_byte_as_the_path_without_it(

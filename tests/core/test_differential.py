@@ -378,12 +378,6 @@ def pair() -> Iterator[Pair]:
         both.http.close()
 
 
-@pytest.fixture(params=["", "-sync"], ids=["async", "sync"])
-def variant(request: pytest.FixtureRequest) -> str:
-    suffix: str = request.param
-    return suffix
-
-
 # -- single requests -----------------------------------------------------------------------------
 
 

@@ -77,12 +77,6 @@ def _functions(client: inngest_mw.Inngest) -> list[inngest_mw.Function[Any]]:
     return [meta, meta_sync, wire, wire_sync]
 
 
-@pytest.fixture(params=["", "-sync"], ids=["async", "sync"])
-def variant(request: pytest.FixtureRequest) -> str:
-    suffix: str = request.param
-    return suffix
-
-
 @pytest.fixture(scope="module")
 def client() -> inngest_mw.Inngest:
     return inngest_mw.Inngest(app_id="app", is_production=False, checkpointing=False)

@@ -85,12 +85,6 @@ def caller() -> Iterator[Caller]:
         yield Caller(base + "/api/inngest")
 
 
-@pytest.fixture(params=["", "-sync"], ids=["async", "sync"])
-def variant(request: pytest.FixtureRequest) -> str:
-    suffix: str = request.param
-    return suffix
-
-
 def _op(step_id: str, op: str, name: str, opts: dict[str, Any] | None) -> dict[str, Any]:
     out = {
         "id": hash_step_id(step_id),

@@ -102,12 +102,6 @@ def env() -> Iterator[Env]:
             yield Caller(base + "/api/inngest"), stub, api
 
 
-@pytest.fixture(params=["", "-sync"], ids=["async", "sync"])
-def variant(request: pytest.FixtureRequest) -> str:
-    suffix: str = request.param
-    return suffix
-
-
 def _op(op: str, **extra: Any) -> dict[str, Any]:
     return {
         "id": hash_step_id("notify"),
