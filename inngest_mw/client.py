@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import datetime as _dt
 import functools
 import json
@@ -535,16 +534,6 @@ class Inngest:
         )
 
     # -- HTTP ----------------------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def async_http(self) -> AsyncIterator[httpx.AsyncClient]:
-        """The running loop's async HTTP client (``loop_http``), for one operation."""
-        yield await loop_http()
-
-    def new_async_http(self) -> httpx.AsyncClient:
-        """A new async HTTP client (the caller closes it), sharing the TLS context: for a
-        long-lived stream; a request uses ``loop_http``."""
-        return httpx.AsyncClient(verify=_tls_context())
 
     def sync_http(self) -> httpx.Client:
         if self._sync_http is None:

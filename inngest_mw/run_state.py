@@ -29,28 +29,30 @@ class _ApiError(Error):
 async def load_from_api(client: Inngest, call: CallRequest) -> None:
     """``use_api``: the body was too large, so fetch events and memoized steps from the API."""
     base = f"{client.settings.api_origin}v0/runs/{call.run_id}"
-    async with client.async_http() as http:
+    from inngest_mw.client import loop_http  # client imports this module
 
-        async def fetch(path: str) -> Any:
-            for key in keys_or_none(client.settings.signing_keys):
-                response = await http.get(
-                    f"{base}/{path}", headers=client.outbound_headers(key), timeout=30
+    http = await loop_http()  # the loop's one client, kept alive for its next request
+
+    async def fetch(path: str) -> Any:
+        for key in keys_or_none(client.settings.signing_keys):
+            response = await http.get(
+                f"{base}/{path}", headers=client.outbound_headers(key), timeout=30
+            )
+            if response.status_code in (401, 403):
+                continue
+            if response.status_code != 200:
+                raise _ApiError(
+                    f"fetching {path} for run {call.run_id} failed: {response.status_code}"
                 )
-                if response.status_code in (401, 403):
-                    continue
-                if response.status_code != 200:
-                    raise _ApiError(
-                        f"fetching {path} for run {call.run_id} failed: {response.status_code}"
-                    )
-                return response.json()
-            raise _ApiError(f"fetching {path} for run {call.run_id} failed: unauthorized")
+            return response.json()
+        raise _ApiError(f"fetching {path} for run {call.run_id} failed: unauthorized")
 
-        events, actions = await asyncio.gather(fetch("batch"), fetch("actions"))
-        if not isinstance(events, list) or not events:
-            raise _ApiError("the API returned no events for this run")
-        call.events = [Event.model_validate(e) for e in events]
-        call.event = call.events[0]
-        call.steps = parse_memos(actions)
+    events, actions = await asyncio.gather(fetch("batch"), fetch("actions"))
+    if not isinstance(events, list) or not events:
+        raise _ApiError("the API returned no events for this run")
+    call.events = [Event.model_validate(e) for e in events]
+    call.event = call.events[0]
+    call.steps = parse_memos(actions)
 
 
 def keys_or_none(keys: list[str]) -> list[str | None]:

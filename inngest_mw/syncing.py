@@ -48,45 +48,47 @@ async def out_of_band(handler: CommHandler, request: CommRequest) -> CommRespons
     register = f"{settings.api_origin}fn/register"
     if query.get("deployId"):
         register += "?" + urllib.parse.urlencode({"deployId": query["deployId"]})
-    async with handler.client.async_http() as http:
-        last_error = "no signing key worked"
-        for key in keys_or_none(settings.signing_keys):
-            headers = handler.client.outbound_headers(key)
-            headers[Header.CONTENT_TYPE] = "application/json"
-            headers[Header.FRAMEWORK] = handler.framework
-            if request.headers.get(Header.SERVER_KIND):
-                headers[Header.EXPECTED_SERVER_KIND] = request.headers[Header.SERVER_KIND]
-            try:
-                response = await http.post(
-                    register, content=dumps(payload), headers=headers, timeout=30
-                )
-            except httpx.HTTPError as exc:
-                return respond(
-                    500,
-                    {"message": f"sync failed: {type(exc).__name__}: {exc}", "modified": False},
-                )
-            if response.status_code in (401, 403):
-                last_error = _refused(response.status_code, key, settings.api_origin)
-                continue
-            try:
-                reply = response.json()
-            except ValueError:
-                reply = {}
-            if response.status_code >= 300:
-                error = reply.get("error") if isinstance(reply, dict) else None
-                message = error or f"Inngest answered {response.status_code}"
-                return respond(
-                    500,
-                    {"message": f"sync failed: {message}", "modified": False},
-                    {Header.SYNC_KIND: "out_of_band"},
-                )
-            modified = bool(reply.get("modified", False)) if isinstance(reply, dict) else False
+    from inngest_mw.client import loop_http  # client imports this module
+
+    http = await loop_http()  # the loop's one client, kept alive for its next request
+    last_error = "no signing key worked"
+    for key in keys_or_none(settings.signing_keys):
+        headers = handler.client.outbound_headers(key)
+        headers[Header.CONTENT_TYPE] = "application/json"
+        headers[Header.FRAMEWORK] = handler.framework
+        if request.headers.get(Header.SERVER_KIND):
+            headers[Header.EXPECTED_SERVER_KIND] = request.headers[Header.SERVER_KIND]
+        try:
+            response = await http.post(
+                register, content=dumps(payload), headers=headers, timeout=30
+            )
+        except httpx.HTTPError as exc:
             return respond(
-                200,
-                {"message": "Successfully synced.", "modified": modified},
+                500,
+                {"message": f"sync failed: {type(exc).__name__}: {exc}", "modified": False},
+            )
+        if response.status_code in (401, 403):
+            last_error = _refused(response.status_code, key, settings.api_origin)
+            continue
+        try:
+            reply = response.json()
+        except ValueError:
+            reply = {}
+        if response.status_code >= 300:
+            error = reply.get("error") if isinstance(reply, dict) else None
+            message = error or f"Inngest answered {response.status_code}"
+            return respond(
+                500,
+                {"message": f"sync failed: {message}", "modified": False},
                 {Header.SYNC_KIND: "out_of_band"},
             )
-        return respond(500, {"message": f"sync failed: {last_error}", "modified": False})
+        modified = bool(reply.get("modified", False)) if isinstance(reply, dict) else False
+        return respond(
+            200,
+            {"message": "Successfully synced.", "modified": modified},
+            {Header.SYNC_KIND: "out_of_band"},
+        )
+    return respond(500, {"message": f"sync failed: {last_error}", "modified": False})
 
 
 def _refused(status: int, key: str | None, api_origin: str) -> str:
