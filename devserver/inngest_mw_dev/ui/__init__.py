@@ -185,8 +185,9 @@ def _awaited_signals(run: dict[str, Any]) -> list[tuple[str, str]]:
     """(step name, signal) for each of the run's steps waiting for a signal now."""
     if run["status"] != "Running":
         return []
-    waiting = {s["name"] for s in run["steps"] if s["op"] == "WaitForSignal"}
-    waiting &= {s["name"] for s in run["steps"] if s["status"] == "Waiting"}
+    waiting = {
+        s["name"] for s in run["steps"] if s["op"] == "WaitForSignal" and s["status"] == "Waiting"
+    }
     latest: dict[str, str] = {}
     for entry in run["history"]:
         if entry["type"] == "waiting_signal" and entry["step"] in waiting:
