@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from inngest_mw.settings import resolve
 from inngest_mw.signature import hash_signing_key
 from inngest_mw_dev import cliargs
 from inngest_mw_dev.dbfile import UnusableDatabaseError
@@ -327,10 +328,18 @@ def _print_extras(run: dict[str, Any]) -> None:
 
 
 def _engine_url() -> str:
-    """The engine the client commands talk to by default: ``INNGEST_DEV`` when it is a URL (as
-    the engine's start-up line tells apps to set it), else the default port."""
-    dev = os.environ.get("INNGEST_DEV", "").strip()
-    return dev.rstrip("/") if dev.startswith(("http://", "https://")) else DEFAULT_URL
+    """The engine the client commands talk to by default: the server an SDK in dev mode would
+    reach from this environment (``INNGEST_DEV`` naming one, as the engine's start-up line tells
+    apps to set it, or ``INNGEST_BASE_URL``), else the default port."""
+    settings = resolve(
+        is_production=False,
+        api_base_url=None,
+        event_api_base_url=None,
+        signing_key=None,
+        event_key=None,
+        env=None,
+    )
+    return settings.api_origin.rstrip("/")
 
 
 def _client_options() -> cliargs.OneLineParser:
