@@ -505,7 +505,8 @@ class ConnectGateway:
                 raise TimeoutError(f"no connect worker of app {app_name!r} is ready")
             changed = self._changed
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
 
     async def post(
         self, url: str, body: bytes, headers: dict[str, str], timeout: float

@@ -404,7 +404,8 @@ class _Handlers:
                 yield ": connected\n\n"
                 while True:
                     try:
-                        message = await asyncio.wait_for(queue.get(), _KEEPALIVE_SECONDS)
+                        async with asyncio.timeout(_KEEPALIVE_SECONDS):
+                            message = await queue.get()
                     except TimeoutError:
                         yield ": keep-alive\n\n"
                         continue

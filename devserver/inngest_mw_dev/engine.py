@@ -486,8 +486,11 @@ class Engine:
             if busy:
                 await asyncio.sleep(0)  # let HTTP responses and event intake in between slices
                 continue
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # arrives as the event is set (stop() would then wait forever for this loop).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick)
+                async with asyncio.timeout(self.tick):
+                    await self._wake.wait()
 
     async def _tick(self) -> bool:
         """One group commit: apply the outcomes that arrived, lease due work, run what needs no

@@ -460,7 +460,8 @@ class _EventStream(Response):
         yield ":\n\n"  # as the server does at once: a keep-alive
         while (left := ends - loop.time()) > 0:
             try:
-                message = await asyncio.wait_for(sub.queue.get(), min(KEEPALIVE_S, left))
+                async with asyncio.timeout(min(KEEPALIVE_S, left)):
+                    message = await sub.queue.get()
             except TimeoutError:
                 yield ":\n\n"
                 continue

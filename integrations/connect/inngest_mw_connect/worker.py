@@ -297,7 +297,8 @@ class Worker:
     async def _wait_changed(self, timeout: float) -> None:
         self._changed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
 
     def _idle(self) -> bool:
         return not self._calls and not self._unsent
