@@ -76,6 +76,15 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+_POOL = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=4.0)
+"""Every connection the SDK opens is kept for the next request. httpx's default keeps 20, so
+under more concurrent requests (checkpoints of many runs, sends from many tasks) each answer past
+the twentieth closed its connection and the next request opened a new one (a TCP and TLS
+handshake each, and as much more work for the server). An idle connection is dropped after 4 s,
+before the 5 s after which uvicorn and many other servers close it: a request sent as the server
+closes its connection fails without having been read."""
+
+
 _Kept = tuple[httpx.AsyncClient, AsyncIterator[None]]
 _loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Kept]
 _loop_clients = weakref.WeakKeyDictionary()
@@ -99,7 +108,7 @@ async def loop_http() -> httpx.AsyncClient:
     kept = _loop_clients.get(loop)
     if kept is not None and not kept[0].is_closed:
         return kept[0]
-    http = httpx.AsyncClient(verify=_tls_context())
+    http = httpx.AsyncClient(verify=_tls_context(), limits=_POOL)
     closer = _closed_with_loop(loop, http)
     await closer.__anext__()  # parks at its yield: registered with this loop from now on
     with _loop_lock:
@@ -537,7 +546,7 @@ class Inngest:
 
     def sync_http(self) -> httpx.Client:
         if self._sync_http is None:
-            self._sync_http = httpx.Client(verify=_tls_context())  # the one TLS context
+            self._sync_http = httpx.Client(verify=_tls_context(), limits=_POOL)
         return self._sync_http
 
 

@@ -88,3 +88,45 @@ def test_the_client_closes_with_its_loop_and_each_loop_gets_its_own(
     assert len(set(recorder.ports)) == 20  # a new loop, a new connection
     kept = [http for http, _ in client_module._loop_clients.values()]
     assert not any(http in kept for http in seen)  # nothing kept for a loop that has ended
+
+
+class Gathering(Recorder):
+    """A ``Recorder`` that answers no request of a round before ``size`` of them are in, so the
+    client holds that many connections open at once."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.arrived = 0
+        self.rounds: dict[int, asyncio.Event] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            this_round = self.arrived // self.size
+            self.arrived += 1
+            full = self.rounds.setdefault(this_round, asyncio.Event())
+            if self.arrived % self.size == 0:
+                full.set()
+            await full.wait()
+        await super().__call__(scope, receive, send)
+
+
+def test_concurrent_requests_keep_every_connection_they_opened() -> None:
+    """Two rounds of 50 concurrent sends: the second reuses the 50 connections of the first
+    (httpx's default pool keeps only 20, so 30 of them would be opened anew)."""
+    recorder = Gathering(50)
+    with serve_asgi(recorder) as url:
+        client = inngest_mw.Inngest(
+            app_id="pool", is_production=False, api_base_url=url, event_api_base_url=url
+        )
+
+        async def rounds() -> None:
+            for n in range(2):
+                events = [inngest_mw.Event(name=f"pool/{n}.{i}") for i in range(50)]
+                await asyncio.gather(*(client.send(event) for event in events))
+
+        asyncio.run(rounds())
+    first, second = recorder.ports[:50], recorder.ports[50:]
+    assert len(set(first)) == 50
+    assert len(second) == 50
+    assert set(second) <= set(first), set(second) - set(first)
