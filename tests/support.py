@@ -152,15 +152,19 @@ class EventSink:
                     "status": 200,
                 },
             )
-        raw = json.dumps(payload).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": raw})
+        await send_json(send, status, payload)
+
+
+async def send_json(send: Any, status: int, payload: object) -> None:
+    """Answer an ASGI request with ``payload`` as JSON."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
 
 
 async def read_asgi_body(receive: Any) -> bytes:

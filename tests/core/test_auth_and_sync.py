@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from inngest_mw_asgi import serve
-from support import Caller, call_body, serve_asgi
+from support import Caller, call_body, send_json, serve_asgi
 
 import inngest_mw
 from inngest_mw import TriggerEvent, signature
@@ -37,15 +37,7 @@ class RegisterPeer:
             "?" + scope["query_string"].decode() if scope["query_string"] else ""
         )
         self.requests.append((path, headers, json.loads(message.get("body") or b"null")))
-        body = json.dumps(self.reply).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": self.status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, self.status, self.reply)
 
 
 def make_fn(client: inngest_mw.Inngest) -> inngest_mw.Function[Any]:

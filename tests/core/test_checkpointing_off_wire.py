@@ -26,7 +26,7 @@ import httpx
 import pytest
 from core.differential_apps import APP_ID, our_app
 from core.test_differential import CASES
-from support import read_asgi_body, serve_asgi
+from support import read_asgi_body, send_json, serve_asgi
 
 Raw = tuple[int, list[tuple[str, str]], bytes]
 """A response as sent: status, headers (but the date, which is the clock's), body bytes."""
@@ -51,14 +51,7 @@ class CheckpointRoute:
             return
         body = await read_asgi_body(receive)
         self.posts.append((scope["path"], json.loads(body)))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"{}"})
+        await send_json(send, 200, {})
 
 
 @dataclass

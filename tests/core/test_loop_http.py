@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import read_asgi_body, serve_asgi
+from support import read_asgi_body, send_json, serve_asgi
 
 import inngest_mw
 from inngest_mw import client as client_module
@@ -32,14 +31,7 @@ class Recorder:
         body: dict[str, Any] = {"ids": ["e1"], "status": 200}
         if scope["path"] == "/v1/signals":
             body = {"data": {"run_id": "01RUN"}}
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+        await send_json(send, 200, body)
 
 
 @pytest.fixture

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from inngest_mw_asgi import serve
-from support import Caller, call_body, serve_asgi
+from support import Caller, call_body, send_json, serve_asgi
 
 import inngest_mw
 from inngest_mw import TriggerEvent, signature
@@ -36,15 +35,7 @@ class RunStateApi:
             status, body = 200, [{"name": "test/event", "data": {"x": 41}, "id": "e1", "ts": 1}]
         elif scope["path"] == "/v0/runs/01BIG/actions":
             status, body = 200, {hash_step_id("a"): {"data": 42}}
-        raw = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": raw})
+        await send_json(send, status, body)
 
 
 @pytest.fixture(scope="module")
