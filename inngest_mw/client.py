@@ -17,6 +17,7 @@ import random
 import ssl
 import threading
 import time
+import urllib.request
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ from inngest_mw._const import (
     Header,
 )
 from inngest_mw._drive import Effect, Flow, adrive, drive
+from inngest_mw._pool import AsyncPool
 from inngest_mw.checkpoint import checkpointing_default
 from inngest_mw.config import (
     Batch,
@@ -82,7 +84,22 @@ under more concurrent requests (checkpoints of many runs, sends from many tasks)
 the twentieth closed its connection and the next request opened a new one (a TCP and TLS
 handshake each, and as much more work for the server). An idle connection is dropped after 4 s,
 before the 5 s after which uvicorn and many other servers close it: a request sent as the server
-closes its connection fails without having been read."""
+closes its connection fails without having been read. The async client's own pool (below) takes
+the same cap and expiry."""
+
+
+def _async_client() -> httpx.AsyncClient:
+    """An async client on the SDK's own pool (``inngest_mw._pool``: constant work per request
+    however many are in flight), or on httpx's when the environment names a proxy, which only
+    httpx's transports go through."""
+    if any(key in ("http", "https", "all") for key in urllib.request.getproxies()):
+        return httpx.AsyncClient(verify=_tls_context(), limits=_POOL)
+    pool = AsyncPool(
+        ssl_context=_tls_context(),
+        max_connections=_POOL.max_connections or 100,
+        keepalive_expiry=_POOL.keepalive_expiry or 4.0,
+    )
+    return httpx.AsyncClient(transport=pool)
 
 
 _Kept = tuple[httpx.AsyncClient, AsyncIterator[None]]
@@ -108,7 +125,7 @@ async def loop_http() -> httpx.AsyncClient:
     kept = _loop_clients.get(loop)
     if kept is not None and not kept[0].is_closed:
         return kept[0]
-    http = httpx.AsyncClient(verify=_tls_context(), limits=_POOL)
+    http = _async_client()
     closer = _closed_with_loop(loop, http)
     await closer.__anext__()  # parks at its yield: registered with this loop from now on
     with _loop_lock:
