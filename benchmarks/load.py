@@ -1,10 +1,12 @@
 """Load test: N events sent concurrently to the embedded engine must start exactly N runs.
 
 ``python -m benchmarks.load [--events 10000] [--senders 64] [--steps 2]`` starts the engine and an
-inngest-mw app (uvicorn) on 127.0.0.1, sends the events, waits for every run, then checks that each
-event started exactly one run, each step ran exactly once, and nothing was lost. It prints
-throughput, run latency and peak memory, and writes ``load.json`` (``--out``/``--record``). Section
-5 of ``python -m benchmarks`` drives the same stack (``stack``, ``drive``).
+inngest-mw app (uvicorn) on 127.0.0.1 in one process, sends the events from another (the senders,
+``benchmarks.load_sender``, are the engine's clients, not part of what is measured), waits for every
+run, then checks that each event started exactly one run, each step ran exactly once, and nothing
+was lost. It prints throughput, run latency and the peak memory of the engine and app's process,
+and writes ``load.json`` (``--out``/``--record``). Section 5 of ``python -m benchmarks`` drives the
+same stack (``stack``, ``drive``).
 
 With ``--baseline-engine PATH`` (or ``INNGEST_MW_BASELINE_ENGINE``; a checkout with a ``.venv``, or
 an interpreter, as for ``benchmarks.engine_cpu``) each engine runs the load in a fresh process of
@@ -17,7 +19,6 @@ engines' reports to ``load.json`` and the table to ``load.md``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import math
@@ -42,9 +43,9 @@ from inngest_mw_dev.demo import serve_app
 
 import inngest_mw
 from benchmarks.engine_cpu import BASELINE_ENV, engine_python
+from benchmarks.load_sender import EVENT
 from benchmarks.output import add_out_options, out_dir
 
-EVENT = "load/work"
 ROOT = Path(__file__).resolve().parent.parent
 ISSUE_PEAK_MIB = 73.0
 """The peak memory of this load test when issue 21 was filed, its ceiling."""
@@ -115,27 +116,6 @@ def percentiles(values: Sequence[float]) -> tuple[float, float]:
     return round(statistics.median(ordered), 1), round(p99, 1)
 
 
-async def _send_all(url: str, count: int, senders: int) -> tuple[dict[int, str], dict[int, float]]:
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for n in range(count):
-        queue.put_nowait(n)
-    ids: dict[int, str] = {}
-    sent_at: dict[int, float] = {}
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-
-        async def sender() -> None:
-            while not queue.empty():
-                n = queue.get_nowait()
-                event = {"name": EVENT, "data": {"n": n}}
-                sent_at[n] = time.time()
-                response = await http.post("/e/load-key", json=event)
-                response.raise_for_status()
-                [ids[n]] = response.json()["ids"]
-
-        await asyncio.gather(*(sender() for _ in range(senders)))
-    return ids, sent_at
-
-
 @dataclass
 class Sent:
     """What ``drive`` did: each event number's event ID and send time, and the timings."""
@@ -145,6 +125,37 @@ class Sent:
     start: float
     send_seconds: float
     total_seconds: float
+
+
+def _send(url: str, count: int, senders: int, timeout: float) -> Sent:
+    """Send the events from a process of their own (``benchmarks.load_sender``), as separate
+    clients would: their CPU and connections are not the engine's. Timing starts once the sender
+    process has started up; ``total_seconds`` is left for ``drive``."""
+    command = [sys.executable, "-m", "benchmarks.load_sender", url, str(count), str(senders)]
+    child = subprocess.Popen(
+        command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    try:
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError("the load test's sender process did not start")
+        start = time.time()
+        child.stdin.write("go\n")
+        child.stdin.close()
+        line = child.stdout.readline()
+        if child.wait(timeout) != 0 or not line:
+            raise RuntimeError(f"the load test's sender process failed (exit {child.returncode})")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+    send_seconds = time.time() - start
+    sent = json.loads(line)
+    ids = {int(n): event_id for n, event_id in sent["ids"].items()}
+    sent_at = {int(n): at for n, at in sent["sent_at"].items()}
+    return Sent(ids, sent_at, start, send_seconds, 0.0)
 
 
 @contextlib.contextmanager
@@ -169,14 +180,13 @@ def stack(steps: int) -> Iterator[tuple[str, Ledger]]:
 
 def drive(engine_url: str, ledger: Ledger, events: int, senders: int, timeout: float) -> Sent:
     """Send ``events`` events concurrently; wait (up to ``timeout``) for every run's last step."""
-    start = time.time()
-    ids, sent_at = asyncio.run(_send_all(engine_url, events, senders))
-    send_seconds = time.time() - start
+    sent = _send(engine_url, events, senders, timeout)
     deadline = time.monotonic() + timeout
     while len(ledger.finished) < events and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)  # let any duplicate execution show itself
-    return Sent(ids, sent_at, start, send_seconds, time.time() - start)
+    sent.total_seconds = time.time() - sent.start
+    return sent
 
 
 def run_load(events: int, senders: int, timeout: float, steps: int = 2) -> LoadResult:
@@ -206,7 +216,8 @@ def run_load(events: int, senders: int, timeout: float, steps: int = 2) -> LoadR
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory (engine, app and client all live in it)."""
+    """This process's peak resident memory: the engine's and the app's (the senders have a
+    process of their own)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
