@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -176,3 +177,20 @@ async def read_asgi_body(receive: Any) -> bytes:
         body += chunk
         if not message.get("more_body"):
             return body
+
+
+class Rounds:
+    """Holds requests in rounds of ``size``: ``await rounds.wait()`` returns once the whole round
+    it fell in has arrived, so a client has ``size`` requests in flight at once."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.arrived = size, 0
+        self._full: dict[int, asyncio.Event] = {}
+
+    async def wait(self) -> None:
+        this_round = self.arrived // self.size
+        self.arrived += 1
+        full = self._full.setdefault(this_round, asyncio.Event())
+        if self.arrived % self.size == 0:
+            full.set()
+        await full.wait()

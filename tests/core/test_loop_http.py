@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import read_asgi_body, send_json, serve_asgi
+from support import Rounds, read_asgi_body, send_json, serve_asgi
 
 import inngest_mw
 from inngest_mw import client as client_module
@@ -88,18 +88,11 @@ class Gathering(Recorder):
 
     def __init__(self, size: int) -> None:
         super().__init__()
-        self.size = size
-        self.arrived = 0
-        self.rounds: dict[int, asyncio.Event] = {}
+        self.rounds = Rounds(size)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            this_round = self.arrived // self.size
-            self.arrived += 1
-            full = self.rounds.setdefault(this_round, asyncio.Event())
-            if self.arrived % self.size == 0:
-                full.set()
-            await full.wait()
+            await self.rounds.wait()
         await super().__call__(scope, receive, send)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpcore
 import httpx
 import pytest
-from support import free_port, read_asgi_body, send_json, serve_asgi
+from support import Rounds, free_port, read_asgi_body, send_json, serve_asgi
 
 from inngest_mw import client as client_module
 from inngest_mw._pool import AsyncPool
@@ -28,24 +28,18 @@ def _pool(max_connections: int = 100) -> AsyncPool:
 
 
 class Held:
-    """Answers 200 with the client's port, holding each round of ``size`` requests until the
-    whole round is in (so the client has ``size`` requests in flight at once)."""
+    """Answers 200, recording the client's port, once the round of ``size`` requests it fell in
+    has arrived (so the client has ``size`` requests in flight at once)."""
 
     def __init__(self, size: int) -> None:
-        self.size, self.arrived = size, 0
-        self.rounds: dict[int, asyncio.Event] = {}
+        self.rounds = Rounds(size)
         self.ports: list[int] = []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         await read_asgi_body(receive)
-        this_round = self.arrived // self.size
-        self.arrived += 1
-        full = self.rounds.setdefault(this_round, asyncio.Event())
-        if self.arrived % self.size == 0:
-            full.set()
-        await full.wait()
+        await self.rounds.wait()
         self.ports.append(scope["client"][1])
         await send_json(send, 200, {"ok": True})
 
