@@ -85,9 +85,11 @@ class AsyncPool(httpx.AsyncBaseTransport):
                 except httpcore.ConnectionNotAvailable:  # it closed as it was taken: another
                     await connection.aclose()
                     continue
-                except Exception as exc:
+                except BaseException as exc:  # a cancelled request's connection is closed too
                     await connection.aclose()
-                    raise _as_httpx(exc) from exc
+                    if isinstance(exc, Exception):
+                        raise _as_httpx(exc) from exc
+                    raise
                 break
         except BaseException:
             self._release()

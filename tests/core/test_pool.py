@@ -138,7 +138,12 @@ def truncating() -> Iterator[str]:
         with listener:
             conn, _ = listener.accept()
             with conn:
-                conn.recv(65536)
+                request = b""
+                while not request.endswith(b"\r\n\r\n{}"):  # the whole request (body "{}"),
+                    chunk = conn.recv(65536)  # so the close sends no reset
+                    if not chunk:
+                        break
+                    request += chunk
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -205,3 +210,32 @@ def test_the_sdk_client_uses_the_pool_unless_the_environment_names_a_proxy(
     assert isinstance(asyncio.run(transport()), AsyncPool)
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
     assert not isinstance(asyncio.run(transport()), AsyncPool)
+
+
+def test_a_cancelled_request_gives_its_slot_back_and_leaves_no_connection_kept() -> None:
+    arrived = threading.Event()
+
+    async def first_hangs(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await read_asgi_body(receive)
+        if not arrived.is_set():
+            arrived.set()
+            assert (await receive())["type"] == "http.disconnect"  # never answers
+        await send_json(send, 200, {"ok": True})
+
+    pool = _pool(max_connections=1)
+
+    async def go(url: str) -> None:
+        async with httpx.AsyncClient(transport=pool) as http:
+            first = asyncio.ensure_future(http.post(url, content=b"{}"))
+            assert await asyncio.to_thread(arrived.wait, 10)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            assert not any(pool._idle.values())  # the half-used connection was not kept
+            answer = await http.post(url, content=b"{}", timeout=httpx.Timeout(10, pool=5))
+            assert answer.status_code == 200
+
+    with serve_asgi(first_hangs) as url:
+        asyncio.run(go(url))
