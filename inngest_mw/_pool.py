@@ -41,11 +41,12 @@ _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
 _Origin = tuple[bytes, bytes, int]
 
 
-def _as_httpx(exc: Exception) -> Exception:
+def _as_httpx(exc: Exception) -> Exception | None:
+    """The httpx error an httpcore error becomes; None for any other exception."""
     for core, ours in _ERRORS:
         if isinstance(exc, core):
             return ours(str(exc))
-    return exc
+    return None
 
 
 class AsyncPool(httpx.AsyncBaseTransport):
@@ -87,9 +88,10 @@ class AsyncPool(httpx.AsyncBaseTransport):
                     continue
                 except BaseException as exc:  # a cancelled request's connection is closed too
                     await connection.aclose()
-                    if isinstance(exc, Exception):
-                        raise _as_httpx(exc) from exc
-                    raise
+                    mapped = _as_httpx(exc) if isinstance(exc, Exception) else None
+                    if mapped is None:
+                        raise
+                    raise mapped from exc
                 break
         except BaseException:
             self._release()
@@ -166,7 +168,10 @@ class _Body(httpx.AsyncByteStream):
             async for part in self._stream:
                 yield part
         except Exception as exc:
-            raise _as_httpx(exc) from exc
+            mapped = _as_httpx(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     async def aclose(self) -> None:
         if self._closed:

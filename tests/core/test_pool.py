@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpcore
@@ -238,4 +238,22 @@ def test_a_cancelled_request_gives_its_slot_back_and_leaves_no_connection_kept()
             assert answer.status_code == 200
 
     with serve_asgi(first_hangs) as url:
+        asyncio.run(go(url))
+
+
+def test_an_error_of_the_callers_own_passes_through_unchanged() -> None:
+    """Only httpcore's errors become httpx's: a request body that raises is that error."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"{"
+        raise RuntimeError("the body failed")
+
+    async def go(url: str) -> None:
+        async with httpx.AsyncClient(transport=_pool()) as http:
+            with pytest.raises(RuntimeError, match="the body failed") as raised:
+                await http.post(url, content=body())
+            assert raised.value.__cause__ is None
+            assert (await http.post(url, content=b"{}")).status_code == 200  # the pool goes on
+
+    with serve_asgi(Held(1)) as url:
         asyncio.run(go(url))
