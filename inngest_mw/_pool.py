@@ -13,8 +13,9 @@ are httpcore's (``AsyncHTTPConnection``: HTTP/1.1, TLS, timeouts), and errors ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 
 import httpcore
 import httpx
@@ -41,18 +42,22 @@ _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
 _Origin = tuple[bytes, bytes, int]
 
 
-def _as_httpx(exc: Exception) -> Exception | None:
-    """The httpx error an httpcore error becomes; None for any other exception."""
-    for core, ours in _ERRORS:
-        if isinstance(exc, core):
-            return ours(str(exc))
-    return None
+@contextlib.contextmanager
+def _httpx_errors() -> Iterator[None]:
+    """httpcore's errors raised inside become httpx's; any other exception passes as raised."""
+    try:
+        yield
+    except Exception as exc:
+        for core, ours in _ERRORS:
+            if isinstance(exc, core):
+                raise ours(str(exc)) from exc
+        raise
 
 
 class AsyncPool(httpx.AsyncBaseTransport):
     """An ``httpx.AsyncClient`` transport: ``httpx.AsyncClient(transport=AsyncPool(...))``.
 
-    Idle connections are kept up to ``max_connections`` per origin and dropped after
+    Idle connections are kept (at most ``max_connections`` per origin) and dropped after
     ``keepalive_expiry`` seconds idle (or once the server has closed them). One event loop only,
     as the SDK's per-loop client is."""
 
@@ -82,16 +87,14 @@ class AsyncPool(httpx.AsyncBaseTransport):
             while True:
                 connection = await self._take(key, origin)
                 try:
-                    response = await connection.handle_async_request(core)
+                    with _httpx_errors():
+                        response = await connection.handle_async_request(core)
                 except httpcore.ConnectionNotAvailable:  # it closed as it was taken: another
                     await connection.aclose()
                     continue
-                except BaseException as exc:  # a cancelled request's connection is closed too
+                except BaseException:  # a cancelled request's connection is closed too
                     await connection.aclose()
-                    mapped = _as_httpx(exc) if isinstance(exc, Exception) else None
-                    if mapped is None:
-                        raise
-                    raise mapped from exc
+                    raise
                 break
         except BaseException:
             self._release()
@@ -133,13 +136,16 @@ class AsyncPool(httpx.AsyncBaseTransport):
         )
 
     async def _put_back(self, key: _Origin, connection: httpcore.AsyncHTTPConnection) -> None:
-        """Keep a connection whose response is done; drop the oldest kept one if it expired."""
+        """Keep a connection whose response is done; drop the oldest kept one if it expired.
+
+        A connection to an origin is opened only when none to it is idle, so the pool never
+        holds more per origin than the most requests ever in flight: ``max_connections``."""
         self._release()
         if not connection.is_idle():
             await connection.aclose()
             return
         stack = self._idle.setdefault(key, [])
-        if len(stack) >= self._max or (stack and stack[0].has_expired()):
+        if stack and stack[0].has_expired():
             await stack.pop(0).aclose()
         stack.append(connection)
 
@@ -164,14 +170,9 @@ class _Body(httpx.AsyncByteStream):
         self._closed = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
+        with _httpx_errors():
             async for part in self._stream:
                 yield part
-        except Exception as exc:
-            mapped = _as_httpx(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
 
     async def aclose(self) -> None:
         if self._closed:

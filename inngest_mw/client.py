@@ -78,7 +78,12 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-_POOL = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=4.0)
+_MAX_CONNECTIONS, _KEEPALIVE_S = 100, 4.0
+_POOL = httpx.Limits(
+    max_connections=_MAX_CONNECTIONS,
+    max_keepalive_connections=_MAX_CONNECTIONS,
+    keepalive_expiry=_KEEPALIVE_S,
+)
 """Every connection the SDK opens is kept for the next request. httpx's default keeps 20, so
 under more concurrent requests (checkpoints of many runs, sends from many tasks) each answer past
 the twentieth closed its connection and the next request opened a new one (a TCP and TLS
@@ -95,9 +100,7 @@ def _async_client() -> httpx.AsyncClient:
     if any(key in ("http", "https", "all") for key in urllib.request.getproxies()):
         return httpx.AsyncClient(verify=_tls_context(), limits=_POOL)
     pool = AsyncPool(
-        ssl_context=_tls_context(),
-        max_connections=_POOL.max_connections or 100,
-        keepalive_expiry=_POOL.keepalive_expiry or 4.0,
+        ssl_context=_tls_context(), max_connections=_MAX_CONNECTIONS, keepalive_expiry=_KEEPALIVE_S
     )
     return httpx.AsyncClient(transport=pool)
 
