@@ -127,10 +127,12 @@ class Sent:
     total_seconds: float
 
 
-def _send(url: str, count: int, senders: int, timeout: float) -> Sent:
+def _send(
+    url: str, count: int, senders: int, timeout: float
+) -> tuple[dict[int, str], dict[int, float], float, float]:
     """Send the events from a process of their own (``benchmarks.load_sender``), as separate
-    clients would: their CPU and connections are not the engine's. Timing starts once the sender
-    process has started up; ``total_seconds`` is left for ``drive``."""
+    clients would: their CPU and connections are not the engine's. Each event number's ID and
+    send time, when sending began (once the sender process had started up) and its seconds."""
     command = [sys.executable, "-m", "benchmarks.load_sender", url, str(count), str(senders)]
     child = subprocess.Popen(
         command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -155,7 +157,7 @@ def _send(url: str, count: int, senders: int, timeout: float) -> Sent:
     sent = json.loads(line)
     ids = {int(n): event_id for n, event_id in sent["ids"].items()}
     sent_at = {int(n): at for n, at in sent["sent_at"].items()}
-    return Sent(ids, sent_at, start, send_seconds, 0.0)
+    return ids, sent_at, start, send_seconds
 
 
 @contextlib.contextmanager
@@ -180,13 +182,12 @@ def stack(steps: int) -> Iterator[tuple[str, Ledger]]:
 
 def drive(engine_url: str, ledger: Ledger, events: int, senders: int, timeout: float) -> Sent:
     """Send ``events`` events concurrently; wait (up to ``timeout``) for every run's last step."""
-    sent = _send(engine_url, events, senders, timeout)
+    ids, sent_at, start, send_seconds = _send(engine_url, events, senders, timeout)
     deadline = time.monotonic() + timeout
     while len(ledger.finished) < events and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)  # let any duplicate execution show itself
-    sent.total_seconds = time.time() - sent.start
-    return sent
+    return Sent(ids, sent_at, start, send_seconds, time.time() - start)
 
 
 def run_load(events: int, senders: int, timeout: float, steps: int = 2) -> LoadResult:
