@@ -112,23 +112,24 @@ def run(cfg: Config, runs: int | None = None) -> EngineRow:
         if step["duration_ms"] is not None
     ]
     first_step_ms = [
-        (ledger.first_hit[(n, 0)] - sent.sent_at[n]) * 1000
+        (first - sent.sent_at[n]) * 1000
         for n in sent.sent_at
-        if (n, 0) in ledger.first_hit
+        if (first := ledger.first_hit(n, 0)) is not None
     ]
     step_gap_ms = [
-        (ledger.first_hit[(n, i)] - ledger.first_hit[(n, i - 1)]) * 1000
+        (later - earlier) * 1000
         for n in sent.sent_at
         for i in range(1, STEPS)
-        if (n, i) in ledger.first_hit and (n, i - 1) in ledger.first_hit
+        if (later := ledger.first_hit(n, i)) is not None
+        and (earlier := ledger.first_hit(n, i - 1)) is not None
     ]
     exact = (
         len(by_event) == count
         and all(len(records) == 1 for records in by_event.values())
         and len(completed) == count
         and all(len(r["steps"]) == STEPS for r in completed.values())
-        and len(ledger.steps) == count * STEPS
-        and all(hits == 1 for hits in ledger.steps.values())
+        and ledger.steps_run() == count * STEPS
+        and ledger.duplicated_steps() == 0
     )
     return EngineRow(
         runs=count,

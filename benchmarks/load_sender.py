@@ -1,10 +1,11 @@
-"""The load test's senders, in a process of their own: ``python -m benchmarks.load_sender URL N S``.
-
-Sends events ``load/work`` number 0 to N-1 to the engine at ``URL`` over S concurrent HTTP senders
-(one ``httpx.AsyncClient``), the way separate clients would. It prints ``ready`` once imported, waits
-for a line on stdin, sends, then prints one line of JSON: each event number's event ID and the
-wall-clock time its send began. Kept out of the load test's process so that the senders' CPU and
-connections are not charged to the engine and app being measured.
+"""The load test's senders, in a process of their own:
+``python -m benchmarks.load_sender URL N S OUT``. Sends events ``load/work`` number 0 to N-1 to the
+engine at ``URL`` over S concurrent HTTP senders (one ``httpx.AsyncClient``), the way separate
+clients would. It prints ``ready`` once imported, waits for a line on stdin, sends, writes to the
+file ``OUT`` one JSON object of each event number's event ID and the wall-clock time its send
+began, then prints ``sent``. Kept out of the load test's process so that the senders' CPU and
+connections are not charged to the engine and app being measured; the IDs go to a file so that
+the load test reads them once the runs are done, not while it measures its peak memory.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
 
@@ -45,11 +47,12 @@ async def send_all(url: str, count: int, senders: int) -> tuple[dict[int, str], 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    url, count, senders = argv if argv is not None else sys.argv[1:]
+    url, count, senders, out = argv if argv is not None else sys.argv[1:]
     print("ready", flush=True)
     sys.stdin.readline()
     ids, sent_at = asyncio.run(send_all(url, int(count), int(senders)))
-    print(json.dumps({"ids": ids, "sent_at": sent_at}), flush=True)
+    Path(out).write_text(json.dumps({"ids": ids, "sent_at": sent_at}))
+    print("sent", flush=True)
     return 0
 
 

@@ -93,16 +93,60 @@ closes its connection fails without having been read. The async client's own poo
 the same cap and expiry."""
 
 
+def _unbound(response: httpx.Response) -> httpx.Response:
+    """``response`` once its body is read, out of the reference cycle httpx sends it in: its stream
+    refers back to it, so every response, with its request, headers and URL (some fifty objects),
+    waited for the cycle collector, and an app checkpointing each step grew the heap between its
+    collections. The stream is spent by then: the body itself takes its place, and the response
+    is freed as soon as it is dropped."""
+    response.stream = httpx.ByteStream(response.content)
+    return response
+
+
+class _Client(httpx.Client):
+    """The SDK's sync client: ``httpx.Client`` with its read responses ``_unbound``."""
+
+    def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        response = super().send(
+            request, stream=stream, auth=auth, follow_redirects=follow_redirects
+        )
+        return response if stream else _unbound(response)
+
+
+class _AsyncClient(httpx.AsyncClient):
+    """The SDK's async client: ``httpx.AsyncClient`` with its read responses ``_unbound``."""
+
+    async def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        response = await super().send(
+            request, stream=stream, auth=auth, follow_redirects=follow_redirects
+        )
+        return response if stream else _unbound(response)
+
+
 def _async_client() -> httpx.AsyncClient:
     """An async client on the SDK's own pool (``inngest_mw._pool``: constant work per request
     however many are in flight), or on httpx's when the environment names a proxy, which only
     httpx's transports go through."""
     if any(key in ("http", "https", "all") for key in urllib.request.getproxies()):
-        return httpx.AsyncClient(verify=_tls_context(), limits=_POOL)
+        return _AsyncClient(verify=_tls_context(), limits=_POOL)
     pool = AsyncPool(
         ssl_context=_tls_context(), max_connections=_MAX_CONNECTIONS, keepalive_expiry=_KEEPALIVE_S
     )
-    return httpx.AsyncClient(transport=pool)
+    return _AsyncClient(transport=pool)
 
 
 _Kept = tuple[httpx.AsyncClient, AsyncIterator[None]]
@@ -566,7 +610,7 @@ class Inngest:
 
     def sync_http(self) -> httpx.Client:
         if self._sync_http is None:
-            self._sync_http = httpx.Client(verify=_tls_context(), limits=_POOL)
+            self._sync_http = _Client(verify=_tls_context(), limits=_POOL)
         return self._sync_http
 
 

@@ -27,6 +27,10 @@ import inngest_mw
 EXTRAS = "otel,sentry,logging,encryption,fastapi,connect,dev"
 VERSION = inngest_mw.__version__
 LOCK = ROOT / "requirements-lock.txt"
+TWINE = "twine==7.0.0"
+"""Run from an environment of its own (``uv tool run``), not installed in the development one:
+twine brings ``rich``, which httpx then imports in every process (its command line), so the
+engine measured in ``benchmarks/`` would carry a package its users' installs do not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +113,18 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     wheelhouse = base / "wheelhouse"
     wheelhouse.mkdir()
     _build_all(wheelhouse)
-    _tool("twine", "check", "--strict", *sorted(wheelhouse.iterdir()))
+    _tool(
+        "uv",
+        "tool",
+        "run",
+        "--quiet",
+        "--from",
+        TWINE,
+        "twine",
+        "check",
+        "--strict",
+        *sorted(wheelhouse.iterdir()),
+    )
     _download_dependencies(wheelhouse)
     cwd = base / "user"
     cwd.mkdir()
