@@ -32,8 +32,10 @@ MAX_HEAD_BYTES = 64 * 1024
 """A response's status line and headers together; more is refused as not HTTP."""
 
 _Origin = tuple[str, str, int]
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_STATUS_LINE = re.compile(r"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
+_HEAD = re.compile(_STATUS_LINE.pattern + r"(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*)*")
+"""A response head (its text, read as Latin-1): the status line, then ``name: value`` fields,
+each name a token; a CR or LF only as the end of a line."""
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
 _UNSAFE = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
 """Control characters but CR and LF (counted instead): never sent in a header name or value (no
@@ -201,44 +203,45 @@ class _Connection(asyncio.Protocol):
         return AppResponse(self._status, self._headers, b"".join(self._chunks))
 
     def _read_head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        status_line = _STATUS_LINE.fullmatch(lines[0])
-        if status_line is None:
-            raise ProtocolError("the reply is not an HTTP/1.x response")
-        status = int(status_line[2])
+        text = head.decode("latin-1")
+        match = _HEAD.fullmatch(text)
+        if match is None:
+            status_line = _STATUS_LINE.match(text)
+            if status_line is None or status_line.end() not in (len(text), text.find("\r\n")):
+                raise ProtocolError("the reply is not an HTTP/1.x response")
+            raise ProtocolError("the response has a malformed header line")
+        status = int(match[2])
         headers: dict[str, str] = {}
-        lengths: set[bytes] = set()
-        codings = b""
-        connection = b""
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not _TOKEN.fullmatch(name):
-                raise ProtocolError("the response has a malformed header line")
-            value = value.strip(b" \t")
+        lengths: set[str] = set()
+        codings = connection = ""
+        for line in text.split("\r\n")[1:]:  # every line a valid field: checked by ``_HEAD``
+            name, _, value = line.partition(":")
+            value = value.strip(" \t")
             lowered = name.lower()
-            if lowered == b"content-length":
-                lengths.update(v.strip(b" \t") for v in value.split(b","))
-            elif lowered == b"transfer-encoding":
-                codings += b"," + value.lower()
-            elif lowered == b"connection":
-                connection += b"," + value.lower()
-            headers[lowered.decode("latin-1")] = value.decode("latin-1")
+            headers[lowered] = value
+            if lowered == "content-length":
+                lengths.update(v.strip(" \t") for v in value.split(","))
+            elif lowered == "transfer-encoding":
+                codings += "," + value.lower()
+            elif lowered == "connection":
+                connection += "," + value.lower()
         if 100 <= status < 200:
             if status == 101:
                 raise ProtocolError("the app switched protocols")
             return  # an interim response (100 Continue, 103 Early Hints): the real one follows
         self._status, self._headers = status, headers
-        tokens = {t.strip() for t in connection.split(b",")}
-        self._keep = b"close" not in tokens and (status_line[1] == b"1" or b"keep-alive" in tokens)
+        tokens = {t.strip() for t in connection.split(",")}
+        self._keep = "close" not in tokens and (match[1] == "1" or "keep-alive" in tokens)
         if status in (204, 304):
             self._framing, self._remaining = "length", 0
         elif codings:
-            final = codings.rsplit(b",", 1)[1].strip()
-            self._framing = "chunked" if final == b"chunked" else "close"
+            final = codings.rsplit(",", 1)[1].strip()
+            self._framing = "chunked" if final == "chunked" else "close"
         elif lengths:
-            if len(lengths) != 1 or not next(iter(lengths)).isdigit():
+            length = next(iter(lengths))
+            if len(lengths) != 1 or not (length.isascii() and length.isdigit()):
                 raise ProtocolError("the response has an invalid Content-Length")
-            self._framing, self._remaining = "length", int(next(iter(lengths)))
+            self._framing, self._remaining = "length", int(length)
         else:
             self._framing = "close"
 

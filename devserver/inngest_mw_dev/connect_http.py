@@ -27,7 +27,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def is_connect_url(url: str) -> bool:
-    return url.startswith(CONNECT_APP_URL + "?") or url == CONNECT_APP_URL
+    """Whether ``url`` is ``CONNECT_APP_URL``, with or without a query (asked on every call)."""
+    return url.startswith(CONNECT_APP_URL) and url[len(CONNECT_APP_URL) :][:1] in ("", "?")
 
 
 def connect_app_url(app_name: str) -> str:

@@ -152,36 +152,33 @@ def splice_body(
     ``qi_id`` names this dispatch, for a request that may checkpoint (the engine refuses a
     checkpoint from a dispatch it has given up on).
     """
-    stack = [step for step, _ in steps_json]
-
+    quoted = [_string(step) for step, _ in steps_json]
     # ``ctx`` by hand, its keys in JCS order: every value is a string, an integer or a boolean.
-    stack_json = "[" + ",".join(map(_string, stack)) + "]"
     immediate = "true" if disable_immediate_execution else "false"
+    qi = "" if qi_id is None else f'"qi_id":{_string(qi_id)},'
     head = (
-        f'{{"attempt":{int(attempt)},"disable_immediate_execution":{immediate},"env":"",'
-        f'"fn_id":{_string(fn_uuid)},"max_attempts":{int(max_attempts)},'
-        + ("" if qi_id is None else f'"qi_id":{_string(qi_id)},')
-        + f'"run_id":{_string(run_id)},"stack":{{"current":{len(stack)},"stack":{stack_json}}},'
-        f'"step_id":{_string(step_id)},"use_api":'
+        f'{{"ctx":{{"attempt":{int(attempt)},"disable_immediate_execution":{immediate},"env":"",'
+        f'"fn_id":{_string(fn_uuid)},"max_attempts":{int(max_attempts)},{qi}'
+        f'"run_id":{_string(run_id)},"stack":{{"current":{len(quoted)},'
+        f'"stack":[{",".join(quoted)}]}},"step_id":{_string(step_id)},"use_api":'
     )
-
-    def render(use_api: bool) -> bytes:
-        flag = "true" if use_api else "false"
-        ctx = f"{head}{flag}}}"
-        if use_api:
-            events, steps = "[]", "{}"
-        else:
-            events = events_json
-            ordered = sorted(steps_json, key=lambda pair: _utf16(pair[0]))
-            steps = "{" + ",".join(f"{_string(step)}:{memo}" for step, memo in ordered) + "}"
-        text = (
-            f'{{"ctx":{ctx},"event":{first_event_json},"events":{events},"steps":{steps},'
-            f'"use_api":{flag},"version":2}}'
-        )
-        return text.encode()
-
-    encoded = render(False)
-    return render(True) if len(encoded) > MAX_REQUEST_BODY else encoded
+    # ``steps`` in JCS key order: UTF-16 code units, which for ASCII keys (step IDs are hashes)
+    # is the order of the strings themselves.
+    if all(step.isascii() for step, _ in steps_json):
+        order = sorted(range(len(quoted)), key=lambda i: steps_json[i][0])
+    else:
+        order = sorted(range(len(quoted)), key=lambda i: _utf16(steps_json[i][0]))
+    steps = ",".join([f"{quoted[i]}:{steps_json[i][1]}" for i in order])
+    body = (
+        f'{head}false}},"event":{first_event_json},"events":{events_json},"steps":{{{steps}}},'
+        '"use_api":false,"version":2}'
+    ).encode()
+    if len(body) <= MAX_REQUEST_BODY:
+        return body
+    return (
+        f'{head}true}},"event":{first_event_json},"events":[],"steps":{{}},'
+        '"use_api":true,"version":2}'
+    ).encode()
 
 
 _string: Callable[[str], str] = json.encoder.encode_basestring

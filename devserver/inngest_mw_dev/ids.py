@@ -18,13 +18,16 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _NAMESPACE = uuid.UUID("8a3c6c2e-6d1f-4b7e-9a52-2f1c0c8e5d11")
 
 
+_PAIRS = [_ALPHABET[i >> 5] + _ALPHABET[i & 31] for i in range(1024)]
+"""Every 10-bit value as its two base-32 digits."""
+_SHIFTS = range(120, -1, -10)
+
+
 def _encode(ms: int, entropy: bytes) -> str:
+    """26 base-32 digits (Crockford's alphabet) of the 48-bit time and the 80-bit entropy: 130
+    bits, read two digits at a time from the top (the first two bits are always zero)."""
     value = (ms & ((1 << 48) - 1)) << 80 | int.from_bytes(entropy[:10].rjust(10, b"\0"), "big")
-    chars = []
-    for _ in range(26):
-        value, index = divmod(value, 32)
-        chars.append(_ALPHABET[index])
-    return "".join(reversed(chars))
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def new_ulid(ms: int | None = None) -> str:

@@ -264,6 +264,10 @@ def test_malformed_responses_raise_protocol_errors() -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\nx",
         b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nbad header line\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nxx",  # a Latin-1 digit is no length
+        b"HTTP/1.1 200 OK\r\nX-A: 1\nContent-Length: 0\r\n\r\n",  # a bare LF in a field
+        b"HTTP/1.1 200 OK\r\nX-A : 1\r\n\r\n",  # space before the colon
+        b"HTTP/1.1 200 OK\r\n: 1\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
         b"HTTP/1.1 200 OK\r\nX: " + b"a" * (70 * 1024),
@@ -271,6 +275,18 @@ def test_malformed_responses_raise_protocol_errors() -> None:
     for answer in bad:
         (result,) = _run(RawPeer([[answer]]), [b"x"])
         assert isinstance(result, ProtocolError), (answer[:60], result)
+
+
+def test_a_protocol_error_says_which_part_of_the_head_is_wrong() -> None:
+    for answer, said in [
+        (b"HTTP/2 200 OK\r\n\r\n", "not an HTTP/1.x response"),
+        (b"HTTP/1.1 200 OK\rX: 1\r\n\r\n", "not an HTTP/1.x response"),
+        (b"HTTP/1.1 200 OK\r\nX\x00: 1\r\n\r\n", "malformed header line"),
+        (b"HTTP/1.1 200\r\nContent-Length: 1x\r\n\r\n", "invalid Content-Length"),
+    ]:
+        (result,) = _run(RawPeer([[answer]]), [b"x"])
+        assert isinstance(result, ProtocolError), (answer, result)
+        assert said in str(result), (answer, result)
 
 
 def test_an_answer_cut_short_raises_a_connection_error() -> None:

@@ -6,7 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import jcs
-from inngest_mw_dev.executor import build_body, first_event_json, splice_body
+from hypothesis import given
+from hypothesis import strategies as st
+from inngest_mw_dev.canonical import canonical_text
+from inngest_mw_dev.executor import MAX_REQUEST_BODY, build_body, first_event_json, splice_body
 from inngest_mw_dev.store import Store
 from store_rows import running_run
 
@@ -99,3 +102,94 @@ def test_a_memo_is_saved_once_and_a_reused_item_starts_afresh(tmp_path: Path) ->
     assert (item.run_at, item.attempt, item.payload) == (5.0, 0, {})
     assert [i.id for i in store.lease_due(5.0, 30, 10)] == [item_id]
     store.close()
+
+
+# Past the BMP, UTF-16 order differs from code-point order (a surrogate pair sorts below U+E000).
+_KEYS = st.text(st.sampled_from('a"\u00e9\ue000\uffff\U0001f600'), max_size=3) | st.text(
+    st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=6
+)
+_MEMOS = st.dictionaries(
+    _KEYS,
+    st.one_of(
+        st.builds(lambda v: {"data": v}, st.none() | st.integers() | st.text(max_size=4)),
+        st.builds(lambda m: {"error": {"name": "E", "message": m}}, st.text(max_size=4)),
+    ),
+    max_size=6,
+)
+
+
+@given(
+    memos=_MEMOS,
+    ascii_keys=st.booleans(),
+    step_id=_KEYS,
+    attempt=st.integers(0, 5),
+    immediate=st.booleans(),
+    qi_id=st.none() | _KEYS,
+)
+def test_a_spliced_body_is_the_canonical_body_for_any_step_ids(
+    memos: dict[str, Any],
+    ascii_keys: bool,
+    step_id: str,
+    attempt: int,
+    immediate: bool,
+    qi_id: str | None,
+) -> None:
+    """Step IDs are hashes in practice (ASCII), but any text orders as JCS says (UTF-16)."""
+    if ascii_keys:
+        memos = {key.encode("unicode_escape").decode(): memo for key, memo in memos.items()}
+    stack = list(memos)
+    body = splice_body(
+        events_json=canonical_text([EVENT]),
+        first_event_json=canonical_text(EVENT),
+        steps_json=[(step, canonical_text(memos[step])) for step in stack],
+        fn_uuid="f",
+        run_id="r",
+        step_id=step_id,
+        attempt=attempt,
+        max_attempts=4,
+        disable_immediate_execution=immediate,
+        qi_id=qi_id,
+    )
+    ctx: dict[str, Any] = {
+        "fn_id": "f",
+        "run_id": "r",
+        "env": "",
+        "step_id": step_id,
+        "attempt": attempt,
+        "max_attempts": 4,
+        "stack": {"stack": stack, "current": len(stack)},
+        "disable_immediate_execution": immediate,
+        "use_api": False,
+    }
+    if qi_id is not None:
+        ctx["qi_id"] = qi_id
+    expected = {"event": EVENT, "events": [EVENT], "steps": memos, "ctx": ctx}
+    assert body == jcs.canonicalize({**expected, "version": 2, "use_api": False})
+
+
+def test_a_body_past_the_limit_leaves_events_and_steps_to_the_api() -> None:
+    memo = canonical_text({"data": "x" * MAX_REQUEST_BODY})
+    body = splice_body(
+        events_json=canonical_text([EVENT]),
+        first_event_json=canonical_text(EVENT),
+        steps_json=[("h", memo)],
+        fn_uuid="f",
+        run_id="r",
+        step_id="step",
+        attempt=0,
+        max_attempts=4,
+        disable_immediate_execution=False,
+    )
+    ctx = {
+        "fn_id": "f",
+        "run_id": "r",
+        "env": "",
+        "step_id": "step",
+        "attempt": 0,
+        "max_attempts": 4,
+        "stack": {"stack": ["h"], "current": 1},
+        "disable_immediate_execution": False,
+        "use_api": True,
+    }
+    expected = {"event": EVENT, "events": [], "steps": {}, "ctx": ctx, "version": 2}
+    assert body == jcs.canonicalize({**expected, "use_api": True})

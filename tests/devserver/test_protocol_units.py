@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from inngest_mw_dev.connect_http import CONNECT_APP_URL, connect_app_url, is_connect_url
 from inngest_mw_dev.cron import parse_cron
 from inngest_mw_dev.executor import (
     MAX_REQUEST_BODY,
@@ -159,9 +163,39 @@ def test_ulids_are_unique_sortable_and_seedable() -> None:
     assert ulid_from_seed("garbage", 0) is None
 
 
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+@given(ms=st.integers(0, (1 << 48) - 1), entropy=st.binary(min_size=10, max_size=10))
+def test_a_ulid_is_its_time_then_its_entropy_in_crockford_base32(ms: int, entropy: bytes) -> None:
+    seed = f"{ms},{base64.b64encode(entropy).decode()}"
+    ulid = ulid_from_seed(seed, 0)
+    assert ulid is not None
+    assert len(ulid) == 26
+    value = 0
+    for char in ulid:
+        value = value * 32 + _CROCKFORD.index(char)
+    assert (value >> 80, value & ((1 << 80) - 1)) == (ms, int.from_bytes(entropy, "big"))
+
+
+def test_ulid_edges_encode_as_the_spec_says() -> None:
+    zero = base64.b64encode(bytes(10)).decode()
+    top = base64.b64encode(b"\xff" * 10).decode()
+    assert ulid_from_seed(f"0,{zero}", 0) == "0" * 26
+    assert ulid_from_seed(f"1,{zero}", 0) == "0000000001" + "0" * 16
+    assert ulid_from_seed(f"{(1 << 48) - 1},{top}", 0) == "7ZZZZZZZZZ" + "Z" * 16
+
+
 def test_cron_schedules_respect_their_time_zone() -> None:
     utc = parse_cron("0 9 * * *")
     paris = parse_cron("TZ=Europe/Paris 0 9 * * *")
     start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp()
     assert dt.datetime.fromtimestamp(utc.next_after(start), dt.UTC).hour == 9
     assert dt.datetime.fromtimestamp(paris.next_after(start), dt.UTC).hour == 8
+
+
+def test_only_the_connect_url_itself_is_a_connect_url() -> None:
+    assert is_connect_url(CONNECT_APP_URL)
+    assert is_connect_url(connect_app_url("my app"))
+    for url in ["ws://connector", "ws://connect/x", "http://127.0.0.1/api", "ws://connec"]:
+        assert not is_connect_url(url), url
