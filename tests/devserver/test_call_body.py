@@ -22,24 +22,37 @@ MEMOS = {
 }
 
 
-def _expected(steps: dict[str, Any], stack: list[str]) -> bytes:
+def _expected(
+    steps: dict[str, Any],
+    stack: list[str],
+    *,
+    step_id: str = 's"1',
+    attempt: int = 2,
+    immediate: bool = True,
+    qi_id: str | None = None,
+    use_api: bool = False,
+) -> bytes:
+    """The canonical body (JCS) of a call of run ``r`` of function ``f`` (``max_attempts`` 4)."""
+    ctx: dict[str, Any] = {
+        "fn_id": "f",
+        "run_id": "r",
+        "env": "",
+        "step_id": step_id,
+        "attempt": attempt,
+        "max_attempts": 4,
+        "stack": {"stack": stack, "current": len(stack)},
+        "disable_immediate_execution": immediate,
+        "use_api": use_api,
+    }
+    if qi_id is not None:
+        ctx["qi_id"] = qi_id
     body = {
         "event": EVENT,
-        "events": [EVENT],
-        "steps": steps,
-        "ctx": {
-            "fn_id": "f",
-            "run_id": "r",
-            "env": "",
-            "step_id": 's"1',
-            "attempt": 2,
-            "max_attempts": 4,
-            "stack": {"stack": stack, "current": len(stack)},
-            "disable_immediate_execution": True,
-            "use_api": False,
-        },
+        "events": [] if use_api else [EVENT],
+        "steps": {} if use_api else steps,
+        "ctx": ctx,
         "version": 2,
-        "use_api": False,
+        "use_api": use_api,
     }
     encoded: bytes = jcs.canonicalize(body)
     return encoded
@@ -150,21 +163,10 @@ def test_a_spliced_body_is_the_canonical_body_for_any_step_ids(
         disable_immediate_execution=immediate,
         qi_id=qi_id,
     )
-    ctx: dict[str, Any] = {
-        "fn_id": "f",
-        "run_id": "r",
-        "env": "",
-        "step_id": step_id,
-        "attempt": attempt,
-        "max_attempts": 4,
-        "stack": {"stack": stack, "current": len(stack)},
-        "disable_immediate_execution": immediate,
-        "use_api": False,
-    }
-    if qi_id is not None:
-        ctx["qi_id"] = qi_id
-    expected = {"event": EVENT, "events": [EVENT], "steps": memos, "ctx": ctx}
-    assert body == jcs.canonicalize({**expected, "version": 2, "use_api": False})
+    expected = _expected(
+        memos, stack, step_id=step_id, attempt=attempt, immediate=immediate, qi_id=qi_id
+    )
+    assert body == expected
 
 
 def test_a_body_past_the_limit_leaves_events_and_steps_to_the_api() -> None:
@@ -180,16 +182,4 @@ def test_a_body_past_the_limit_leaves_events_and_steps_to_the_api() -> None:
         max_attempts=4,
         disable_immediate_execution=False,
     )
-    ctx = {
-        "fn_id": "f",
-        "run_id": "r",
-        "env": "",
-        "step_id": "step",
-        "attempt": 0,
-        "max_attempts": 4,
-        "stack": {"stack": ["h"], "current": 1},
-        "disable_immediate_execution": False,
-        "use_api": True,
-    }
-    expected = {"event": EVENT, "events": [], "steps": {}, "ctx": ctx, "version": 2}
-    assert body == jcs.canonicalize({**expected, "use_api": True})
+    assert body == _expected({}, ["h"], step_id="step", attempt=0, immediate=False, use_api=True)
