@@ -170,11 +170,10 @@ def test_a_spliced_body_is_the_canonical_body_for_any_step_ids(
 
 
 def test_a_body_past_the_limit_leaves_events_and_steps_to_the_api() -> None:
-    memo = canonical_text({"data": "x" * MAX_REQUEST_BODY})
-    body = splice_body(
-        events_json=canonical_text([EVENT]),
-        first_event_json=canonical_text(EVENT),
-        steps_json=[("h", memo)],
+    body = build_body(
+        events=[EVENT],
+        steps={"h": {"data": "x" * MAX_REQUEST_BODY}},
+        stack=["h"],
         fn_uuid="f",
         run_id="r",
         step_id="step",
